@@ -1,0 +1,95 @@
+// swift-tools-version:6.1
+// swapgate — the edge gateway of an OVES battery swap station.
+//
+// Folder map (see README.md, "Architecture"):
+//   Sources/CModbus, Sources/CMosquitto   C system libraries, nothing else
+//   Sources/ModbusLink                    the only Swift that touches libmodbus
+//   Sources/MQTTLink                      the only Swift that touches libmosquitto
+//   Sources/StationDomain                 pure station domain: map, slots, batteries, rules
+//   Sources/Acquisition                   the bus owner: polls the cabinet, keeps the live model
+//   Sources/StationStore                  SQLite (GRDB): event log and, later, swaps/entitlements
+//   Sources/GatewayCore                   services wiring the above into the daemon
+//   Sources/swapgate, swapctl, swapbench  executables
+//   firmware-sim/                         the simulated cabinet controller (station-sim)
+import PackageDescription
+
+let package = Package(
+    name: "swapgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "swapgate", targets: ["swapgate"]),
+        .executable(name: "swapctl", targets: ["swapctl"]),
+        .executable(name: "station-sim", targets: ["station-sim"]),
+        .executable(name: "swapbench", targets: ["swapbench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries: a module map and an umbrella header each, nothing more.
+        .systemLibrary(name: "CModbus", path: "Sources/CModbus", pkgConfig: "libmodbus",
+                       providers: [.apt(["libmodbus-dev"])]),
+        .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto", pkgConfig: "libmosquitto",
+                       providers: [.apt(["libmosquitto-dev"])]),
+
+        // Adapters: the only Swift files that see C.
+        .target(name: "ModbusLink", dependencies: ["CModbus"]),
+        .target(name: "MQTTLink", dependencies: ["CMosquitto"]),
+
+        // The domain: no C, no I/O.
+        .target(name: "StationDomain"),
+
+        .target(name: "Acquisition", dependencies: [
+            "StationDomain", "ModbusLink",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "StationStore", dependencies: [
+            "StationDomain",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .target(name: "GatewayCore", dependencies: [
+            "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+
+        .executableTarget(name: "swapgate", dependencies: [
+            "GatewayCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "swapctl", dependencies: [
+            "GatewayCore", "Acquisition", "StationDomain", "ModbusLink",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "swapbench", dependencies: [
+            "GatewayCore", "Acquisition", "ModbusLink", "MQTTLink", "StationStore", "SimulatorCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // The simulated cabinet controller firmware. It implements the map on its own,
+        // independently of the gateway, so that each side checks the other.
+        .target(name: "SimulatorCore", path: "firmware-sim/Sources/SimulatorCore"),
+        .executableTarget(name: "station-sim", dependencies: [
+            "SimulatorCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "firmware-sim/Sources/station-sim"),
+
+        // Shared by the test targets: starting real peers and stopping them by PID.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
+        .testTarget(name: "StationDomainTests", dependencies: ["StationDomain"]),
+        .testTarget(name: "SimulatorCoreTests", dependencies: ["TestSupport", "SimulatorCore"]),
+        .testTarget(name: "AcquisitionTests", dependencies: ["TestSupport", 
+            "Acquisition", "ModbusLink", "StationDomain", "SimulatorCore",
+        ]),
+        .testTarget(name: "MQTTLinkTests", dependencies: ["TestSupport", "MQTTLink"]),
+        .testTarget(name: "StationStoreTests", dependencies: ["TestSupport", "StationStore", "StationDomain"]),
+    ]
+)
