@@ -1,0 +1,296 @@
+import Foundation
+import Logging
+import ModbusLink
+import StationDomain
+
+/// Keeps the live model of the station by polling the cabinet over its bus owner, and publishes the
+/// changes it sees. See docs/acquisition.md for the loop, the request budget and the stale rule.
+public actor CabinetAcquisition {
+    public nonisolated let configuration: AcquisitionConfiguration
+    public nonisolated let bus: BusOwner
+    public nonisolated let broadcast = ChangeBroadcast()
+    private let logger: Logger
+    /// The latest snapshot, readable without hopping onto the actor (swap decisions, status API).
+    private nonisolated let latest = LockedBox(StationSnapshot())
+    private nonisolated let stats = LockedBox(AcquisitionStatistics())
+
+    private var tracker: StationTracker
+    private var slotBlocks: [Int: SlotStatus] = [:]
+    private var slotFailures: [Int: Int] = [:]
+    private var previousSummary: [UInt16]?
+    private var failedCycles = 0
+    private var lastDevice: CabinetInfo?
+    private var lastDetail: ContinuousClock.Instant?
+    private var lastMeter: ContinuousClock.Instant?
+    private var lastWatchdog: ContinuousClock.Instant?
+    private var lastClock: ContinuousClock.Instant?
+    private var watchdogCounter: UInt16 = 0
+    private var needsFullResync = true
+    private var meter: MeterReading?
+    private var commandSeq: UInt16?
+    private var reportedSlotMismatch = false
+
+    public init(configuration: AcquisitionConfiguration, logger: Logger = Logger(label: "swapgate.acquisition")) {
+        self.configuration = configuration
+        self.bus = BusOwner(transport: configuration.transport, timings: configuration.timings)
+        self.tracker = StationTracker(policy: configuration.batteryPolicy)
+        self.logger = logger
+    }
+
+    public nonisolated var snapshot: StationSnapshot { latest.current }
+    public nonisolated var statistics: AcquisitionStatistics { stats.current }
+
+    public var quarantined: [Int: [QuarantineReason]] { tracker.quarantine }
+    public var inventory: Inventory? { tracker.inventory() }
+    /// Whether the battery in `slot` is ready to hand out under the battery policy.
+    public func isReady(slot: Int) -> Bool {
+        guard let s = tracker.current?.slot(slot) else { return false }
+        return tracker.isReady(s)
+    }
+
+    /// Polls until the task is cancelled. Reconnects with exponential backoff while the cabinet is unreachable.
+    public func run() async {
+        var backoff = configuration.reconnectDelayMin
+        let clock = ContinuousClock()
+        while !Task.isCancelled {
+            let started = clock.now
+            let ok = await cycle()
+            let delay: Double
+            if ok {
+                backoff = configuration.reconnectDelayMin
+                delay = configuration.fastInterval
+            } else {
+                delay = max(configuration.fastInterval, backoff)
+                backoff = min(configuration.reconnectDelayMax, backoff * 2)
+            }
+            let next = started.advanced(by: .milliseconds(Int64(delay * 1000)))
+            try? await Task.sleep(until: next, clock: clock)
+        }
+        await bus.close()
+        broadcast.finish()
+    }
+
+    /// One acquisition cycle. Returns false when the cabinet did not answer the fast part.
+    @discardableResult
+    public func cycle() async -> Bool {
+        let now = ContinuousClock.now
+        var plan = ScanPlan()
+        plan.previousSummary = needsFullResync ? nil : previousSummary
+        plan.allSlots = needsFullResync || lastDetail.map { now - $0 >= .seconds(configuration.detailInterval) } ?? true
+        plan.forcedSlots = Set(slotFailures.keys)
+        plan.readMeter = configuration.meterEnabled
+            && (lastMeter.map { now - $0 >= .seconds(configuration.meterInterval) } ?? true)
+        if lastWatchdog.map({ now - $0 >= .seconds(configuration.watchdogInterval) }) ?? true {
+            watchdogCounter &+= 1
+            plan.watchdogValue = watchdogCounter
+        }
+        if needsFullResync || (lastClock.map { now - $0 >= .seconds(configuration.clockSyncInterval) } ?? true) {
+            plan.clockSeconds = UInt32(clamping: Int(Date().timeIntervalSince1970))
+        }
+
+        let result: ScanResult
+        let fixedPlan = plan
+        do {
+            result = try await bus.run { conn in Scan.execute(fixedPlan, on: conn) }
+        } catch {
+            result = ScanResult(device: .failure((error as? ModbusError) ?? .link("\(error)")))
+        }
+        stats.withLock { $0.cycles += 1; $0.requests += max(result.requests, 1) }
+        return process(result, plan: plan, at: now)
+    }
+
+    private func process(_ result: ScanResult, plan: ScanPlan, at now: ContinuousClock.Instant) -> Bool {
+        let millis = Int64(Date().timeIntervalSince1970 * 1000)
+        // Fast part: device block and summary.
+        var device: CabinetInfo?
+        var summary: [UInt16]?
+        var failure: String?
+        switch result.device {
+        case let .success(regs):
+            do { device = try CabinetDecoder.device(Registers(regs)) } catch { failure = error.description }
+        case let .failure(e):
+            failure = "device block: \(e)"
+        }
+        if device != nil {
+            switch result.summary {
+            case let .success(regs)?: summary = regs
+            case let .failure(e)?: failure = "slot summary: \(e)"
+            case nil: failure = "slot summary not read"
+            }
+        }
+        guard let device, let summary, failure == nil else {
+            failedCycles += 1
+            stats.withLock { $0.failedCycles += 1; $0.lastError = failure }
+            if failedCycles == 1 || failedCycles == configuration.staleAfterFailedCycles {
+                logger.warning("cabinet read failed", metadata: ["reason": "\(failure ?? "?")", "failed_cycles": "\(failedCycles)"])
+            }
+            if failedCycles >= configuration.staleAfterFailedCycles {
+                var snap = latest.current
+                if !snap.cabinetStale {
+                    snap.cabinetStale = true
+                    for i in snap.slots.indices { snap.slots[i].stale = true }
+                    emit(snapshot: snap, at: millis)
+                }
+            }
+            return false
+        }
+        if failedCycles >= configuration.staleAfterFailedCycles {
+            logger.notice("cabinet answers again", metadata: ["after_failed_cycles": "\(failedCycles)"])
+        }
+        failedCycles = 0
+
+        // Reboot: uptime fell. Resynchronise everything next cycle and set the clock again.
+        if let old = lastDevice, device.uptimeSeconds < old.uptimeSeconds {
+            logger.warning("cabinet controller rebooted", metadata: ["old_uptime": "\(old.uptimeSeconds)", "new_uptime": "\(device.uptimeSeconds)"])
+            needsFullResync = true
+            commandSeq = nil
+            lastClock = nil
+            stats.withLock { $0.reboots += 1 }
+        } else if plan.allSlots {
+            needsFullResync = false
+        }
+        if let expected = configuration.expectedSlotCount, expected != device.slotCount, !reportedSlotMismatch {
+            reportedSlotMismatch = true
+            logger.warning("cabinet reports a different slot count than configured",
+                           metadata: ["configured": "\(expected)", "cabinet": "\(device.slotCount)"])
+        }
+        lastDevice = device
+        if plan.watchdogValue != nil {
+            if let e = result.watchdogError { logger.warning("watchdog write failed", metadata: ["error": "\(e)"]) } else { lastWatchdog = now }
+        }
+        if plan.clockSeconds != nil {
+            if let e = result.clockError { logger.warning("clock write failed", metadata: ["error": "\(e)"]) } else { lastClock = now }
+        }
+        if plan.allSlots { lastDetail = now }
+        if let m = result.meter {
+            lastMeter = now
+            switch m {
+            case let .success(regs): meter = try? CabinetDecoder.meter(Registers(regs))
+            case let .failure(e):
+                if meter != nil { logger.info("energy meter not answering", metadata: ["error": "\(e)"]) }
+                meter = nil
+            }
+        }
+
+        // Slots: merge the blocks read this cycle, count failures, apply the stale rule.
+        var slots: [SlotStatus] = []
+        slots.reserveCapacity(device.slotCount)
+        for n in 1 ... device.slotCount {
+            let (state, counter) = CabinetDecoder.summary(summary[n - 1])
+            if let r = result.slotBlocks[n] {
+                switch r {
+                case let .success(regs):
+                    do {
+                        slotBlocks[n] = try CabinetDecoder.slot(n, Registers(regs), changeCounter: counter)
+                        slotFailures[n] = nil
+                    } catch {
+                        slotFailures[n, default: 0] += 1
+                        logger.warning("slot block undecodable", metadata: ["slot": "\(n)", "error": "\(error)"])
+                    }
+                case let .failure(e):
+                    slotFailures[n, default: 0] += 1
+                    if slotFailures[n] == 1 { logger.warning("slot read failed", metadata: ["slot": "\(n)", "error": "\(e)"]) }
+                }
+            }
+            var slot = slotBlocks[n] ?? SlotStatus(number: n, state: state, changeCounter: counter)
+            slot.changeCounter = counter
+            let failures = slotFailures[n] ?? 0
+            slot.stale = slotBlocks[n] == nil || failures >= configuration.staleAfterFailedCycles
+            if slot.stale && failures == configuration.staleAfterFailedCycles {
+                logger.error("slot is now unknown (stale)", metadata: ["slot": "\(n)", "failed_cycles": "\(failures)"])
+            }
+            slots.append(slot)
+        }
+        previousSummary = summary
+        emit(snapshot: StationSnapshot(cabinet: device, slots: slots, meter: meter, cabinetStale: false, lastUpdateMillis: millis),
+             at: millis)
+        return true
+    }
+
+    private func emit(snapshot: StationSnapshot, at millis: Int64) {
+        let changes = tracker.apply(snapshot, at: millis)
+        latest.withLock { $0 = snapshot }
+        if !changes.isEmpty {
+            stats.withLock { $0.changes += changes.count }
+            broadcast.publish(ChangeBatch(changes: changes, snapshot: snapshot, inventory: tracker.inventory(),
+                                          quarantined: tracker.quarantine, timestamp: Date(timeIntervalSince1970: Double(millis) / 1000)))
+        }
+    }
+
+    // MARK: - On-demand reads and commands
+
+    /// The cell detail block of one slot (read on demand only; it is not part of the polling budget).
+    public func readCells(slot: Int) async throws -> CellDetail {
+        let count = latest.current.cabinet?.slotCount ?? CabinetMap.maxSlots
+        guard slot >= 1, slot <= count else { throw ModbusError.invalidRequest("slot \(slot) outside 1…\(count)") }
+        let range = CabinetMap.cellBlock(slot)
+        let regs = try await bus.run { try $0.readInputRegisters(unit: CabinetMap.cabinetUnit, address: range.start, count: range.count) }
+        return try CabinetDecoder.cells(Registers(regs))
+    }
+
+    /// Sends one command through the command block and waits for the controller's result.
+    ///
+    /// A fresh `seq` per command; the write is retried with the *same* seq on a timeout (the controller
+    /// executes a seq once, so a retry never unlocks twice), and after exception 06 (busy).
+    public func execute(_ command: CabinetCommand, slot: Int, param: UInt16 = 0,
+                        timeout: Double = 3) async throws -> CommandResult {
+        let seq = nextSeq()
+        return try await execute(command, slot: slot, seq: seq, param: param, timeout: timeout)
+    }
+
+    /// As above with a caller-chosen seq (a swap records its seq durably before writing it).
+    public func execute(_ command: CabinetCommand, slot: Int, seq: UInt16, param: UInt16 = 0,
+                        timeout: Double = 3) async throws -> CommandResult {
+        let values: [UInt16] = [command.rawValue, UInt16(clamping: slot), seq, param]
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
+        var lastError: Error?
+        while ContinuousClock.now < deadline {
+            do {
+                let outcome: (UInt16, UInt16)? = try await bus.run { conn in
+                    try conn.writeRegisters(unit: CabinetMap.cabinetUnit, address: CabinetMap.commandBlock.start, values: values)
+                    // Then wait for the result registers to show our seq.
+                    for _ in 0 ..< 50 {
+                        let r = try conn.readInputRegisters(unit: CabinetMap.cabinetUnit,
+                                                            address: UInt16(CabinetMap.Device.lastCommandSeq), count: 2)
+                        if r[0] == seq { return (r[0], r[1]) }
+                        usleep(20_000)
+                    }
+                    return nil
+                }
+                if let (_, raw) = outcome {
+                    stats.withLock { $0.commands += 1 }
+                    return CommandResult(rawValue: raw) ?? .unknownCommand
+                }
+            } catch ModbusError.exception(.serverBusy) {
+                lastError = ModbusError.exception(.serverBusy)
+            } catch let e as ModbusError where !e.needsReconnect {
+                if case .exception = e { throw e }
+                lastError = e
+            } catch {
+                lastError = error
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw lastError ?? ModbusError.timeout
+    }
+
+    private func nextSeq() -> UInt16 {
+        let base = commandSeq ?? latest.current.cabinet?.lastCommandSeq ?? UInt16.random(in: 1 ... 60000)
+        var seq = base &+ 1
+        if seq == 0 { seq = 1 }
+        commandSeq = seq
+        return seq
+    }
+}
+
+/// Counters of the acquisition loop, for diagnostics, metrics and the benchmark.
+public struct AcquisitionStatistics: Sendable, Codable, Hashable {
+    public var cycles = 0
+    public var failedCycles = 0
+    public var requests = 0
+    public var changes = 0
+    public var reboots = 0
+    public var commands = 0
+    public var lastError: String?
+    public init() {}
+}

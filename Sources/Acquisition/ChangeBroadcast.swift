@@ -1,0 +1,50 @@
+import Foundation
+import StationDomain
+
+/// Fans the stream of station changes out to every subscriber (event log, inventory publisher, swaps…).
+/// A batch is one acquisition cycle's changes, in order.
+public final class ChangeBroadcast: Sendable {
+    private let subscribers = LockedBox<[UUID: AsyncStream<ChangeBatch>.Continuation]>([:])
+
+    public init() {}
+
+    /// A new stream of batches from now on. Buffered without bound: the consumers are the daemon's
+    /// own services and batches are small; a stuck consumer shows up in memory metrics, not as lost changes.
+    public func subscribe() -> AsyncStream<ChangeBatch> {
+        let id = UUID()
+        let (stream, continuation) = AsyncStream<ChangeBatch>.makeStream()
+        continuation.onTermination = { [subscribers] _ in subscribers.withLock { $0[id] = nil } }
+        subscribers.withLock { $0[id] = continuation }
+        return stream
+    }
+
+    func publish(_ batch: ChangeBatch) {
+        for c in subscribers.withLock({ Array($0.values) }) { c.yield(batch) }
+    }
+
+    func finish() {
+        for c in subscribers.withLock({ Array($0.values) }) { c.finish() }
+    }
+}
+
+/// One cycle's changes and the snapshot they lead to.
+public struct ChangeBatch: Sendable {
+    public let changes: [StationChange]
+    public let snapshot: StationSnapshot
+    public let inventory: Inventory?
+    public let quarantined: [Int: [QuarantineReason]]
+    public let timestamp: Date
+}
+
+/// A tiny lock-protected box (NSLock; Synchronization.Mutex is not copyable into closures as easily).
+public final class LockedBox<Value>: @unchecked Sendable {
+    // @unchecked: every access to `value` goes through `lock`.
+    private let lock = NSLock()
+    private var value: Value
+    public init(_ value: Value) { self.value = value }
+    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
+    public var current: Value { withLock { $0 } }
+}

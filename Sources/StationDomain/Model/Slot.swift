@@ -1,0 +1,73 @@
+/// Slot state bits (slot block +0, and the low byte of the summary).
+public struct SlotStateBits: OptionSet, Sendable, Codable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let batteryPresent = SlotStateBits(rawValue: 1 << 0)
+    public static let doorClosed = SlotStateBits(rawValue: 1 << 1)
+    public static let locked = SlotStateBits(rawValue: 1 << 2)
+    public static let charging = SlotStateBits(rawValue: 1 << 3)
+    public static let chargeComplete = SlotStateBits(rawValue: 1 << 4)
+    public static let fault = SlotStateBits(rawValue: 1 << 5)
+    public static let bmsLinkOK = SlotStateBits(rawValue: 1 << 6)
+    public static let outOfService = SlotStateBits(rawValue: 1 << 7)
+
+    public static let names: [(SlotStateBits, String)] = [
+        (.batteryPresent, "battery"), (.doorClosed, "door_closed"), (.locked, "locked"), (.charging, "charging"),
+        (.chargeComplete, "charged"), (.fault, "fault"), (.bmsLinkOK, "bms_ok"), (.outOfService, "out_of_service"),
+    ]
+    public var description: String { Self.names.filter { contains($0.0) }.map(\.1).joined(separator: ",") }
+}
+
+/// Slot fault codes (slot block +1).
+public enum SlotFault: UInt16, Sendable, Codable, CustomStringConvertible {
+    case none = 0, lockFault = 1, doorSensorFault = 2, chargerFault = 3, overTemperature = 4, bmsLinkLost = 5
+    case unknownCode = 0xFFFF
+
+    public init(register: UInt16) { self = SlotFault(rawValue: register) ?? .unknownCode }
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .lockFault: "lock_fault"
+        case .doorSensorFault: "door_sensor_fault"
+        case .chargerFault: "charger_fault"
+        case .overTemperature: "slot_over_temperature"
+        case .bmsLinkLost: "bms_link_lost"
+        case .unknownCode: "unknown_fault"
+        }
+    }
+}
+
+/// What the gateway knows of one slot.
+public struct SlotStatus: Sendable, Codable, Hashable {
+    public var number: Int
+    public var state: SlotStateBits
+    public var fault: SlotFault
+    /// Valid only while battery present and BMS link ok; nil otherwise or when the reading was implausible.
+    public var bms: BMSReading?
+    /// Why the BMS fields were discarded, if they were (a value out of the map's range).
+    public var bmsError: String?
+    public var doorOpenCount: UInt16
+    public var insertCount: UInt16
+    /// The summary's change counter (high byte) at the last read.
+    public var changeCounter: UInt8
+    /// True while the slot could not be read for `staleAfterFailedCycles` cycles: never used for a decision.
+    public var stale: Bool
+
+    public init(number: Int, state: SlotStateBits = [], fault: SlotFault = .none, bms: BMSReading? = nil,
+                bmsError: String? = nil, doorOpenCount: UInt16 = 0, insertCount: UInt16 = 0,
+                changeCounter: UInt8 = 0, stale: Bool = false) {
+        self.number = number; self.state = state; self.fault = fault; self.bms = bms; self.bmsError = bmsError
+        self.doorOpenCount = doorOpenCount; self.insertCount = insertCount; self.changeCounter = changeCounter
+        self.stale = stale
+    }
+
+    public var batteryPresent: Bool { state.contains(.batteryPresent) }
+    public var doorClosed: Bool { state.contains(.doorClosed) }
+    public var locked: Bool { state.contains(.locked) }
+    public var charging: Bool { state.contains(.charging) }
+    public var chargeComplete: Bool { state.contains(.chargeComplete) }
+    public var faulted: Bool { state.contains(.fault) || fault != .none }
+    public var bmsLinkOK: Bool { state.contains(.bmsLinkOK) }
+    public var inService: Bool { !state.contains(.outOfService) }
+    public var isEmpty: Bool { !batteryPresent }
+}

@@ -1,0 +1,45 @@
+/// A change at the station, derived from two successive readings of the cabinet.
+/// The gateway turns these into the contract's events (abs-mqtt.md).
+public enum StationChange: Sendable, Hashable, Codable {
+    case cabinetOnline(serial: String, firmware: String, slotCount: Int)
+    case cabinetStale(reason: String)
+    case cabinetRebooted(oldUptime: UInt32, newUptime: UInt32)
+    case cabinetAlarm(raised: CabinetFlags, cleared: CabinetFlags, flags: CabinetFlags)
+    case safeModeChanged(active: Bool)
+    /// `wasUnlocked`: the slot's lock was released (by a command) when the door opened.
+    case doorOpened(slot: Int, wasUnlocked: Bool)
+    case doorClosed(slot: Int)
+    case batteryInserted(slot: Int, battery: BMSReading?)
+    case batteryRemoved(slot: Int, battery: BMSReading?)
+    case batteryCharged(slot: Int, battery: BMSReading, minutesOnCharge: Double?)
+    case batteryAlarm(slot: Int, batteryID: String, protectionRaised: BMSFlags, warningRaised: BMSFlags)
+    case batteryQuarantined(slot: Int, batteryID: String, reasons: [QuarantineReason])
+    case batteryReleased(slot: Int, batteryID: String, reasons: [QuarantineReason])
+    case slotFault(slot: Int, fault: SlotFault)
+    case slotRecovered(slot: Int, fault: SlotFault)
+    case slotServiceChanged(slot: Int, inService: Bool)
+    case slotStale(slot: Int)
+    case slotFresh(slot: Int)
+    case slotDataError(slot: Int, reason: String)
+
+    /// The slot this change is about, if any.
+    public var slot: Int? {
+        switch self {
+        case let .doorOpened(s, _), let .doorClosed(s), let .batteryInserted(s, _), let .batteryRemoved(s, _),
+             let .batteryCharged(s, _, _), let .batteryAlarm(s, _, _, _), let .batteryQuarantined(s, _, _),
+             let .batteryReleased(s, _, _), let .slotFault(s, _), let .slotRecovered(s, _),
+             let .slotServiceChanged(s, _), let .slotStale(s), let .slotFresh(s), let .slotDataError(s, _):
+            return s
+        default:
+            return nil
+        }
+    }
+
+    /// True when this change can alter what the station can hand out (inventory).
+    public var affectsInventory: Bool {
+        switch self {
+        case .doorOpened, .doorClosed, .batteryAlarm, .slotDataError: return false
+        default: return true
+        }
+    }
+}
