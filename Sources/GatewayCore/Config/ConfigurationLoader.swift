@@ -1,0 +1,192 @@
+import Foundation
+import Yams
+
+extension GatewayConfiguration {
+    /// Loads and checks a YAML file. `environment` supplies secrets (SWAPGATE_MQTT_PASSWORD) and overrides.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GatewayConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationErrors(errors: [ConfigurationError("file", "cannot read \(path)")])
+        }
+        return try parse(String(decoding: data, as: UTF8.self), baseDirectory: (path as NSString).deletingLastPathComponent,
+                         environment: environment)
+    }
+
+    public static func parse(_ yaml: String, baseDirectory: String = ".",
+                             environment: [String: String] = [:]) throws -> GatewayConfiguration {
+        let node: Any?
+        do { node = try Yams.load(yaml: yaml) } catch {
+            throw ConfigurationErrors(errors: [ConfigurationError("file", "not valid YAML: \(error)")])
+        }
+        var r = Reader(root: node as? [String: Any] ?? [:])
+        if node != nil && !(node is [String: Any]) { r.errors.append(ConfigurationError("file", "the top level must be a mapping")) }
+        var c = GatewayConfiguration()
+
+        c.station.id = r.string("station.id", c.station.id)
+        if c.station.id.isEmpty { r.errors.append(ConfigurationError("station.id", "is required (e.g. TG-LOME-0007)")) }
+        else if c.station.id.contains(where: { "/+#".contains($0) || $0.isWhitespace }) {
+            r.errors.append(ConfigurationError("station.id", "must not contain '/', '+', '#' or spaces (it is part of MQTT topics)"))
+        }
+        c.station.networkCode = r.string("station.network_code", c.station.networkCode)
+        c.station.outletCode = r.string("station.outlet_code", c.station.outletCode)
+
+        c.cabinet.transport = r.choice("cabinet.transport", c.cabinet.transport, ["tcp", "rtu"])
+        c.cabinet.host = r.string("cabinet.host", c.cabinet.host)
+        c.cabinet.port = r.int("cabinet.port", c.cabinet.port, 1 ... 65535)
+        c.cabinet.device = r.string("cabinet.device", c.cabinet.device)
+        c.cabinet.baud = r.choice("cabinet.baud", c.cabinet.baud, [9600, 19200, 38400, 57600, 115_200])
+        c.cabinet.parity = r.choice("cabinet.parity", c.cabinet.parity, ["N", "E", "O"])
+        c.cabinet.dataBits = r.choice("cabinet.data_bits", c.cabinet.dataBits, [7, 8])
+        c.cabinet.stopBits = r.choice("cabinet.stop_bits", c.cabinet.stopBits, [1, 2])
+        c.cabinet.responseTimeout = r.double("cabinet.response_timeout", c.cabinet.responseTimeout, 0.01 ... 10)
+        c.cabinet.byteTimeout = r.double("cabinet.byte_timeout", c.cabinet.byteTimeout, 0.001 ... 5)
+        c.cabinet.interFrameDelay = r.double("cabinet.inter_frame_delay", c.cabinet.interFrameDelay, 0 ... 1)
+        c.cabinet.retries = r.int("cabinet.retries", c.cabinet.retries, 0 ... 5)
+        c.cabinet.fastInterval = r.double("cabinet.fast_interval", c.cabinet.fastInterval, 0.05 ... 10)
+        c.cabinet.detailInterval = r.double("cabinet.detail_interval", c.cabinet.detailInterval, 0.5 ... 3600)
+        c.cabinet.meter = r.bool("cabinet.meter", c.cabinet.meter)
+        c.cabinet.meterInterval = r.double("cabinet.meter_interval", c.cabinet.meterInterval, 1 ... 3600)
+        c.cabinet.watchdogInterval = r.double("cabinet.watchdog_interval", c.cabinet.watchdogInterval, 0.2 ... 4.5)
+        c.cabinet.clockSyncInterval = r.double("cabinet.clock_sync_interval", c.cabinet.clockSyncInterval, 60 ... 86_400)
+        c.cabinet.staleAfterFailedCycles = r.int("cabinet.stale_after_failed_cycles", c.cabinet.staleAfterFailedCycles, 1 ... 100)
+        c.cabinet.expectedSlots = r.optionalInt("cabinet.expected_slots", 1 ... 48)
+        if c.cabinet.fastInterval > c.cabinet.watchdogInterval {
+            r.errors.append(ConfigurationError("cabinet.fast_interval", "must not exceed cabinet.watchdog_interval (\(c.cabinet.watchdogInterval) s): the watchdog is written from the fast loop"))
+        }
+
+        c.mqtt.host = r.string("mqtt.host", c.mqtt.host)
+        c.mqtt.port = r.int("mqtt.port", c.mqtt.port, 1 ... 65535)
+        c.mqtt.clientID = r.string("mqtt.client_id", c.mqtt.clientID)
+        c.mqtt.protocolVersion = r.choice("mqtt.protocol", c.mqtt.protocolVersion, ["3.1.1", "5"])
+        c.mqtt.keepAlive = r.int("mqtt.keepalive", c.mqtt.keepAlive, 5 ... 3600)
+        c.mqtt.username = r.optionalString("mqtt.username")
+        c.mqtt.password = r.secret("mqtt.password", env: "SWAPGATE_MQTT_PASSWORD", environment: environment, base: baseDirectory)
+        c.mqtt.caFile = r.path("mqtt.ca_file", base: baseDirectory)
+        c.mqtt.certFile = r.path("mqtt.cert_file", base: baseDirectory)
+        c.mqtt.keyFile = r.path("mqtt.key_file", base: baseDirectory)
+        if (c.mqtt.certFile == nil) != (c.mqtt.keyFile == nil) {
+            r.errors.append(ConfigurationError("mqtt.cert_file", "cert_file and key_file go together"))
+        }
+        c.mqtt.tlsInsecure = r.bool("mqtt.tls_insecure", c.mqtt.tlsInsecure)
+        c.mqtt.maxInflight = r.int("mqtt.max_inflight", c.mqtt.maxInflight, 1 ... 1000)
+        c.mqtt.reconnectDelayMin = r.int("mqtt.reconnect_delay_min", c.mqtt.reconnectDelayMin, 1 ... 300)
+        c.mqtt.reconnectDelayMax = r.int("mqtt.reconnect_delay_max", c.mqtt.reconnectDelayMax, c.mqtt.reconnectDelayMin ... 3600)
+
+        c.store.path = r.string("store.path", c.store.path)
+        if !c.store.path.hasPrefix("/") { c.store.path = (baseDirectory as NSString).appendingPathComponent(c.store.path) }
+        c.store.keepSentDays = r.double("store.keep_sent_days", c.store.keepSentDays, 0 ... 3650)
+        c.store.maxSentRows = r.int("store.max_sent_rows", c.store.maxSentRows, 100 ... 100_000_000)
+
+        c.publishing.telemetryInterval = r.double("publishing.telemetry_interval", c.publishing.telemetryInterval, 1 ... 86_400)
+        c.publishing.inventoryDebounce = r.double("publishing.inventory_debounce", c.publishing.inventoryDebounce, 0 ... 1)
+        c.publishing.publishWindow = r.int("publishing.window", c.publishing.publishWindow, 1 ... 1000)
+
+        c.batteries.readySoC = r.double("batteries.ready_soc", c.batteries.readySoC, 1 ... 100)
+        c.batteries.minSoH = r.double("batteries.min_soh", c.batteries.minSoH, 0 ... 100)
+        c.batteries.handoutTempMin = r.double("batteries.handout_temp_min", c.batteries.handoutTempMin, -40 ... 60)
+        c.batteries.handoutTempMax = r.double("batteries.handout_temp_max", c.batteries.handoutTempMax, c.batteries.handoutTempMin ... 80)
+        c.batteries.quarantineTemp = r.double("batteries.quarantine_temp", c.batteries.quarantineTemp, 20 ... 120)
+        c.batteries.releaseTemp = r.double("batteries.release_temp", c.batteries.releaseTemp, 0 ... c.batteries.quarantineTemp)
+
+        c.logLevel = r.choice("log_level", c.logLevel, ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+        r.reportUnknownKeys()
+        if !r.errors.isEmpty { throw ConfigurationErrors(errors: r.errors) }
+        return c
+    }
+}
+
+/// Reads dotted keys from the YAML tree, records every problem with its key, and remembers which keys
+/// were read so that unknown (misspelt) keys are reported too.
+private struct Reader {
+    let root: [String: Any]
+    var errors: [ConfigurationError] = []
+    var seen: Set<String> = []
+
+    init(root: [String: Any]) { self.root = root }
+
+    mutating func raw(_ key: String) -> Any? {
+        seen.insert(key)
+        var node: Any? = root
+        for part in key.split(separator: ".") { node = (node as? [String: Any])?[String(part)] }
+        return node
+    }
+
+    mutating func string(_ key: String, _ def: String) -> String { optionalString(key) ?? def }
+
+    mutating func optionalString(_ key: String) -> String? {
+        guard let v = raw(key) else { return nil }
+        if let s = v as? String { return s }
+        if let i = v as? Int { return String(i) }
+        if let d = v as? Double { return String(d) }
+        errors.append(ConfigurationError(key, "must be a string")); return nil
+    }
+
+    mutating func int(_ key: String, _ def: Int, _ range: ClosedRange<Int>) -> Int {
+        optionalInt(key, range) ?? def
+    }
+
+    mutating func optionalInt(_ key: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let v = raw(key) else { return nil }
+        guard let i = v as? Int else { errors.append(ConfigurationError(key, "must be a whole number, got \(v)")); return nil }
+        guard range.contains(i) else {
+            errors.append(ConfigurationError(key, "\(i) is outside \(range.lowerBound)…\(range.upperBound)")); return nil
+        }
+        return i
+    }
+
+    mutating func double(_ key: String, _ def: Double, _ range: ClosedRange<Double>) -> Double {
+        guard let v = raw(key) else { return def }
+        let d: Double
+        if let x = v as? Double { d = x } else if let i = v as? Int { d = Double(i) } else {
+            errors.append(ConfigurationError(key, "must be a number, got \(v)")); return def
+        }
+        guard range.contains(d) else {
+            errors.append(ConfigurationError(key, "\(d) is outside \(range.lowerBound)…\(range.upperBound)")); return def
+        }
+        return d
+    }
+
+    mutating func bool(_ key: String, _ def: Bool) -> Bool {
+        guard let v = raw(key) else { return def }
+        guard let b = v as? Bool else { errors.append(ConfigurationError(key, "must be true or false, got \(v)")); return def }
+        return b
+    }
+
+    mutating func choice<T: Equatable>(_ key: String, _ def: T, _ allowed: [T]) -> T {
+        guard let v = raw(key) else { return def }
+        let value: T? = (v as? T) ?? ((T.self == String.self) ? ("\(v)" as? T) : nil)
+        guard let value, allowed.contains(value) else {
+            errors.append(ConfigurationError(key, "\(v) is not one of \(allowed.map { "\($0)" }.joined(separator: ", "))")); return def
+        }
+        return value
+    }
+
+    mutating func path(_ key: String, base: String) -> String? {
+        guard let s = optionalString(key), !s.isEmpty else { return nil }
+        let p = s.hasPrefix("/") ? s : (base as NSString).appendingPathComponent(s)
+        if !FileManager.default.isReadableFile(atPath: p) { errors.append(ConfigurationError(key, "cannot read \(p)")) }
+        return p
+    }
+
+    /// A secret: `<key>_file` (a file holding it), the environment variable, or the key itself — in that order.
+    mutating func secret(_ key: String, env: String, environment: [String: String], base: String) -> String? {
+        if let file = path("\(key)_file", base: base) {
+            if let data = FileManager.default.contents(atPath: file) {
+                return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            return nil
+        }
+        if let v = environment[env], !v.isEmpty { return v }
+        return optionalString(key)
+    }
+
+    mutating func reportUnknownKeys() {
+        func walk(_ node: [String: Any], _ prefix: String) {
+            for (k, v) in node {
+                let key = prefix.isEmpty ? k : "\(prefix).\(k)"
+                if let sub = v as? [String: Any] { walk(sub, key) }
+                else if !seen.contains(key) { errors.append(ConfigurationError(key, "unknown key (misspelt?)")) }
+            }
+        }
+        walk(root, "")
+    }
+}

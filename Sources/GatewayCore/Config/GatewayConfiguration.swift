@@ -1,0 +1,128 @@
+import Foundation
+import Acquisition
+import ModbusLink
+import StationDomain
+import Yams
+
+/// The gateway's configuration: one YAML file (configs/swapgate.example.yaml documents every key).
+/// Every key is optional and has a default except `station.id`. Values are range-checked at load time
+/// and every error names its key. Secrets come from files (`*_file`) or the environment, never from logs.
+public struct GatewayConfiguration: Sendable {
+    public var station = Station()
+    public var cabinet = Cabinet()
+    public var mqtt = MQTT()
+    public var store = Store()
+    public var publishing = Publishing()
+    public var batteries = Batteries()
+    public var logLevel = "info"
+
+    public struct Station: Sendable {
+        public var id = ""
+        public var networkCode = ""
+        public var outletCode = ""
+    }
+    public struct Cabinet: Sendable {
+        public var transport = "tcp"               // tcp | rtu
+        public var host = "127.0.0.1"
+        public var port = 502
+        public var device = "/dev/ttyS1"
+        public var baud = 115_200
+        public var parity = "N"
+        public var dataBits = 8
+        public var stopBits = 1
+        public var responseTimeout = 0.5
+        public var byteTimeout = 0.05
+        public var interFrameDelay = 0.0
+        public var retries = 1
+        public var fastInterval = 0.5
+        public var detailInterval = 10.0
+        public var meter = true
+        public var meterInterval = 10.0
+        public var watchdogInterval = 2.0
+        public var clockSyncInterval = 3600.0
+        public var staleAfterFailedCycles = 2
+        public var expectedSlots: Int?
+    }
+    public struct MQTT: Sendable {
+        public var host = "127.0.0.1"
+        public var port = 1883
+        public var clientID = ""                  // default: "swapgate-<station id>"
+        public var protocolVersion = "3.1.1"       // 3.1.1 | 5
+        public var keepAlive = 30
+        public var username: String?
+        public var password: String?               // prefer password_file or SWAPGATE_MQTT_PASSWORD
+        public var caFile: String?
+        public var certFile: String?
+        public var keyFile: String?
+        public var tlsInsecure = false
+        public var maxInflight = 20
+        public var reconnectDelayMin = 1
+        public var reconnectDelayMax = 30
+    }
+    public struct Store: Sendable {
+        public var path = "/var/lib/swapgate/station.sqlite"
+        public var keepSentDays = 7.0
+        public var maxSentRows = 200_000
+    }
+    public struct Publishing: Sendable {
+        public var telemetryInterval = 60.0
+        public var inventoryDebounce = 1.0
+        public var publishWindow = 20
+    }
+    public struct Batteries: Sendable {
+        public var readySoC = 95.0
+        public var minSoH = 70.0
+        public var handoutTempMin = 0.0
+        public var handoutTempMax = 45.0
+        public var quarantineTemp = 60.0
+        public var releaseTemp = 50.0
+    }
+
+    public init() {}
+
+    // MARK: Derived settings
+
+    public var acquisition: AcquisitionConfiguration {
+        let transport: ModbusTransport = cabinet.transport == "rtu"
+            ? .rtu(device: cabinet.device, baud: cabinet.baud, parity: ModbusTransport.Parity(rawValue: cabinet.parity) ?? .none,
+                   dataBits: cabinet.dataBits, stopBits: cabinet.stopBits)
+            : .tcp(host: cabinet.host, port: cabinet.port)
+        var a = AcquisitionConfiguration(transport: transport, timings: ModbusTimings(
+            responseTimeout: cabinet.responseTimeout, byteTimeout: cabinet.byteTimeout,
+            interFrameDelay: cabinet.interFrameDelay, retries: cabinet.retries))
+        a.fastInterval = cabinet.fastInterval
+        a.detailInterval = cabinet.detailInterval
+        a.meterEnabled = cabinet.meter
+        a.meterInterval = cabinet.meterInterval
+        a.watchdogInterval = cabinet.watchdogInterval
+        a.clockSyncInterval = cabinet.clockSyncInterval
+        a.staleAfterFailedCycles = cabinet.staleAfterFailedCycles
+        a.expectedSlotCount = cabinet.expectedSlots
+        a.batteryPolicy = batteryPolicy
+        return a
+    }
+
+    public var batteryPolicy: BatteryPolicy {
+        BatteryPolicy(readySoC: batteries.readySoC, minSoH: batteries.minSoH,
+                      handoutTemperature: batteries.handoutTempMin ... batteries.handoutTempMax,
+                      quarantineTemperature: batteries.quarantineTemp, releaseTemperature: batteries.releaseTemp)
+    }
+
+    public var mqttClientID: String { mqtt.clientID.isEmpty ? "swapgate-\(station.id)" : mqtt.clientID }
+}
+
+/// A configuration problem, naming the key.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equatable {
+    public let key: String
+    public let message: String
+    public init(_ key: String, _ message: String) { self.key = key; self.message = message }
+    public var description: String { "\(key): \(message)" }
+}
+
+/// All problems found in one file, so an operator fixes them in one go.
+public struct ConfigurationErrors: Error, Sendable, CustomStringConvertible {
+    public let errors: [ConfigurationError]
+    public var description: String {
+        "configuration has \(errors.count) problem(s):\n" + errors.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import StationDomain
+import StationStore
+
+/// The JSON bodies the station publishes (abs-mqtt.md). Every payload carries `"v": 1`.
+public enum Payloads {
+    public static func event(_ e: StoredEvent, stationID: String) -> [UInt8] {
+        var o: JSONObject = ["v": 1, "event_id": e.eventID.uuidString.lowercased(), "seq": e.seq, "type": e.type,
+                             "station_id": stationID, "ts": Timestamp.rfc3339(e.timestamp)]
+        o["data"] = JSON.decode(e.data) ?? [:]
+        return JSON.encode(o)
+    }
+
+    /// `cabinet` is an addition to the contract's `online` flag: "online", "unreachable" or "safe_mode",
+    /// so ABS sees a station whose gateway is up but whose cabinet is not (docs/mqtt.md).
+    public static func status(online: Bool, stationID: String, version: String, cabinet: String?, now: Date) -> [UInt8] {
+        var o: JSONObject = ["v": 1, "station_id": stationID, "online": online, "ts": Timestamp.rfc3339(now), "version": version]
+        if let cabinet { o["cabinet"] = cabinet }
+        return JSON.encode(o)
+    }
+
+    public static func inventory(_ inv: Inventory, stationID: String, now: Date) -> [UInt8] {
+        JSON.encode(["v": 1, "station_id": stationID, "ts": Timestamp.rfc3339(now),
+                     "ready": inv.ready, "charging": inv.charging, "empty": inv.empty, "faulty": inv.faulty,
+                     "out_of_service": inv.outOfService, "unknown": inv.unknown,
+                     "ready_by_family": inv.readyByFamily])
+    }
+
+    public static func telemetry(_ snap: StationSnapshot, quarantined: [Int: [QuarantineReason]], stationID: String, now: Date) -> [UInt8] {
+        var o: JSONObject = ["v": 1, "station_id": stationID, "ts": Timestamp.rfc3339(now), "cabinet_stale": snap.cabinetStale]
+        if let c = snap.cabinet {
+            o["cabinet"] = ["serial": c.serial, "firmware": c.firmwareVersion, "slot_count": c.slotCount,
+                            "uptime_s": Int(c.uptimeSeconds), "flags": c.flags.names,
+                            "temperature_c": JSON.round(c.temperature), "safe_mode": c.safeMode,
+                            "watchdog_s": Int(c.watchdogSeconds)] as JSONObject
+        }
+        if let m = snap.meter {
+            o["meter"] = ["import_energy_kwh": JSON.round(m.importEnergyKWh, 2), "voltage_v": JSON.round(m.voltage),
+                          "current_a": JSON.round(m.current, 2), "active_power_w": JSON.round(m.activePowerW),
+                          "frequency_hz": JSON.round(m.frequencyHz, 2)] as JSONObject
+        } else {
+            o["meter"] = NSNull()
+        }
+        o["slots"] = snap.slots.map { slot(_: $0, quarantine: quarantined[$0.number]) }
+        return JSON.encode(o)
+    }
+
+    static func slot(_ s: SlotStatus, quarantine: [QuarantineReason]?) -> JSONObject {
+        var o: JSONObject = ["slot": s.number, "state": s.state.description, "battery_present": s.batteryPresent,
+                             "door_closed": s.doorClosed, "locked": s.locked, "charging": s.charging,
+                             "charge_complete": s.chargeComplete, "in_service": s.inService, "bms_link_ok": s.bmsLinkOK,
+                             "fault_code": Int(s.fault == .unknownCode ? 0xFFFF : s.fault.rawValue), "stale": s.stale,
+                             "door_open_count": Int(s.doorOpenCount), "insert_count": Int(s.insertCount)]
+        if let q = quarantine { o["quarantine"] = q.map(\.rawValue) }
+        if let e = s.bmsError { o["bms_error"] = e }
+        if let b = s.bms {
+            o["bms"] = ["battery_id": b.batteryID, "family": b.family.name, "soc": JSON.round(b.socPercent),
+                        "soh": JSON.round(b.sohPercent), "pack_voltage_v": JSON.round(b.packVoltage, 2),
+                        "pack_current_a": JSON.round(b.packCurrent, 2), "temp_max_c": JSON.round(b.tempMax),
+                        "temp_min_c": JSON.round(b.tempMin), "cycle_count": Int(b.cycleCount),
+                        "full_capacity_ah": JSON.round(b.fullCapacityAh, 2),
+                        "remaining_capacity_ah": JSON.round(b.remainingCapacityAh, 2),
+                        "protection": b.protection.names, "warning": b.warning.names,
+                        "cell_v_max": JSON.round(b.cellVMax, 3), "cell_v_min": JSON.round(b.cellVMin, 3)] as JSONObject
+        } else {
+            o["bms"] = NSNull()
+        }
+        return o
+    }
+}

@@ -1,0 +1,69 @@
+import Acquisition
+import ArgumentParser
+import Foundation
+import GatewayCore
+import ModbusLink
+
+/// Where the cabinet is: from a config file, or given on the command line.
+struct BusOptions: ParsableArguments {
+    @Option(name: .long, help: "Gateway configuration file (its cabinet section is used).")
+    var config: String?
+    @Option(name: .long, help: "Modbus TCP host of the cabinet controller.")
+    var host: String?
+    @Option(name: .long, help: "Modbus TCP port.")
+    var port: Int?
+    @Option(name: .long, help: "RS-485 serial device for Modbus RTU (instead of TCP).")
+    var serial: String?
+    @Option(name: .long, help: "RTU baud rate.")
+    var baud: Int = 115_200
+    @Option(name: .long, help: "RTU parity: N, E or O.")
+    var parity: String = "N"
+    @Option(name: .long, help: "Response timeout in seconds.")
+    var timeout: Double = 1.0
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    func acquisition() throws -> CabinetAcquisition {
+        var conf: AcquisitionConfiguration
+        if let config {
+            do { conf = try GatewayConfiguration.load(path: config).acquisition } catch {
+                throw ValidationError("\(error)")
+            }
+        } else {
+            conf = AcquisitionConfiguration(transport: .tcp(host: "127.0.0.1", port: 502))
+        }
+        if let serial {
+            guard let p = ModbusTransport.Parity(rawValue: parity.uppercased()) else { throw ValidationError("--parity must be N, E or O") }
+            conf.transport = .rtu(device: serial, baud: baud, parity: p, dataBits: 8, stopBits: 1)
+        } else if host != nil || port != nil {
+            conf.transport = .tcp(host: host ?? "127.0.0.1", port: port ?? 502)
+        }
+        conf.timings.responseTimeout = timeout
+        conf.meterEnabled = true
+        return CabinetAcquisition(configuration: conf)
+    }
+}
+
+func fail(_ message: String, code: Int32) -> ExitCode {
+    FileHandle.standardError.write(Data("swapctl: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: (try? enc.encode(value)) ?? Data(), as: UTF8.self))
+}
+
+/// Left-aligned text table.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+    return ([line(header), line(widths.map { String(repeating: "-", count: $0) })] + rows.map(line)).joined(separator: "\n")
+}
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
