@@ -1,0 +1,323 @@
+import Foundation
+import GRDB
+
+/// The station's durable store: one SQLite file in WAL mode with `synchronous = FULL`.
+///
+/// The actor is the only way in. GRDB's `DatabasePool` serialises writes on one connection
+/// (every write is one `BEGIN IMMEDIATE … COMMIT` transaction) and runs reads on up to two
+/// reader connections that see the last committed state. Methods suspend while SQLite works,
+/// they never block the caller's thread (except `init`, which opens and migrates).
+///
+/// Every SQLite error leaves as a `StoreError` (see `StoreError` for the mapping).
+public actor StationStore {
+    /// SQLite's `synchronous` setting. `FULL` is the production setting; `NORMAL` exists only
+    /// so the benchmark test can measure what `FULL` costs.
+    enum Synchronous: String, Sendable {
+        case full = "FULL"
+        case normal = "NORMAL"
+    }
+
+    /// Sent rows deleted per transaction by `applyRetention`, so appends interleave with it.
+    static let retentionBatch = 2_000
+    /// Free pages kept inside the file after retention for reuse; beyond that they are given
+    /// back to the file system by an incremental vacuum.
+    static let freePageReserve = 1_024
+    /// Upper bound of the WAL file's size kept after a checkpoint (bytes).
+    static let walSizeLimit = 8 * 1024 * 1024
+
+    public nonisolated let path: String
+    private let pool: DatabasePool
+    private var closed = false
+
+    /// Opens (or creates) the database at `path` and runs the pending migrations.
+    public init(path: String) throws {
+        try self.init(path: path, maxPageCount: nil, synchronous: .full)
+    }
+
+    /// Same as `init(path:)`, with SQLite's `max_page_count` set on the writing connection:
+    /// the database file cannot grow beyond that many pages (4 KiB each) and writes that would
+    /// need more fail with `StoreError.diskFull`, exactly as on a full disk. For tests.
+    public init(path: String, maxPageCount: Int?) throws {
+        try self.init(path: path, maxPageCount: maxPageCount, synchronous: .full)
+    }
+
+    init(path: String, maxPageCount: Int?, synchronous: Synchronous) throws {
+        self.path = path
+        var config = Configuration()
+        config.label = "StationStore"
+        config.foreignKeysEnabled = true
+        config.busyMode = .timeout(5)
+        config.maximumReaderCount = 2
+        let walLimit = Self.walSizeLimit
+        config.prepareDatabase { db in
+            if !db.configuration.readonly {
+                // Only takes effect on a new, empty file (before the first table exists): lets
+                // retention give free pages back to the file system (`PRAGMA incremental_vacuum`).
+                try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+                try db.execute(sql: "PRAGMA journal_size_limit = \(walLimit)")
+            }
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try pool.writeWithoutTransaction { db in
+                // GRDB sets NORMAL when it turns WAL on; FULL syncs the WAL at every commit, so a
+                // committed transaction survives a power cut, not only a process crash.
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+            }
+            try Self.makeMigrator().migrate(pool)
+            try pool.writeWithoutTransaction { db in
+                if let maxPageCount {
+                    _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, maxPageCount))")
+                }
+            }
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    // MARK: Events
+
+    /// Records `events` in one transaction with seqs last+1, last+2, … and returns them as
+    /// stored. Either all are recorded or none (and no seq is consumed).
+    public func appendEvents(_ events: [NewEvent]) async throws -> [StoredEvent] {
+        if events.isEmpty { return [] }
+        return try await write { db in try Self.appendEvents(events, in: db) }
+    }
+
+    /// Unsent events, oldest (lowest seq) first.
+    public func unsentEvents(limit: Int) async throws -> [StoredEvent] {
+        try await unsentEvents(afterSeq: 0, limit: limit)
+    }
+
+    /// Unsent events with seq > `afterSeq`, lowest seq first (for a pipelined sender).
+    public func unsentEvents(afterSeq: Int64, limit: Int) async throws -> [StoredEvent] {
+        try await read { db in
+            try Self.fetchEvents(db, sql: """
+                SELECT \(Self.eventColumns) FROM event INDEXED BY event_unsent
+                WHERE sent_at_ms IS NULL AND seq > ? ORDER BY seq LIMIT ?
+                """, arguments: [afterSeq, max(0, limit)])
+        }
+    }
+
+    /// Marks events as acknowledged by the broker. Idempotent: an event keeps the time it was
+    /// first marked; unknown seqs (never given out, or already deleted) are ignored.
+    public func markSent(seqs: [Int64], at: Date) async throws {
+        if seqs.isEmpty { return }
+        let ms = Self.millis(at)
+        try await write { db in
+            for chunk in stride(from: 0, to: seqs.count, by: 500) {
+                let part = Array(seqs[chunk..<min(chunk + 500, seqs.count)])
+                let marks = databaseQuestionMarks(count: part.count)
+                try db.execute(
+                    sql: "UPDATE event SET sent_at_ms = ? WHERE sent_at_ms IS NULL AND seq IN (\(marks))",
+                    arguments: StatementArguments([ms] + part))
+            }
+        }
+    }
+
+    /// Tail and search for technicians. `newestFirst`: seq ≤ `fromSeq`, descending; otherwise
+    /// seq ≥ `fromSeq`, ascending. `type` is matched exactly; nil means every type.
+    public func events(fromSeq: Int64?, type: String?, limit: Int, newestFirst: Bool) async throws -> [StoredEvent] {
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let fromSeq {
+            conditions.append(newestFirst ? "seq <= ?" : "seq >= ?")
+            arguments.append(fromSeq)
+        }
+        if let type {
+            conditions.append("type = ?")
+            arguments.append(type)
+        }
+        arguments.append(max(0, limit))
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = "SELECT \(Self.eventColumns) FROM event \(whereClause) ORDER BY seq \(newestFirst ? "DESC" : "ASC") LIMIT ?"
+        let args = StatementArguments(arguments)
+        return try await read { db in try Self.fetchEvents(db, sql: sql, arguments: args) }
+    }
+
+    public func stats() async throws -> EventLogStats {
+        let (total, unsent, last, oldestMs) = try await read { db -> (Int, Int, Int64, Int64?) in
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event") ?? 0
+            let unsent = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event INDEXED BY event_unsent WHERE sent_at_ms IS NULL") ?? 0
+            let oldest = try Int64.fetchOne(db, sql: """
+                SELECT ts_ms FROM event INDEXED BY event_unsent WHERE sent_at_ms IS NULL ORDER BY seq LIMIT 1
+                """)
+            return (total, unsent, try Self.lastSeq(in: db), oldest)
+        }
+        return EventLogStats(total: total, unsent: unsent, lastSeq: last,
+                             oldestUnsentTimestamp: oldestMs.map(Self.date), fileBytes: fileBytes())
+    }
+
+    /// Deletes sent events by `policy` and returns how many. Unsent events are never deleted,
+    /// and the seq counter is untouched. Deletes in batches (one transaction each) so appends
+    /// are not held up; then gives free pages beyond a reserve back to the file system.
+    public func applyRetention(_ policy: RetentionPolicy, now: Date) async throws -> Int {
+        let batch = Self.retentionBatch
+        var deleted = 0
+        if policy.keepSentDays.isFinite {
+            let cutoff = Self.millis(now.addingTimeInterval(-max(0, policy.keepSentDays) * 86_400))
+            while true {
+                let n = try await write { db -> Int in
+                    try db.execute(sql: """
+                        DELETE FROM event WHERE seq IN (
+                            SELECT seq FROM event INDEXED BY event_sent_at
+                            WHERE sent_at_ms IS NOT NULL AND sent_at_ms < ? LIMIT ?)
+                        """, arguments: [cutoff, batch])
+                    return db.changesCount
+                }
+                deleted += n
+                if n < batch { break }
+            }
+        }
+        let keep = max(0, policy.maxSentRows)
+        while true {
+            let n = try await write { db -> Int in
+                let sent = try Int.fetchOne(db, sql: """
+                    SELECT COUNT(*) FROM event INDEXED BY event_sent_at WHERE sent_at_ms IS NOT NULL
+                    """) ?? 0
+                let excess = min(sent - keep, batch)
+                if excess <= 0 { return 0 }
+                try db.execute(sql: """
+                    DELETE FROM event WHERE seq IN (
+                        SELECT seq FROM event WHERE sent_at_ms IS NOT NULL ORDER BY seq LIMIT ?)
+                    """, arguments: [excess])
+                return db.changesCount
+            }
+            deleted += n
+            if n < batch { break }
+        }
+        if deleted > 0 { try await releaseFreePages() }
+        return deleted
+    }
+
+    // MARK: Meta
+
+    /// A value of the small key/value table, nil if absent.
+    public func meta(_ key: String) async throws -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+    }
+
+    /// Sets (or, with nil, removes) a value of the key/value table.
+    public func setMeta(_ key: String, _ value: String?) async throws {
+        try await write { db in
+            if let value {
+                try db.execute(sql: """
+                    INSERT INTO meta (key, value) VALUES (?, ?)
+                    ON CONFLICT(key) DO UPDATE SET value = excluded.value
+                    """, arguments: [key, value])
+            } else {
+                try db.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [key])
+            }
+        }
+    }
+
+    // MARK: Escape hatches
+
+    /// Runs `body` in one write transaction (BEGIN IMMEDIATE … COMMIT). If it throws, nothing
+    /// it wrote is kept. SQLite errors leave as `StoreError`; other errors unchanged.
+    public func write<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try checkOpen()
+        do {
+            return try await pool.write(body)
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    /// Runs `body` on a reader connection, in a snapshot of the last committed state.
+    public func read<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try checkOpen()
+        do {
+            return try await pool.read(body)
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    // MARK: Maintenance
+
+    /// Runs SQLite's `integrity_check` and `foreign_key_check`, and checks the seq counter
+    /// against the log. Returns the problems found; empty means healthy.
+    public func integrityCheck() async throws -> [String] {
+        try await read { db in
+            var problems = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+            for row in try Row.fetchAll(db, sql: "PRAGMA foreign_key_check") {
+                problems.append("foreign key violation: \(row)")
+            }
+            let last = try Self.lastSeq(in: db)
+            if let highest = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event"), highest > last {
+                problems.append("event_seq.last_seq \(last) is below the highest event seq \(highest)")
+            }
+            return problems
+        }
+    }
+
+    /// Copies the WAL into the database file and truncates the WAL (`wal_checkpoint(TRUNCATE)`).
+    /// SQLite also checkpoints on its own every ~1000 pages; call this e.g. before a backup.
+    public func checkpoint() async throws {
+        try checkOpen()
+        do {
+            try await pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    /// Closes the database (a last checkpoint, the WAL file is removed). Every later call throws.
+    public func close() async throws {
+        if closed { return }
+        do {
+            try pool.close()
+            closed = true
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    // MARK: Internals
+
+    private func checkOpen() throws {
+        if closed { throw StoreError.other("\(path): the store is closed") }
+    }
+
+    /// Gives free pages beyond `freePageReserve` back to the file system (incremental vacuum).
+    /// Kept pages are reused by later appends without growing the file.
+    private func releaseFreePages() async throws {
+        let reserve = Self.freePageReserve
+        try checkOpen()
+        do {
+            try await pool.writeWithoutTransaction { db in
+                let autoVacuum = try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") ?? 0
+                let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+                if autoVacuum == 2, free > reserve {
+                    try db.execute(sql: "PRAGMA incremental_vacuum(\(free - reserve))")
+                }
+            }
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    private nonisolated func fileBytes() -> Int64 {
+        var total: Int64 = 0
+        for file in [path, path + "-wal"] {
+            if let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber {
+                total += size.int64Value
+            }
+        }
+        return total
+    }
+
+    static func mapError(_ error: any Error, path: String) -> any Error {
+        if error is StoreError { return error }
+        guard let dbError = error as? DatabaseError else { return error }
+        let detail = "\(path): \(dbError.message ?? "\(dbError.extendedResultCode)") (\(dbError.extendedResultCode))"
+        switch dbError.resultCode {
+        case .SQLITE_FULL: return StoreError.diskFull
+        case .SQLITE_READONLY: return StoreError.readOnly
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB: return StoreError.corrupt(detail)
+        case .SQLITE_IOERR, .SQLITE_CANTOPEN: return StoreError.io(detail)
+        default: return StoreError.other(detail)
+        }
+    }
+}
