@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
     ],
     targets: [
         // C libraries: a module map and an umbrella header each, nothing more.
@@ -56,6 +57,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
         .executableTarget(name: "swapgate", dependencies: [
@@ -69,7 +71,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "swapbench", dependencies: [
-            "GatewayCore", "Acquisition", "ModbusLink", "MQTTLink", "StationStore", "SimulatorCore",
+            // CModbus/CMosquitto: the benchmark's baselines are bare libmodbus and libmosquitto loops.
+            "GatewayCore", "Acquisition", "ModbusLink", "MQTTLink", "StationStore", "SimulatorCore", "CModbus", "CMosquitto",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

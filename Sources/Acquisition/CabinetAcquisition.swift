@@ -30,10 +30,14 @@ public actor CabinetAcquisition {
     private var commandSeq: UInt16?
     private var reportedSlotMismatch = false
 
-    public init(configuration: AcquisitionConfiguration, logger: Logger = Logger(label: "swapgate.acquisition")) {
+    /// `seed`: the station as last recorded (see `PersistedStation`), so that a restart reports only real changes.
+    public init(configuration: AcquisitionConfiguration, seed: PersistedStation? = nil,
+                logger: Logger = Logger(label: "swapgate.acquisition")) {
         self.configuration = configuration
         self.bus = BusOwner(transport: configuration.transport, timings: configuration.timings)
-        self.tracker = StationTracker(policy: configuration.batteryPolicy)
+        var tracker = StationTracker(policy: configuration.batteryPolicy)
+        if let seed { tracker.seed(seed.snapshot, quarantine: seed.quarantine) }
+        self.tracker = tracker
         self.logger = logger
     }
 

@@ -36,6 +36,20 @@ public struct ChangeBatch: Sendable {
     public let timestamp: Date
 }
 
+/// What the gateway keeps of the station between runs (stored with the events it produced).
+public struct PersistedStation: Sendable, Codable {
+    public var snapshot: StationSnapshot
+    public var quarantine: [Int: [QuarantineReason]]
+    public init(snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]]) {
+        self.snapshot = snapshot; self.quarantine = quarantine
+    }
+    public static let metaKey = "station_state"
+}
+
+extension ChangeBatch {
+    public var persisted: PersistedStation { PersistedStation(snapshot: snapshot, quarantine: quarantined) }
+}
+
 /// A tiny lock-protected box (NSLock; Synchronization.Mutex is not copyable into closures as easily).
 public final class LockedBox<Value>: @unchecked Sendable {
     // @unchecked: every access to `value` goes through `lock`.

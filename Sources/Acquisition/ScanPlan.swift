@@ -40,6 +40,10 @@ enum Scan {
         return requests
     }
 
+    static func slotRequestsForTesting(_ slots: Set<Int>) -> [String] {
+        slotRequests(slots).map { "\($0.first)+\($0.count)" }
+    }
+
     /// Runs on the bus owner's queue: device block, summary, the slot blocks that changed or are due,
     /// the meter, the watchdog and the clock. Failures are recorded per part, never thrown, so one bad
     /// slot does not hide the others.
@@ -83,11 +87,21 @@ enum Scan {
         } else if case let .success(summary) = summaryResult, let prev = plan.previousSummary {
             for i in 0 ..< slotCount where summary[i] != prev[i] { wanted.insert(i + 1) }
         }
+        let stride = Int(CabinetMap.slotBlockStride)
         for (first, count) in slotRequests(wanted) {
             let range = CabinetMap.slotBlock(first)
-            let stride = Int(CabinetMap.slotBlockStride)
             let r = attempt { () throws(ModbusError) in
                 try conn.readInputRegisters(unit: unit, address: range.start, count: count * stride)
+            }
+            if case .failure(.exception) = r, count > 1 {
+                // One slot's electronics may be refusing: read each alone so its neighbours stay fresh.
+                for slot in first ..< first + count where wanted.contains(slot) {
+                    let one = CabinetMap.slotBlock(slot)
+                    result.slotBlocks[slot] = attempt { () throws(ModbusError) in
+                        try conn.readInputRegisters(unit: unit, address: one.start, count: stride)
+                    }
+                }
+                continue
             }
             for slot in first ..< first + count where wanted.contains(slot) {
                 let offset = (slot - first) * stride

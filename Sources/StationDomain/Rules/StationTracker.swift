@@ -18,6 +18,14 @@ public struct StationTracker: Sendable {
 
     public var quarantinedSlots: Set<Int> { Set(quarantine.keys) }
 
+    /// Starts from what the gateway last recorded before it stopped, so a restart reports only what changed
+    /// while it was down (a battery taken, a controller reboot), not every battery again.
+    public mutating func seed(_ snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]]) {
+        lastCabinet = snapshot.cabinet
+        for slot in snapshot.slots where !slot.stale { lastGood[slot.number] = slot }
+        self.quarantine = quarantine
+    }
+
     public func inventory() -> Inventory? {
         current.map { Inventory.of($0, quarantined: quarantinedSlots, policy: policy) }
     }

@@ -1,0 +1,140 @@
+import Acquisition
+import Crypto
+import Foundation
+import Logging
+import MQTTLink
+import ServiceLifecycle
+import StationDomain
+import StationStore
+
+public enum GatewayVersion {
+    public static let string = "0.3.0"
+}
+
+/// Builds the daemon from a configuration: the store, the acquisition, MQTT and the services that tie
+/// them together, in one ServiceGroup that owns start-up order and graceful shutdown (SIGTERM/SIGINT).
+///
+/// Start order (shutdown runs it backwards): MQTT, station publisher, event publisher, event recorder,
+/// maintenance, acquisition. So at shutdown the acquisition stops first, the recorder drains what it saw,
+/// the publisher sends what it can, the offline status goes out, and MQTT disconnects last.
+public final class Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let store: StationStore
+    public let acquisition: CabinetAcquisition
+    public let mqtt: MQTTClient
+    public let mqttService: MQTTService
+    public let recorder: EventRecorder
+    public let eventPublisher: EventPublisher
+    public let stationPublisher: StationPublisher
+    public let health = GatewayHealth()
+    public let topics: Topics
+    let configDigest: String
+    let logger: Logger
+
+    public init(configuration c: GatewayConfiguration, configText: String, logger: Logger) async throws {
+        self.configuration = c
+        self.logger = logger
+        self.topics = Topics(stationID: c.station.id)
+        self.configDigest = SHA256.hash(data: Data(configText.utf8)).map { String(format: "%02x", $0) }.joined()
+
+        try FileManager.default.createDirectory(atPath: (c.store.path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        store = try StationStore(path: c.store.path)
+        var seed: PersistedStation?
+        if let json = try await store.meta(PersistedStation.metaKey) {
+            seed = try? JSONDecoder().decode(PersistedStation.self, from: Data(json.utf8))
+        }
+        acquisition = CabinetAcquisition(configuration: c.acquisition, seed: seed,
+                                         logger: Self.child(logger, "acquisition"))
+
+        var m = MQTTConfiguration(host: c.mqtt.host, port: c.mqtt.port, clientID: c.mqttClientID)
+        m.cleanSession = false
+        m.keepAliveSeconds = c.mqtt.keepAlive
+        m.protocolVersion = c.mqtt.protocolVersion == "5" ? .v5 : .v311
+        m.username = c.mqtt.username
+        m.password = c.mqtt.password
+        if c.mqtt.caFile != nil || c.mqtt.certFile != nil {
+            m.tls = MQTTTLSConfiguration(caFile: c.mqtt.caFile, certFile: c.mqtt.certFile, keyFile: c.mqtt.keyFile,
+                                         insecureSkipVerify: c.mqtt.tlsInsecure)
+        }
+        m.will = MQTTWill(topic: topics.status, payload: StationPublisher.willPayload(stationID: c.station.id, version: GatewayVersion.string),
+                          qos: 1, retain: true)
+        m.maxInflight = c.mqtt.maxInflight
+        m.reconnectDelayMin = c.mqtt.reconnectDelayMin
+        m.reconnectDelayMax = c.mqtt.reconnectDelayMax
+        mqtt = try MQTTClient(configuration: m)
+        mqttService = MQTTService(client: mqtt, health: health, logger: Self.child(logger, "mqtt"))
+
+        let wake = Wakeup()
+        recorder = EventRecorder(store: store, changes: acquisition.broadcast.subscribe(), wake: wake, health: health,
+                                 logger: Self.child(logger, "events"))
+        eventPublisher = EventPublisher(store: store, mqtt: mqtt, topics: topics, window: c.publishing.publishWindow,
+                                        wake: wake, health: health, logger: Self.child(logger, "publisher"))
+        stationPublisher = StationPublisher(mqtt: mqtt, connection: mqttService, acquisition: acquisition, topics: topics,
+                                            version: GatewayVersion.string, telemetryInterval: c.publishing.telemetryInterval,
+                                            inventoryDebounce: c.publishing.inventoryDebounce, logger: Self.child(logger, "station"))
+    }
+
+    /// Runs until SIGTERM/SIGINT (or a fatal service error), then shuts down in order.
+    public func run() async throws {
+        let previousClean = try await store.meta("clean_shutdown").map { $0 == "true" } ?? true
+        try await store.setMeta("clean_shutdown", "false")
+        if !previousClean { logger.warning("previous run did not shut down cleanly (crash or power loss)") }
+        await recorder.record([ContractEvent("gateway.started", [
+            "version": GatewayVersion.string, "config_digest": configDigest, "previous_shutdown_clean": previousClean,
+        ])])
+        logger.notice("swapgate starting", metadata: [
+            "station": "\(configuration.station.id)", "cabinet": "\(configuration.acquisition.transport)",
+            "broker": "\(configuration.mqtt.host):\(configuration.mqtt.port)", "store": "\(configuration.store.path)",
+            "version": "\(GatewayVersion.string)",
+        ])
+
+        let maintenance = MaintenanceService(store: store, policy: RetentionPolicy(keepSentDays: configuration.store.keepSentDays,
+                                                                                 maxSentRows: configuration.store.maxSentRows),
+                                             logger: Self.child(logger, "maintenance"))
+        let services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance,
+                                       AcquisitionService(acquisition: acquisition)]
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            logger: Self.child(logger, "lifecycle")))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("service group failed", metadata: ["error": "\(error)"])
+            throw error
+        }
+        try await store.setMeta("clean_shutdown", "true")
+        try await store.close()
+        logger.notice("swapgate stopped cleanly")
+    }
+
+    static func child(_ logger: Logger, _ label: String) -> Logger {
+        var l = logger
+        l[metadataKey: "part"] = "\(label)"
+        return l
+    }
+}
+
+/// Periodic upkeep of the store: retention of sent events (never an unsent one) and WAL checkpoints.
+public struct MaintenanceService: Service {
+    let store: StationStore
+    let policy: RetentionPolicy
+    let logger: Logger
+    var interval: Double = 600
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let deleted = try await store.applyRetention(policy, now: Date())
+                    if deleted > 0 { logger.info("retention removed sent events", metadata: ["rows": "\(deleted)"]) }
+                    try await store.checkpoint()
+                } catch {
+                    logger.warning("store maintenance failed", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: .seconds(interval))
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Acquisition
+import Foundation
+import Logging
+import MQTTLink
+import ServiceLifecycle
+import StationDomain
+
+/// Publishes what describes the station as a whole: the retained `status` (online on every connect,
+/// offline explicitly at clean shutdown; the broker's will covers the rest), the retained `inventory`
+/// on change (debounced) and after every connect, and `telemetry` every interval.
+public actor StationPublisher: Service {
+    private let mqtt: MQTTClient
+    private let connection: MQTTService
+    private let acquisition: CabinetAcquisition
+    private let topics: Topics
+    private let version: String
+    private let telemetryInterval: Double
+    private let inventoryDebounce: Double
+    private let logger: Logger
+    private var lastInventory: Inventory?
+    private var lastCabinetState: String?
+    private var inventoryDue: ContinuousClock.Instant?
+    private var telemetryDue = ContinuousClock.now
+    public private(set) var telemetrySent = 0
+    public private(set) var inventorySent = 0
+
+    public init(mqtt: MQTTClient, connection: MQTTService, acquisition: CabinetAcquisition, topics: Topics, version: String,
+                telemetryInterval: Double, inventoryDebounce: Double, logger: Logger) {
+        self.mqtt = mqtt; self.connection = connection; self.acquisition = acquisition; self.topics = topics
+        self.version = version; self.telemetryInterval = telemetryInterval; self.inventoryDebounce = inventoryDebounce
+        self.logger = logger
+    }
+
+    public static func willPayload(stationID: String, version: String) -> [UInt8] {
+        Payloads.status(online: false, stationID: stationID, version: version, cabinet: nil, now: Date())
+    }
+
+    public func run() async throws {
+        let states = connection.connectionStates()
+        let batches = acquisition.broadcast.subscribe()
+        // At this service's turn in the shutdown, the loops are cancelled; then the offline status goes out.
+        try? await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { for await up in states where up { await self.onConnected() } }
+                group.addTask { for await batch in batches { await self.onChanges(batch) } }
+                group.addTask { await self.tick() }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+        await publishOffline()
+    }
+
+    private func onConnected() async {
+        lastInventory = nil   // force a fresh retained inventory after every (re)connect
+        await publishStatus()
+        inventoryDue = ContinuousClock.now
+    }
+
+    private func onChanges(_ batch: ChangeBatch) {
+        if batch.inventory != lastInventory, inventoryDue == nil {
+            inventoryDue = ContinuousClock.now.advanced(by: .milliseconds(Int64(inventoryDebounce * 1000)))
+        }
+        if cabinetState(batch.snapshot) != lastCabinetState {
+            Task { await self.publishStatus() }
+        }
+    }
+
+    private func tick() async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let now = ContinuousClock.now
+            if let due = inventoryDue, now >= due { await publishInventory() }
+            if now >= telemetryDue {
+                telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
+                await publishTelemetry()
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    private func cabinetState(_ snap: StationSnapshot) -> String {
+        if snap.cabinetStale { return "unreachable" }
+        return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
+    }
+
+    private func publishStatus() async {
+        guard mqtt.isConnected else { return }
+        let state = cabinetState(acquisition.snapshot)
+        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, now: Date())
+        do {
+            try await mqtt.publish(topic: topics.status, payload: payload, qos: 1, retain: true)
+            lastCabinetState = state
+        } catch { logger.info("status not published", metadata: ["error": "\(error)"]) }
+    }
+
+    private func publishInventory() async {
+        guard mqtt.isConnected, let inv = await acquisition.inventory else { return }
+        inventoryDue = nil
+        guard inv != lastInventory else { return }
+        do {
+            try await mqtt.publish(topic: topics.inventory, payload: Payloads.inventory(inv, stationID: topics.stationID, now: Date()),
+                                   qos: 1, retain: true)
+            lastInventory = inv
+            inventorySent += 1
+        } catch {
+            inventoryDue = ContinuousClock.now.advanced(by: .seconds(1))
+            logger.info("inventory not published; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func publishTelemetry() async {
+        guard mqtt.isConnected else { return }
+        let snap = acquisition.snapshot
+        guard snap.cabinet != nil else { return }
+        let payload = Payloads.telemetry(snap, quarantined: await acquisition.quarantined, stationID: topics.stationID, now: Date())
+        do {
+            try await mqtt.publish(topic: topics.telemetry, payload: payload, qos: 0, retain: false)
+            telemetrySent += 1
+        } catch { logger.debug("telemetry not published", metadata: ["error": "\(error)"]) }
+    }
+
+    private func publishOffline() async {
+        guard mqtt.isConnected else { return }
+        let payload = Payloads.status(online: false, stationID: topics.stationID, version: version, cabinet: nil, now: Date())
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.mqtt.publish(topic: self.topics.status, payload: payload, qos: 1, retain: true) }
+                group.addTask { try await Task.sleep(for: .seconds(3)); throw CancellationError() }
+                try await group.next()
+                group.cancelAll()
+            }
+            logger.notice("published offline status")
+        } catch { logger.warning("offline status not confirmed before shutdown", metadata: ["error": "\(error)"]) }
+    }
+}

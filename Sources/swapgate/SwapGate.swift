@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import GatewayCore
+import Logging
+
+@main
+struct SwapGate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swapgate",
+        abstract: "The edge gateway of a battery swap station.",
+        subcommands: [Run.self, CheckConfig.self],
+        defaultSubcommand: Run.self)
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway daemon until SIGTERM/SIGINT.")
+    @Option(name: .shortAndLong, help: "Configuration file (YAML).")
+    var config: String = "/etc/swapgate/swapgate.yaml"
+
+    func run() async throws {
+        let text: String
+        let conf: GatewayConfiguration
+        do {
+            conf = try GatewayConfiguration.load(path: config)
+            text = try String(contentsOfFile: config, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("swapgate: \(config): \(error)\n".utf8))
+            throw ExitCode(78)   // EX_CONFIG
+        }
+        let level = Logger.Level(rawValue: conf.logLevel) ?? .info
+        LoggingSystem.bootstrap { LogfmtHandler(label: $0, level: level) }
+        let logger = Logger(label: "swapgate")
+        let gateway = try await Gateway(configuration: conf, configText: text, logger: logger)
+        try await gateway.run()
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check-config",
+                                                    abstract: "Check a configuration file and print every problem with its key.")
+    @Option(name: .shortAndLong, help: "Configuration file (YAML).")
+    var config: String = "/etc/swapgate/swapgate.yaml"
+
+    func run() async throws {
+        do {
+            let c = try GatewayConfiguration.load(path: config)
+            print("\(config): ok (station \(c.station.id), cabinet \(c.acquisition.transport), broker \(c.mqtt.host):\(c.mqtt.port))")
+        } catch {
+            print("\(config): \(error)")
+            throw ExitCode(78)
+        }
+    }
+}
