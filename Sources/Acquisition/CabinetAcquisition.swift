@@ -29,6 +29,11 @@ public actor CabinetAcquisition {
     private var meter: MeterReading?
     private var commandSeq: UInt16?
     private var reportedSlotMismatch = false
+    /// Slots read again in the next cycle whatever the summary says (see `requestRefresh`).
+    private var refreshRequested: Set<Int> = []
+    private var refreshAllRequested = false
+    /// Slots this gateway unlocked and whose door cycle has not completed yet: a door opened on them is authorised.
+    private var unlockGrants: [Int: ContinuousClock.Instant] = [:]
 
     /// `seed`: the station as last recorded (see `PersistedStation`), so that a restart reports only real changes.
     public init(configuration: AcquisitionConfiguration, seed: PersistedStation? = nil,
@@ -81,7 +86,10 @@ public actor CabinetAcquisition {
         var plan = ScanPlan()
         plan.previousSummary = needsFullResync ? nil : previousSummary
         plan.allSlots = needsFullResync || lastDetail.map { now - $0 >= .seconds(configuration.detailInterval) } ?? true
-        plan.forcedSlots = Set(slotFailures.keys)
+        plan.forcedSlots = Set(slotFailures.keys).union(refreshRequested)
+        if refreshAllRequested { plan.allSlots = true }
+        refreshRequested = []
+        refreshAllRequested = false
         plan.readMeter = configuration.meterEnabled
             && (lastMeter.map { now - $0 >= .seconds(configuration.meterInterval) } ?? true)
         if lastWatchdog.map({ now - $0 >= .seconds(configuration.watchdogInterval) }) ?? true {
@@ -211,8 +219,17 @@ public actor CabinetAcquisition {
         return true
     }
 
+    /// Reads the given slots' blocks (all slots when nil) in the next cycle, whatever the summary says.
+    /// BMS values and flags are not state bits, so the summary does not show them changing.
+    public func requestRefresh(slots: Set<Int>? = nil) {
+        if let slots { refreshRequested.formUnion(slots) } else { refreshAllRequested = true }
+    }
+
     private func emit(snapshot: StationSnapshot, at millis: Int64) {
-        let changes = tracker.apply(snapshot, at: millis)
+        let now = ContinuousClock.now
+        unlockGrants = unlockGrants.filter { $0.value > now }
+        let changes = tracker.apply(snapshot, at: millis, unlockedByGateway: Set(unlockGrants.keys))
+        for case let .doorClosed(slot) in changes { unlockGrants[slot] = nil }
         latest.withLock { $0 = snapshot }
         if !changes.isEmpty {
             stats.withLock { $0.changes += changes.count }
@@ -263,7 +280,13 @@ public actor CabinetAcquisition {
                 }
                 if let (_, raw) = outcome {
                     stats.withLock { $0.commands += 1 }
-                    return CommandResult(rawValue: raw) ?? .unknownCommand
+                    let result = CommandResult(rawValue: raw) ?? .unknownCommand
+                    if command == .unlock, result == .ok {
+                        // The door may be opened until the lock re-engages (param s, 0 = 30 s), then closed later.
+                        let window = Double(param == 0 ? 30 : Int(param)) + 600
+                        unlockGrants[slot] = ContinuousClock.now.advanced(by: .seconds(window))
+                    }
+                    return result
                 }
             } catch ModbusError.exception(.serverBusy) {
                 lastError = ModbusError.exception(.serverBusy)

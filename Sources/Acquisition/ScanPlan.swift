@@ -58,6 +58,15 @@ enum Scan {
         result.device = attempt { () throws(ModbusError) in
             try conn.readInputRegisters(unit: unit, address: dev.start, count: dev.count)
         }
+        if case let .failure(e) = result.device, e.needsReconnect {
+            // The controller closed an idle connection (a reboot does): reconnect once at once
+            // rather than lose a cycle.
+            if (try? conn.connect()) != nil {
+                result.device = attempt { () throws(ModbusError) in
+                    try conn.readInputRegisters(unit: unit, address: dev.start, count: dev.count)
+                }
+            }
+        }
         guard case let .success(device) = result.device else { return result }
         let slotCount = Int(device[CabinetMap.Device.slotCount])
         guard slotCount >= 1, slotCount <= CabinetMap.maxSlots,

@@ -119,8 +119,19 @@ public final class ModbusConnection {
                 throw error
             case .timeout, .badResponse:
                 if case .timeout = error { statistics.timeouts += 1 }
-                // Drop whatever half-frame or late answer is still in the pipe before trying again.
-                _ = modbus_flush(ctx)
+                if case .tcp = transport {
+                    // A late answer would arrive in the middle of the next transaction: on TCP, start a
+                    // fresh connection instead (the cabinet keeps no session state on it).
+                    modbus_close(ctx)
+                    if modbus_connect(ctx) == -1 {
+                        connected = false
+                        throw error
+                    }
+                    statistics.reconnects += 1
+                } else {
+                    // RTU: drop whatever half-frame or late answer is still on the line.
+                    _ = modbus_flush(ctx)
+                }
                 if attempt < timings.retries {
                     attempt += 1
                     statistics.retries += 1

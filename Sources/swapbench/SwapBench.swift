@@ -24,7 +24,6 @@ func report(_ title: String, _ lines: [(String, String)]) {
     print("== \(title)")
     let w = lines.map(\.0.count).max() ?? 0
     for (k, v) in lines { print("  \(k.padding(toLength: w, withPad: " ", startingAt: 0))  \(v)") }
-    fflush(stdout)
 }
 
 func monotonic() -> Double {

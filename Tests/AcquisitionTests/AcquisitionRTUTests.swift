@@ -11,6 +11,7 @@ import TestSupport
     @Test func scanInsertDoorAndRebootOverRTU() async throws {
         let h = try Harness(slots: 6, rtu: true)
         defer { h.stop() }
+        h.sim.tick(seconds: 100)
         let first = await h.cycle()
         #expect(first.ok, "\(h.acquisition.statistics.lastError ?? "")")
         #expect(h.snapshot.slots.count == 6)

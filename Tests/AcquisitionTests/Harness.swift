@@ -22,8 +22,8 @@ final class Harness: @unchecked Sendable {
         if rtu {
             let pty = try SocatPty()
             socat = pty
-            try sim.startRTU(path: pty.a)
-            conf = AcquisitionConfiguration(transport: .rtu(device: pty.b, baud: 115_200, parity: .none, dataBits: 8, stopBits: 1))
+            try sim.startRTU(path: pty.pathA)
+            conf = AcquisitionConfiguration(transport: .rtu(device: pty.pathB, baud: 115_200, parity: .none, dataBits: 8, stopBits: 1))
         } else {
             port = try sim.startTCP()
             conf = AcquisitionConfiguration(transport: .tcp(host: "127.0.0.1", port: port))

@@ -37,7 +37,9 @@ public struct StationTracker: Sendable {
 
     /// Applies a new reading. `rebooted` says the controller's RAM counters restarted (uptime fell), so
     /// door and insert counters are not compared across it.
-    public mutating func apply(_ snapshot: StationSnapshot, at millis: Int64) -> [StationChange] {
+    /// `unlockedByGateway`: slots this gateway released by command; a door opened on them is authorised
+    /// even when the release, the opening and the re-lock all happened between two polls.
+    public mutating func apply(_ snapshot: StationSnapshot, at millis: Int64, unlockedByGateway: Set<Int> = []) -> [StationChange] {
         var changes: [StationChange] = []
         let previous = current
         defer { current = snapshot }
@@ -90,7 +92,7 @@ public struct StationTracker: Sendable {
                 changes.append(.slotDataError(slot: n, reason: err))
             }
             if let old = lastGood[n] {
-                changes += Self.diff(old, slot, countersComparable: !rebooted)
+                changes += Self.diff(old, slot, countersComparable: !rebooted, unlocked: unlockedByGateway.contains(n))
             } else if slot.batteryPresent {
                 // First sight of a slot: report what it holds so ABS's view starts complete.
                 changes.append(.batteryInserted(slot: n, battery: slot.bms))
@@ -107,7 +109,7 @@ public struct StationTracker: Sendable {
 
     /// The changes between two fresh readings of one slot, in the order they happened physically
     /// as far as the counters tell: door opened, battery out, battery in, door closed.
-    static func diff(_ old: SlotStatus, _ new: SlotStatus, countersComparable: Bool) -> [StationChange] {
+    static func diff(_ old: SlotStatus, _ new: SlotStatus, countersComparable: Bool, unlocked: Bool = false) -> [StationChange] {
         let n = new.number
         var changes: [StationChange] = []
         // Door cycles: the door-open counter catches an open-and-close between two polls.
@@ -116,7 +118,7 @@ public struct StationTracker: Sendable {
             let delta = Int(new.doorOpenCount &- old.doorOpenCount)
             opens = delta <= 1000 ? delta : 0   // a jump that large is a counter reset, not a thousand opens
         }
-        let wasUnlocked = !old.locked
+        let wasUnlocked = !old.locked || unlocked
         if opens == 0 && old.doorClosed && !new.doorClosed { opens = 1 }
         let closesAtEnd = new.doorClosed
         if opens > 0 {

@@ -1,0 +1,97 @@
+import ArgumentParser
+import CMosquitto
+import Foundation
+import GatewayCore
+import Logging
+import MQTTLink
+import StationStore
+
+/// Durable events per second from the event log to the broker, each acknowledged (PUBACK) and marked
+/// sent in SQLite, versus a bare libmosquitto QoS 1 loop with the same window against the same broker.
+struct EventsBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Event log → broker vs raw libmosquitto QoS 1.")
+    @Option var events = 20_000
+    @Option var window = 20
+
+    func run() async throws {
+        let broker = try BenchBroker()
+        defer { broker.stop() }
+        let payload = [UInt8](repeating: 0x61, count: 200)
+
+        let raw = try rawLoop(port: broker.port, count: events, payload: payload)
+
+        // The gateway path: the store is filled first (not timed), then drained by the EventPublisher.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swapbench-store-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try StationStore(path: dir.appendingPathComponent("bench.sqlite").path)
+        let data = Array(#"{"slot":4,"battery_id":"B45-000311","soc":98.7,"soh":91.2,"family":"MOBBAT-45AH"}"#.utf8)
+        for chunk in stride(from: 0, to: events, by: 1000) {
+            _ = try await store.appendEvents((chunk ..< min(events, chunk + 1000)).map { _ in
+                NewEvent(type: "battery.inserted", timestamp: Date(), data: data)
+            })
+        }
+        var conf = MQTTConfiguration(host: "127.0.0.1", port: broker.port, clientID: "swapbench-gw")
+        conf.cleanSession = true
+        conf.maxInflight = window
+        let client = try MQTTClient(configuration: conf)
+        try client.start()
+        while !client.isConnected { try await Task.sleep(for: .milliseconds(10)) }
+        let publisher = EventPublisher(store: store, mqtt: client, topics: Topics(stationID: "BENCH-0001"), window: window,
+                                       wake: Wakeup(), health: GatewayHealth(), logger: Logger(label: "bench"))
+        let start = monotonic()
+        var sent = 0
+        while sent < events {
+            let n = await publisher.drainOnce()
+            if n == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            sent += n
+        }
+        let gw = Double(events) / (monotonic() - start)
+        let unsent = try await store.stats().unsent
+        client.stop()
+        try await store.close()
+
+        report("events: durable event log → broker, QoS 1, PUBACK each, window \(window), \(events) events", [
+            ("raw libmosquitto loop", String(format: "%.0f msgs/s", raw)),
+            ("gateway event log", String(format: "%.0f events/s (read from SQLite, published, marked sent; %d left unsent)", gw, unsent)),
+            ("ratio gateway/raw", String(format: "%.2f× (target ≥ 0.5×)", gw / raw)),
+        ])
+    }
+
+    /// The baseline: one libmosquitto client, the network loop driven in this thread, `window` QoS 1
+    /// messages in flight, counting PUBACKs.
+    func rawLoop(port: Int, count: Int, payload: [UInt8]) throws -> Double {
+        mosquitto_lib_init()
+        let counter = AckCounter()
+        let ud = Unmanaged.passRetained(counter)
+        defer { ud.release() }
+        guard let mosq = mosquitto_new("swapbench-raw", true, ud.toOpaque()) else { throw BenchError("mosquitto_new") }
+        defer { mosquitto_destroy(mosq) }
+        mosquitto_publish_callback_set(mosq, rawOnPublish)
+        guard mosquitto_connect(mosq, "127.0.0.1", Int32(port), 30) == 0 else { throw BenchError("raw connect") }
+        _ = mosquitto_loop(mosq, 100, 1)
+        let start = monotonic()
+        var published = 0
+        while counter.acks < count {
+            while published < count && published - counter.acks < window {
+                let rc = payload.withUnsafeBytes { mosquitto_publish(mosq, nil, "bench/raw", Int32($0.count), $0.baseAddress, 1, false) }
+                guard rc == 0 else { throw BenchError("raw publish rc \(rc)") }
+                published += 1
+            }
+            _ = mosquitto_loop(mosq, 10, 1)
+        }
+        let rate = Double(count) / (monotonic() - start)
+        mosquitto_disconnect(mosq)
+        return rate
+    }
+}
+
+/// Only touched by the thread that drives `mosquitto_loop` (the benchmark's own).
+final class AckCounter: @unchecked Sendable {
+    var acks = 0
+}
+
+private let rawOnPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, ud, _ in
+    guard let ud else { return }
+    Unmanaged<AckCounter>.fromOpaque(ud).takeUnretainedValue().acks += 1
+}
