@@ -1,0 +1,682 @@
+// The part of MQTTLink that touches libmosquitto. See docs/mqtt-adapter.md for the design.
+//
+// Threads:
+// - the network thread (ours, one per client) owns the mosquitto handle: it connects
+//   (blocking), runs mosquitto_loop, sleeps the reconnect backoff, and finally destroys the
+//   handle. All libmosquitto callbacks run on it.
+// - caller threads (tasks calling publish/subscribe/stop) make short, non-blocking library
+//   calls (publish, subscribe, disconnect) while holding `gate`, which the network thread
+//   checks before it destroys the handle.
+//
+// Locks: `state` is never held across a library call, so a callback (which holds the
+// library's callback mutex and then takes `state`) can never deadlock with a caller.
+// `gate` is held across library calls but is never taken by a callback.
+import CMosquitto
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// mosquitto_lib_init(), once per process: a global's initialiser runs exactly once,
+/// thread-safely. mosquitto_lib_cleanup() is never called (the process owns the library
+/// until it exits).
+private let libraryInitResult: Int32 = mosquitto_lib_init()
+
+final class ClientCore: Sendable {
+    let configuration: MQTTConfiguration
+
+    /// The libmosquitto handle. `nonisolated(unsafe)` because OpaquePointer is not Sendable;
+    /// it is safe because (1) the pointer itself never changes after init, (2) libmosquitto
+    /// guards its own state with internal mutexes for the calls made from several threads
+    /// (publish, subscribe, disconnect; mosquitto_threaded_set(true) tells it we do that),
+    /// (3) mosquitto_loop/connect are only called by the network thread, and
+    /// (4) mosquitto_destroy runs once, after `gate` was closed (no caller can be inside a
+    /// library call any more) and, when the network thread ran, by that thread at its end.
+    nonisolated(unsafe) let handle: OpaquePointer
+
+    /// `true` while caller threads may use `handle`. Held across their (non-blocking)
+    /// library calls; never taken by libmosquitto callbacks.
+    private let gate = Mutex<Bool>(true)
+    private let state = Mutex(State())
+    private let stopRequested = Atomic<Bool>(false)
+    /// Wakes the network thread out of its backoff sleep when stop() is called.
+    private let wake = DispatchSemaphore(value: 0)
+    /// Signalled by the network thread after it destroyed the handle.
+    private let exited = DispatchSemaphore(value: 0)
+
+    let events: AsyncStream<MQTTConnectionEvent>
+    let messages: AsyncStream<MQTTMessage>
+    private let eventSink: AsyncStream<MQTTConnectionEvent>.Continuation
+    private let messageSink: AsyncStream<MQTTMessage>.Continuation
+
+    /// How long stop() waits for the network thread to send DISCONNECT and exit.
+    static let stopWaitSeconds = 5
+
+    init(configuration: MQTTConfiguration) throws {
+        try Self.validate(configuration)
+        precondition(libraryInitResult == CMOSQ_ERR_SUCCESS, "mosquitto_lib_init failed")
+        guard let handle = configuration.clientID.withCString({
+            mosquitto_new($0, configuration.cleanSession, nil)
+        }) else {
+            let err = cmosquitto_errno()
+            throw MQTTError.library(code: Int32(err == ENOMEM ? CMOSQ_ERR_NOMEM : CMOSQ_ERR_INVAL),
+                                    message: "mosquitto_new failed: \(String(cString: strerror(err)))")
+        }
+        self.configuration = configuration
+        self.handle = handle
+        (events, eventSink) = AsyncStream.makeStream(of: MQTTConnectionEvent.self,
+                                                     bufferingPolicy: .bufferingNewest(256))
+        (messages, messageSink) = AsyncStream.makeStream(of: MQTTMessage.self,
+                                                         bufferingPolicy: .unbounded)
+        do {
+            try configureHandle()
+        } catch {
+            mosquitto_destroy(handle)
+            eventSink.finish()
+            messageSink.finish()
+            throw error
+        }
+        // The handle's userdata owns one reference to this core; released right after
+        // mosquitto_destroy (see destroyHandle).
+        mosquitto_user_data_set(handle, Unmanaged.passRetained(self).toOpaque())
+    }
+
+    // MARK: - State
+
+    private struct Pending {
+        var ticket: UInt64
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct EarlyAck {
+        var reasonCode: Int32
+        /// The newest publish ticket issued when the ack arrived: only a publisher whose
+        /// ticket is ≤ this can own it (older acks are stale re-sends, see publish()).
+        var ticketBound: UInt64
+    }
+
+    private struct Subscription {
+        var qos: Int32
+        /// SUBACK seen within the current broker session.
+        var acknowledged: Bool
+    }
+
+    private struct State {
+        var started = false
+        var stopped = false
+        var connected = false
+        /// Increments every time an established link is lost.
+        var linkEpoch: UInt64 = 0
+        /// Whether the current connection attempt already produced its event.
+        var attemptReported = false
+        var connackThisAttempt = false
+
+        var nextTicket: UInt64 = 1
+        /// Publishers between "ticket issued" and "registered or finished".
+        var inProgress: Set<UInt64> = []
+        var cancelledTickets: Set<UInt64> = []
+        var pending: [Int32: Pending] = [:]
+        var ticketMids: [UInt64: Int32] = [:]
+        var earlyAcks: [Int32: EarlyAck] = [:]
+
+        var subscriptions: [String: Subscription] = [:]
+        var subscribeMids: [Int32: [String]] = [:]
+
+        mutating func finishTicket(_ ticket: UInt64) {
+            inProgress.remove(ticket)
+            cancelledTickets.remove(ticket)
+            purgeEarlyAcks()
+        }
+
+        /// Drops early acks that no in-progress publisher can own any more.
+        mutating func purgeEarlyAcks() {
+            guard !earlyAcks.isEmpty else { return }
+            guard let oldest = inProgress.min() else { earlyAcks.removeAll(); return }
+            earlyAcks = earlyAcks.filter { $0.value.ticketBound >= oldest }
+        }
+
+        mutating func takeAllPending() -> [CheckedContinuation<Void, any Error>] {
+            let all = pending.values.map(\.continuation)
+            pending.removeAll()
+            ticketMids.removeAll()
+            return all
+        }
+    }
+
+    var isConnected: Bool { state.withLock { $0.connected } }
+
+    // MARK: - Configuration
+
+    private static func invalid(_ message: String) -> MQTTError {
+        .library(code: Int32(CMOSQ_ERR_INVAL), message: "invalid configuration: \(message)")
+    }
+
+    static func validate(_ c: MQTTConfiguration) throws(MQTTError) {
+        if c.host.isEmpty || c.host.utf8.contains(0) { throw invalid("host must be a non-empty name or address") }
+        if !(1...65535).contains(c.port) { throw invalid("port \(c.port) is not in 1…65535") }
+        if c.clientID.isEmpty || c.clientID.utf8.contains(0) || c.clientID.utf8.count > 65535 {
+            throw invalid("clientID must be non-empty, without NUL, at most 65535 bytes")
+        }
+        if !(5...65535).contains(c.keepAliveSeconds) { throw invalid("keepAliveSeconds \(c.keepAliveSeconds) is not in 5…65535") }
+        if !(1...65535).contains(c.maxInflight) { throw invalid("maxInflight \(c.maxInflight) is not in 1…65535") }
+        if c.reconnectDelayMin < 1 || c.reconnectDelayMax < c.reconnectDelayMin || c.reconnectDelayMax > 86_400 {
+            throw invalid("reconnect delays must satisfy 1 ≤ min ≤ max ≤ 86400 (got \(c.reconnectDelayMin), \(c.reconnectDelayMax))")
+        }
+        if c.sessionExpirySeconds < 0 || c.sessionExpirySeconds > Int(UInt32.max) {
+            throw invalid("sessionExpirySeconds is not in 0…\(UInt32.max)")
+        }
+        if let user = c.username, user.utf8.contains(0) { throw invalid("username must not contain NUL") }
+        if let password = c.password {
+            if c.username == nil { throw invalid("a password needs a username") }
+            if password.utf8.contains(0) { throw invalid("password must not contain NUL") }
+        }
+        if let will = c.will {
+            try checkTopicName(will.topic)
+            if !(0...2).contains(will.qos) { throw invalid("will qos \(will.qos) is not 0, 1 or 2") }
+            if will.payload.count > Int(cmosquitto_max_payload()) { throw MQTTError.payloadTooLarge }
+        }
+        if let tls = c.tls {
+            if (tls.certFile == nil) != (tls.keyFile == nil) {
+                throw MQTTError.tls("certFile and keyFile must be given together")
+            }
+            for path in [tls.caFile, tls.caPath, tls.certFile, tls.keyFile].compactMap({ $0 }) where path.isEmpty || path.utf8.contains(0) {
+                throw MQTTError.tls("empty or malformed file path")
+            }
+        }
+    }
+
+    /// A topic name one may publish to: non-empty, no wildcards, valid UTF-8 without NUL.
+    static func checkTopicName(_ topic: String) throws(MQTTError) {
+        let ok = !topic.isEmpty && topic.utf8.count <= 65535 && !topic.utf8.contains(0)
+            && topic.withCString { mosquitto_pub_topic_check2($0, topic.utf8.count) } == CMOSQ_ERR_SUCCESS
+            && topic.withCString { mosquitto_validate_utf8($0, Int32(topic.utf8.count)) } == CMOSQ_ERR_SUCCESS
+        if !ok { throw MQTTError.invalidTopic(topic) }
+    }
+
+    /// A subscription filter: like a topic name but `+` and `#` are allowed where MQTT allows them.
+    static func checkTopicFilter(_ filter: String) throws(MQTTError) {
+        let ok = !filter.isEmpty && filter.utf8.count <= 65535 && !filter.utf8.contains(0)
+            && filter.withCString { mosquitto_sub_topic_check2($0, filter.utf8.count) } == CMOSQ_ERR_SUCCESS
+            && filter.withCString { mosquitto_validate_utf8($0, Int32(filter.utf8.count)) } == CMOSQ_ERR_SUCCESS
+        if !ok { throw MQTTError.invalidTopic(filter) }
+    }
+
+    private func configureHandle() throws {
+        let c = configuration
+        func check(_ rc: Int32, _ what: String) throws {
+            if rc != CMOSQ_ERR_SUCCESS { throw MQTTError.library(code: rc, message: "\(what): \(Self.errorText(rc))") }
+        }
+        try check(cmosquitto_set_protocol_version(handle, c.protocolVersion == .v5 ? cmosquitto_protocol_v5() : cmosquitto_protocol_v311()),
+                  "protocol version")
+        try check(cmosquitto_set_send_maximum(handle, Int32(c.maxInflight)), "maxInflight")
+        _ = cmosquitto_set_tcp_nodelay(handle, 1)  // best effort: small messages, low latency
+        try check(mosquitto_threaded_set(handle, true), "threaded mode")
+        if let user = c.username {
+            // The error text never contains the credentials.
+            try check(mosquitto_username_pw_set(handle, user, c.password), "username/password")
+        }
+        if let will = c.will {
+            let rc = will.payload.withUnsafeBytes { buf in
+                mosquitto_will_set(handle, will.topic, Int32(buf.count), buf.baseAddress, Int32(will.qos), will.retain)
+            }
+            try check(rc, "will")
+        }
+        if let tls = c.tls { try configureTLS(tls) }
+
+        mosquitto_connect_v5_callback_set(handle, onConnectCallback)
+        mosquitto_disconnect_v5_callback_set(handle, onDisconnectCallback)
+        mosquitto_publish_v5_callback_set(handle, onPublishCallback)
+        mosquitto_message_v5_callback_set(handle, onMessageCallback)
+        mosquitto_subscribe_v5_callback_set(handle, onSubscribeCallback)
+    }
+
+    private func configureTLS(_ tls: MQTTTLSConfiguration) throws {
+        if tls.caFile == nil && tls.caPath == nil {
+            let rc = cmosquitto_set_tls_use_os_certs(handle, 1)
+            if rc != CMOSQ_ERR_SUCCESS { throw MQTTError.tls("cannot use the system trust store: \(Self.errorText(rc))") }
+        }
+        // mosquitto_tls_set needs a CA file or path; with the system store alone and no client
+        // certificate there is nothing more to set (USE_OS_CERTS already enables TLS).
+        if tls.caFile != nil || tls.caPath != nil || tls.certFile != nil {
+            let caPath = tls.caPath ?? ((tls.caFile == nil) ? "/etc/ssl/certs" : nil)
+            let rc = mosquitto_tls_set(handle, tls.caFile, caPath, tls.certFile, tls.keyFile, noPassphraseCallback)
+            if rc != CMOSQ_ERR_SUCCESS {
+                let files = [tls.caFile, caPath, tls.certFile, tls.keyFile].compactMap { $0 }.joined(separator: ", ")
+                throw MQTTError.tls("cannot use CA/certificate/key files (\(files)): \(Self.errorText(rc))")
+            }
+        }
+        if tls.insecureSkipVerify {
+            var rc = mosquitto_tls_opts_set(handle, 0 /* SSL_VERIFY_NONE */, nil, nil)
+            if rc == CMOSQ_ERR_SUCCESS { rc = mosquitto_tls_insecure_set(handle, true) }
+            if rc != CMOSQ_ERR_SUCCESS { throw MQTTError.tls("cannot disable verification: \(Self.errorText(rc))") }
+        }
+    }
+
+    static func errorText(_ rc: Int32) -> String {
+        String(cString: mosquitto_strerror(rc))
+    }
+
+    /// Text for a code that is either a libmosquitto error (< 0x80) or an MQTT 5 reason code.
+    static func codeText(_ rc: Int32) -> String {
+        rc >= 0x80 ? String(cString: mosquitto_reason_string(rc)) : errorText(rc)
+    }
+
+    // MARK: - Lifecycle
+
+    func start() throws {
+        let shouldStart = try state.withLock { s throws(MQTTError) -> Bool in
+            if s.stopped { throw .shutdown }
+            if s.started { return false }
+            s.started = true
+            return true
+        }
+        guard shouldStart else { return }
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            let core = Unmanaged<ClientCore>.fromOpaque(raw!).takeRetainedValue()
+            core.runNetworkThread()
+            return nil
+        }, context)
+        if rc != 0 {
+            Unmanaged<ClientCore>.fromOpaque(context).release()
+            state.withLock { $0.started = false }
+            throw MQTTError.library(code: Int32(CMOSQ_ERR_ERRNO), message: "cannot start the network thread: \(String(cString: strerror(rc)))")
+        }
+        pthread_detach(thread)
+    }
+
+    /// Idempotent. Fails pending publishes with `.shutdown`, finishes both streams, sends
+    /// DISCONNECT (so the broker does not publish the will) and waits up to
+    /// `stopWaitSeconds` for the network thread to exit and destroy the handle.
+    func stop() {
+        let snapshot = state.withLock { s -> (started: Bool, connected: Bool, pending: [CheckedContinuation<Void, any Error>])? in
+            if s.stopped { return nil }
+            s.stopped = true
+            let wasConnected = s.connected
+            s.connected = false
+            return (s.started, wasConnected, s.takeAllPending())
+        }
+        guard let (wasStarted, wasConnected, pendings) = snapshot else { return }
+        stopRequested.store(true, ordering: .releasing)
+        gate.withLock { open in
+            open = false
+            if wasStarted { _ = mosquitto_disconnect(handle) }
+        }
+        wake.signal()
+        for continuation in pendings { continuation.resume(throwing: MQTTError.shutdown) }
+        if wasConnected { eventSink.yield(.disconnected(code: 0, reason: "stopped")) }
+        eventSink.finish()
+        messageSink.finish()
+        if wasStarted {
+            _ = exited.wait(timeout: .now() + .seconds(Self.stopWaitSeconds))
+        } else {
+            destroyHandle()
+        }
+    }
+
+    /// mosquitto_destroy, then release the reference the userdata held.
+    private func destroyHandle() {
+        mosquitto_destroy(handle)
+        Unmanaged.passUnretained(self).release()
+    }
+
+    // MARK: - Network thread
+
+    private func runNetworkThread() {
+        var failures = 0
+        while !stopRequested.load(ordering: .acquiring) {
+            state.withLock {
+                $0.attemptReported = false
+                $0.connackThisAttempt = false
+            }
+            let rc = connectBlocking()
+            if rc == CMOSQ_ERR_SUCCESS {
+                serveConnection()
+            } else {
+                // Right after the call, on this thread: errno still describes a system error.
+                reportAttemptFailure(code: rc, reason: Self.errorText(rc))
+            }
+            if stopRequested.load(ordering: .acquiring) { break }
+            if state.withLock({ $0.connackThisAttempt }) { failures = 0 }
+            _ = wake.wait(timeout: .now() + .milliseconds(backoffMilliseconds(failures: failures)))
+            failures = min(failures + 1, 32)
+        }
+        // Stopping: make sure a DISCONNECT leaves before the socket closes (no will), but
+        // never wait long for a dead link.
+        if mosquitto_socket(handle) >= 0 {
+            _ = mosquitto_disconnect(handle)
+            var rounds = 0
+            while mosquitto_socket(handle) >= 0 && rounds < 20 {
+                if mosquitto_loop(handle, 100, 1) != CMOSQ_ERR_SUCCESS { break }
+                rounds += 1
+            }
+        }
+        destroyHandle()
+        exited.signal()
+    }
+
+    /// Blocking TCP connect (and TLS set-up) followed by sending CONNECT; the CONNACK is
+    /// read by mosquitto_loop. Blocking because libmosquitto 2.0.11's asynchronous connect
+    /// spins at full CPU on a refused TLS connection until the keepalive expires.
+    private func connectBlocking() -> Int32 {
+        let c = configuration
+        var props: OpaquePointer? = nil
+        defer { mosquitto_property_free_all(&props) }
+        if c.protocolVersion == .v5 && !c.cleanSession {
+            let rc = mosquitto_property_add_int32(&props, cmosquitto_prop_session_expiry_interval(), UInt32(c.sessionExpirySeconds))
+            if rc != CMOSQ_ERR_SUCCESS { return rc }
+        }
+        return mosquitto_connect_bind_v5(handle, c.host, Int32(c.port), Int32(c.keepAliveSeconds), nil, props)
+    }
+
+    private func serveConnection() {
+        while !stopRequested.load(ordering: .acquiring) {
+            let rc = mosquitto_loop(handle, 1000, 1)
+            if rc != CMOSQ_ERR_SUCCESS || mosquitto_socket(handle) < 0 {
+                // Usually the library already called on_disconnect; if not, this reports it.
+                linkDown(code: rc == CMOSQ_ERR_SUCCESS ? CMOSQ_ERR_CONN_LOST : rc)
+                return
+            }
+        }
+    }
+
+    private func backoffMilliseconds(failures: Int) -> Int {
+        let minMs = configuration.reconnectDelayMin * 1000
+        let maxMs = configuration.reconnectDelayMax * 1000
+        let base = Double(minMs) * pow(2.0, Double(min(failures, 20)))
+        let jittered = base * Double.random(in: 0.8...1.2)
+        return Int(max(Double(minMs), min(Double(maxMs), jittered)))
+    }
+
+    // MARK: - Callbacks (network thread)
+
+    private enum AttemptOutcome {
+        case none
+        case failed
+        case lost([CheckedContinuation<Void, any Error>])
+    }
+
+    private func reportAttemptFailure(code: Int32, reason: String) {
+        let report = state.withLock { s -> Bool in
+            if s.stopped || s.attemptReported { return false }
+            s.attemptReported = true
+            return true
+        }
+        if report { eventSink.yield(.connectFailed(code: code, reason: reason)) }
+    }
+
+    fileprivate func didConnect(code: Int32, flags: Int32) {
+        guard code == 0 else {
+            let reason = configuration.protocolVersion == .v5
+                ? String(cString: mosquitto_reason_string(code))
+                : String(cString: mosquitto_connack_string(code))
+            reportAttemptFailure(code: code, reason: reason)
+            return
+        }
+        let sessionPresent = flags & 1 != 0
+        let toSubscribe = state.withLock { s -> [(String, Int32)]? in
+            if s.stopped { return nil }
+            s.connected = true
+            s.attemptReported = true
+            s.connackThisAttempt = true
+            s.subscribeMids.removeAll()
+            if !sessionPresent {
+                for key in s.subscriptions.keys { s.subscriptions[key]!.acknowledged = false }
+            }
+            return s.subscriptions.filter { !$0.value.acknowledged }.map { ($0.key, $0.value.qos) }
+                .sorted { $0.0 < $1.0 }
+        }
+        guard let toSubscribe else { return }
+        // Subscribing from inside the callback is allowed; the SUBACK cannot overtake us
+        // because it is read by this same thread.
+        for (filter, qos) in toSubscribe {
+            var mid: Int32 = 0
+            if mosquitto_subscribe(handle, &mid, filter, qos) == CMOSQ_ERR_SUCCESS {
+                state.withLock { $0.subscribeMids[mid, default: []].append(filter) }
+            }
+        }
+        eventSink.yield(.connected(sessionPresent: sessionPresent))
+    }
+
+    fileprivate func linkDown(code: Int32) {
+        let outcome = state.withLock { s -> AttemptOutcome in
+            if s.stopped { return .none }
+            if s.connected {
+                s.connected = false
+                s.linkEpoch &+= 1
+                s.attemptReported = true
+                s.subscribeMids.removeAll()
+                return .lost(s.takeAllPending())
+            }
+            if !s.attemptReported {
+                s.attemptReported = true
+                return .failed
+            }
+            return .none
+        }
+        switch outcome {
+        case .none:
+            break
+        case .failed:
+            eventSink.yield(.connectFailed(code: code, reason: Self.codeText(code)))
+        case .lost(let pendings):
+            for continuation in pendings { continuation.resume(throwing: MQTTError.connectionLost) }
+            eventSink.yield(.disconnected(code: code, reason: Self.codeText(code)))
+        }
+    }
+
+    fileprivate func didAcknowledge(mid: Int32, reasonCode: Int32) {
+        let continuation = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+            if let p = s.pending.removeValue(forKey: mid) {
+                s.ticketMids[p.ticket] = nil
+                return p.continuation
+            }
+            // A publisher may not have registered its mid yet: keep the ack for it. Acks no
+            // in-progress publisher can own (re-sends of messages whose publish already
+            // failed with .connectionLost, QoS 0 completions) are dropped.
+            if !s.inProgress.isEmpty {
+                s.earlyAcks[mid] = EarlyAck(reasonCode: reasonCode, ticketBound: s.nextTicket - 1)
+            }
+            return nil
+        }
+        continuation?.resume(with: Self.ackResult(reasonCode))
+    }
+
+    private static func ackResult(_ reasonCode: Int32) -> Result<Void, any Error> {
+        reasonCode < 0x80 ? .success(())
+            : .failure(MQTTError.library(code: reasonCode, message: String(cString: mosquitto_reason_string(reasonCode))))
+    }
+
+    fileprivate func didSubscribe(mid: Int32, granted: [Int32]) {
+        state.withLock { s in
+            guard let filters = s.subscribeMids.removeValue(forKey: mid) else { return }
+            for (i, filter) in filters.enumerated() where i < granted.count && granted[i] < 0x80 {
+                s.subscriptions[filter]?.acknowledged = true
+            }
+        }
+    }
+
+    fileprivate func didReceive(_ message: MQTTMessage) {
+        if state.withLock({ $0.stopped }) { return }
+        messageSink.yield(message)
+    }
+
+    // MARK: - Caller API
+
+    func subscribe(_ filter: String, qos: Int) throws {
+        try Self.checkTopicFilter(filter)
+        guard (0...2).contains(qos) else { throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "qos \(qos) is not 0, 1 or 2") }
+        let sendNow = try state.withLock { s throws(MQTTError) -> Bool in
+            if s.stopped { throw .shutdown }
+            s.subscriptions[filter] = Subscription(qos: Int32(qos), acknowledged: false)
+            return s.connected
+        }
+        // Not connected: the next successful CONNACK subscribes (the entry is unacknowledged).
+        guard sendNow else { return }
+        var mid: Int32 = 0
+        let rc = gate.withLock { open -> Int32 in
+            guard open else { return -1000 }
+            return mosquitto_subscribe(handle, &mid, filter, Int32(qos))
+        }
+        switch rc {
+        case CMOSQ_ERR_SUCCESS:
+            state.withLock { $0.subscribeMids[mid, default: []].append(filter) }
+        case -1000:
+            throw MQTTError.shutdown
+        case CMOSQ_ERR_NO_CONN:
+            break  // the link just dropped; re-subscribed on the next CONNACK
+        case CMOSQ_ERR_MALFORMED_UTF8:
+            throw MQTTError.invalidTopic(filter)
+        default:
+            throw MQTTError.library(code: rc, message: Self.errorText(rc))
+        }
+    }
+
+    func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool,
+                 properties: MQTTPublishProperties?) async throws {
+        try Self.checkTopicName(topic)
+        guard (0...2).contains(qos) else { throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "qos \(qos) is not 0, 1 or 2") }
+        guard payload.count <= Int(cmosquitto_max_payload()) else { throw MQTTError.payloadTooLarge }
+        let useProperties = configuration.protocolVersion == .v5 ? properties : nil
+        if let rt = useProperties?.responseTopic { try Self.checkTopicName(rt) }
+        if let cd = useProperties?.correlationData, cd.count > 65535 {
+            throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "correlation data longer than 65535 bytes")
+        }
+
+        // 1. Take a ticket (refuses at once when offline: nothing reaches the library's queue).
+        let (ticket, epoch) = try state.withLock { s throws(MQTTError) -> (UInt64, UInt64) in
+            if s.stopped { throw .shutdown }
+            guard s.connected else { throw .notConnected }
+            let t = s.nextTicket
+            s.nextTicket += 1
+            s.inProgress.insert(t)
+            return (t, s.linkEpoch)
+        }
+
+        // 2. Hand the message to the library.
+        var mid: Int32 = 0
+        let rc = gate.withLock { open -> Int32 in
+            guard open else { return -1000 }
+            var props: OpaquePointer? = nil
+            defer { mosquitto_property_free_all(&props) }
+            if let p = useProperties {
+                if let rt = p.responseTopic {
+                    let prc = mosquitto_property_add_string(&props, cmosquitto_prop_response_topic(), rt)
+                    if prc != CMOSQ_ERR_SUCCESS { return prc }
+                }
+                if let cd = p.correlationData {
+                    let prc = cd.withUnsafeBytes { buf in
+                        mosquitto_property_add_binary(&props, cmosquitto_prop_correlation_data(), buf.baseAddress, UInt16(buf.count))
+                    }
+                    if prc != CMOSQ_ERR_SUCCESS { return prc }
+                }
+            }
+            return payload.withUnsafeBytes { buf in
+                mosquitto_publish_v5(handle, &mid, topic, Int32(buf.count), buf.baseAddress, Int32(qos), retain, props)
+            }
+        }
+        if rc != CMOSQ_ERR_SUCCESS || qos == 0 {
+            state.withLock { $0.finishTicket(ticket) }
+            switch rc {
+            case CMOSQ_ERR_SUCCESS: return
+            case -1000: throw MQTTError.shutdown
+            // The link dropped between our check and the call. For QoS > 0 libmosquitto has
+            // queued the message anyway and will send it after the next connect (a duplicate
+            // of the caller's own re-publish; ABS de-duplicates by event_id).
+            case CMOSQ_ERR_NO_CONN: throw MQTTError.notConnected
+            case CMOSQ_ERR_CONN_LOST: throw MQTTError.connectionLost
+            case CMOSQ_ERR_PAYLOAD_SIZE, CMOSQ_ERR_OVERSIZE_PACKET: throw MQTTError.payloadTooLarge
+            case CMOSQ_ERR_MALFORMED_UTF8: throw MQTTError.invalidTopic(topic)
+            default: throw MQTTError.library(code: rc, message: Self.errorText(rc))
+            }
+        }
+
+        // 3. Wait for PUBACK/PUBCOMP (or the link's loss, stop(), cancellation).
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let resolution = state.withLock { s -> Result<Void, any Error>? in
+                    defer { s.finishTicket(ticket) }
+                    if let early = s.earlyAcks.removeValue(forKey: mid), early.ticketBound >= ticket {
+                        return Self.ackResult(early.reasonCode)
+                    }
+                    if s.stopped { return .failure(MQTTError.shutdown) }
+                    if s.cancelledTickets.contains(ticket) { return .failure(CancellationError()) }
+                    if !s.connected || s.linkEpoch != epoch { return .failure(MQTTError.connectionLost) }
+                    s.pending[mid] = Pending(ticket: ticket, continuation: continuation)
+                    s.ticketMids[ticket] = mid
+                    return nil
+                }
+                if let resolution { continuation.resume(with: resolution) }
+            }
+        } onCancel: {
+            let continuation = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+                if let mid = s.ticketMids.removeValue(forKey: ticket), let p = s.pending.removeValue(forKey: mid) {
+                    return p.continuation
+                }
+                if s.inProgress.contains(ticket) { s.cancelledTickets.insert(ticket) }
+                return nil
+            }
+            continuation?.resume(throwing: CancellationError())
+        }
+    }
+}
+
+// MARK: - C callbacks: capture-free, they only recover the core from userdata.
+
+private func core(_ userdata: UnsafeMutableRawPointer?) -> ClientCore? {
+    guard let userdata else { return nil }
+    return Unmanaged<ClientCore>.fromOpaque(userdata).takeUnretainedValue()
+}
+
+private let onConnectCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = {
+    _, userdata, rc, flags, _ in
+    core(userdata)?.didConnect(code: rc, flags: flags)
+}
+
+private let onDisconnectCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, OpaquePointer?) -> Void = {
+    _, userdata, rc, _ in
+    core(userdata)?.linkDown(code: rc)
+}
+
+private let onPublishCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = {
+    _, userdata, mid, reasonCode, _ in
+    core(userdata)?.didAcknowledge(mid: mid, reasonCode: reasonCode)
+}
+
+private let onSubscribeCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, UnsafePointer<Int32>?, OpaquePointer?) -> Void = {
+    _, userdata, mid, count, granted, _ in
+    let codes = granted.map { Array(UnsafeBufferPointer(start: $0, count: Int(max(count, 0)))) } ?? []
+    core(userdata)?.didSubscribe(mid: mid, granted: codes)
+}
+
+private let onMessageCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?, OpaquePointer?) -> Void = {
+    _, userdata, message, props in
+    guard let core = core(userdata), let m = message?.pointee, let topicPointer = m.topic else { return }
+    let payload: [UInt8] = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(max(m.payloadlen, 0)))) } ?? []
+    var responseTopic: String? = nil
+    var correlationData: [UInt8]? = nil
+    if let props {
+        var value: UnsafeMutablePointer<CChar>? = nil
+        if mosquitto_property_read_string(props, cmosquitto_prop_response_topic(), &value, false) != nil, let value {
+            responseTopic = String(cString: value)
+        }
+        free(value)
+        var data: UnsafeMutableRawPointer? = nil
+        var length: UInt16 = 0
+        if mosquitto_property_read_binary(props, cmosquitto_prop_correlation_data(), &data, &length, false) != nil {
+            correlationData = data.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(length))) } ?? []
+        }
+        free(data)
+    }
+    core.didReceive(MQTTMessage(topic: String(cString: topicPointer), payload: payload, qos: Int(m.qos),
+                                retain: m.retain, responseTopic: responseTopic, correlationData: correlationData))
+}
+
+/// Refuses to prompt for a key passphrase (OpenSSL would otherwise read the terminal).
+private let noPassphraseCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
+    _, _, _, _ in 0
+}

@@ -1,0 +1,67 @@
+// The public face of the MQTT adapter: one broker connection that reconnects forever.
+
+/// One MQTT connection to one broker, kept up by its own network thread.
+///
+/// - `start()` returns at once; the network thread connects, and after every loss
+///   reconnects forever with exponential backoff (`reconnectDelayMin`…`reconnectDelayMax`).
+/// - `connectionEvents` and `messages` are each meant for a single consumer (an
+///   `AsyncStream` hands every element to one iterator). `connectionEvents` keeps the
+///   newest 256 undelivered events; `messages` buffers without bound (QoS 1 messages are
+///   acknowledged to the broker on receipt, so dropping them here would lose them).
+/// - This module never logs: it reports through `connectionEvents` and thrown errors,
+///   neither of which ever contains the password.
+public final class MQTTClient: Sendable {
+    private let core: ClientCore
+
+    /// Validates `configuration` and prepares the libmosquitto handle (protocol version,
+    /// in-flight window, credentials, will, TLS). Does not touch the network.
+    public init(configuration: MQTTConfiguration) throws {
+        core = try ClientCore(configuration: configuration)
+    }
+
+    deinit {
+        core.stop()
+    }
+
+    public var configuration: MQTTConfiguration { core.configuration }
+
+    /// Link state changes, in order. Finishes after `stop()`.
+    public var connectionEvents: AsyncStream<MQTTConnectionEvent> { core.events }
+
+    /// Messages for this client's subscriptions (and, with a persistent session, those the
+    /// broker queued while it was offline). Finishes after `stop()`.
+    public var messages: AsyncStream<MQTTMessage> { core.messages }
+
+    /// True between a successful CONNACK and the loss of that link.
+    public var isConnected: Bool { core.isConnected }
+
+    /// Starts the network thread. Never blocks. A second call does nothing; after `stop()`
+    /// it throws `.shutdown`.
+    public func start() throws {
+        try core.start()
+    }
+
+    /// Subscribes now if connected, and remembers the subscription: it is sent again after
+    /// every connect whose session is not present (or whose SUBACK never came).
+    public func subscribe(_ filter: String, qos: Int) throws {
+        try core.subscribe(filter, qos: qos)
+    }
+
+    /// QoS 0: returns once handed to the library. QoS 1/2: returns after the broker's PUBACK/PUBCOMP.
+    /// Throws .notConnected if not connected when called, .connectionLost if the link drops before the ack
+    /// (the caller — a durable event log — will re-publish from its own store after reconnect).
+    /// Also throws `.shutdown` after `stop()`, `CancellationError` if the task is cancelled
+    /// while waiting, and `.library` if an MQTT 5 broker answers with a failure reason code.
+    /// `properties` are sent with MQTT 5 only.
+    public func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool,
+                        properties: MQTTPublishProperties? = nil) async throws {
+        try await core.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+    }
+
+    /// Sends DISCONNECT (so the will is not published), stops the network thread and
+    /// destroys the handle. Idempotent. Fails pending publishes with `.shutdown` and
+    /// finishes both streams. Waits at most a few seconds for the network thread.
+    public func stop() {
+        core.stop()
+    }
+}

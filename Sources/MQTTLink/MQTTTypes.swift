@@ -1,0 +1,201 @@
+// The public value types of the MQTT adapter. No C type appears here: everything that
+// touches libmosquitto lives in ClientCore.swift and Callbacks.swift.
+
+/// The MQTT protocol level spoken on the wire.
+public enum MQTTProtocolVersion: Sendable, Hashable {
+    case v311
+    case v5
+}
+
+/// TLS settings. `nil` for `MQTTConfiguration.tls` means plain TCP.
+///
+/// With neither `caFile` nor `caPath` the operating system's trust store is used.
+/// `insecureSkipVerify` disables both the chain check and the host name check; it is
+/// meant for development brokers only.
+public struct MQTTTLSConfiguration: Sendable, Hashable {
+    public var caFile: String?
+    public var caPath: String?
+    /// Client certificate (PEM). Requires `keyFile`.
+    public var certFile: String?
+    /// Private key of the client certificate (PEM, unencrypted).
+    public var keyFile: String?
+    public var insecureSkipVerify: Bool
+
+    public init(caFile: String? = nil, caPath: String? = nil, certFile: String? = nil,
+                keyFile: String? = nil, insecureSkipVerify: Bool = false) {
+        self.caFile = caFile
+        self.caPath = caPath
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.insecureSkipVerify = insecureSkipVerify
+    }
+}
+
+/// The last will the broker publishes when the link dies without a clean DISCONNECT.
+public struct MQTTWill: Sendable, Hashable {
+    public var topic: String
+    public var payload: [UInt8]
+    public var qos: Int
+    public var retain: Bool
+
+    public init(topic: String, payload: [UInt8], qos: Int = 1, retain: Bool = false) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+    }
+}
+
+/// Everything the client needs to reach one broker. Validated by `MQTTClient.init`.
+///
+/// Its `description`, `debugDescription` and mirror never show the password.
+public struct MQTTConfiguration: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var clientID: String
+    /// `false` (default): a persistent session. The broker keeps subscriptions and queues
+    /// QoS 1/2 messages while the client is offline. With MQTT 5 the session expiry
+    /// interval sent in CONNECT is `sessionExpirySeconds`.
+    public var cleanSession: Bool
+    /// 5…65535. A link that stays silent for about 1.5 × this is declared dead; it is
+    /// also the bound on how long a connection attempt may wait for its CONNACK.
+    public var keepAliveSeconds: Int
+    public var protocolVersion: MQTTProtocolVersion
+    public var username: String?
+    public var password: String?
+    public var tls: MQTTTLSConfiguration?
+    public var will: MQTTWill?
+    /// How many QoS 1/2 publishes may await their acknowledgement at once (MQTT 5:
+    /// further capped by the broker's Receive Maximum). Further publishes wait in the
+    /// library's queue.
+    public var maxInflight: Int
+    /// Reconnect backoff in seconds: doubles from `reconnectDelayMin` up to
+    /// `reconnectDelayMax` (with ±20 % jitter inside those bounds), back to the minimum
+    /// after a connection that reached CONNACK.
+    public var reconnectDelayMin: Int
+    public var reconnectDelayMax: Int
+    /// MQTT 5 only, and only when `cleanSession` is false: how long the broker keeps the
+    /// session after the link drops. Default 7 days.
+    public var sessionExpirySeconds: Int
+
+    public init(host: String, port: Int, clientID: String) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.cleanSession = false
+        self.keepAliveSeconds = 30
+        self.protocolVersion = .v311
+        self.username = nil
+        self.password = nil
+        self.tls = nil
+        self.will = nil
+        self.maxInflight = 20
+        self.reconnectDelayMin = 1
+        self.reconnectDelayMax = 30
+        self.sessionExpirySeconds = 7 * 24 * 3600
+    }
+}
+
+extension MQTTConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        var parts = ["host: \(host)", "port: \(port)", "clientID: \(clientID)",
+                     "cleanSession: \(cleanSession)", "keepAliveSeconds: \(keepAliveSeconds)",
+                     "protocolVersion: \(protocolVersion)"]
+        if let username { parts.append("username: \(username)") }
+        if password != nil { parts.append("password: <redacted>") }
+        parts.append("tls: \(tls.map { "\($0)" } ?? "nil")")
+        if let will { parts.append("will: \(will.topic) (qos \(will.qos), retain \(will.retain))") }
+        parts.append("maxInflight: \(maxInflight)")
+        parts.append("reconnectDelay: \(reconnectDelayMin)…\(reconnectDelayMax) s")
+        return "MQTTConfiguration(" + parts.joined(separator: ", ") + ")"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "host": host, "port": port, "clientID": clientID, "cleanSession": cleanSession,
+            "keepAliveSeconds": keepAliveSeconds, "protocolVersion": protocolVersion,
+            "username": username as Any, "password": password == nil ? "nil" : "<redacted>",
+            "tls": tls as Any, "will": will as Any, "maxInflight": maxInflight,
+            "reconnectDelayMin": reconnectDelayMin, "reconnectDelayMax": reconnectDelayMax,
+            "sessionExpirySeconds": sessionExpirySeconds,
+        ], displayStyle: .struct)
+    }
+}
+
+/// A message the broker delivered for one of the client's subscriptions.
+public struct MQTTMessage: Sendable, Hashable {
+    public let topic: String
+    public let payload: [UInt8]
+    public let qos: Int
+    /// Set when the broker delivered a retained message (typically right after SUBSCRIBE).
+    public let retain: Bool
+    /// MQTT 5 Response Topic property; always nil with MQTT 3.1.1.
+    public let responseTopic: String?
+    /// MQTT 5 Correlation Data property; always nil with MQTT 3.1.1.
+    public let correlationData: [UInt8]?
+
+    public init(topic: String, payload: [UInt8], qos: Int, retain: Bool,
+                responseTopic: String? = nil, correlationData: [UInt8]? = nil) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.responseTopic = responseTopic
+        self.correlationData = correlationData
+    }
+}
+
+/// MQTT 5 PUBLISH properties. Ignored with MQTT 3.1.1.
+public struct MQTTPublishProperties: Sendable, Hashable {
+    public var responseTopic: String?
+    public var correlationData: [UInt8]?
+
+    public init(responseTopic: String? = nil, correlationData: [UInt8]? = nil) {
+        self.responseTopic = responseTopic
+        self.correlationData = correlationData
+    }
+}
+
+/// What happened to the link. Codes:
+/// - `connected`: the broker accepted the CONNECT; `sessionPresent` says whether it still
+///   had this client's persistent session (subscriptions and queued messages).
+/// - `connectFailed`: an attempt did not reach a successful CONNACK. `code` is the CONNACK
+///   return code (MQTT 3.1.1, 1…5) or reason code (MQTT 5, ≥ 0x80) when the broker refused,
+///   otherwise a libmosquitto error code (e.g. 7 connection lost, 14 system error,
+///   15 name lookup, 19 keepalive/timeout). The client keeps retrying.
+/// - `disconnected`: an established link ended. Code 0 is a clean end (`stop()`); otherwise
+///   a libmosquitto error code, or an MQTT 5 DISCONNECT reason code (≥ 0x80) sent by the broker.
+public enum MQTTConnectionEvent: Sendable, Hashable {
+    case connected(sessionPresent: Bool)
+    case disconnected(code: Int32, reason: String)
+    case connectFailed(code: Int32, reason: String)
+}
+
+public enum MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The client was not connected when the call was made; nothing was handed to the library.
+    case notConnected
+    /// The link dropped before the broker acknowledged the publish. The message may or may
+    /// not have reached the broker.
+    case connectionLost
+    case invalidTopic(String)
+    case payloadTooLarge
+    /// A libmosquitto error code (or an MQTT 5 reason code ≥ 0x80 from the broker) and its text.
+    case library(code: Int32, message: String)
+    case tls(String)
+    /// `stop()` was called.
+    case shutdown
+
+    public var description: String {
+        switch self {
+        case .notConnected: return "MQTT client is not connected"
+        case .connectionLost: return "MQTT connection lost before the broker acknowledged"
+        case .invalidTopic(let t): return "invalid MQTT topic: \(t.debugDescription)"
+        case .payloadTooLarge: return "MQTT payload too large"
+        case .library(let code, let message): return "MQTT error \(code): \(message)"
+        case .tls(let message): return "MQTT TLS error: \(message)"
+        case .shutdown: return "MQTT client was stopped"
+        }
+    }
+}
