@@ -7,6 +7,6 @@ public struct AcquisitionService: Service {
     public let acquisition: CabinetAcquisition
     public init(acquisition: CabinetAcquisition) { self.acquisition = acquisition }
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown { await acquisition.run() }
+        await cancelWhenGracefulShutdown { await acquisition.run() }
     }
 }

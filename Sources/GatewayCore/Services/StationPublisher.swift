@@ -39,7 +39,7 @@ public actor StationPublisher: Service {
         let states = connection.connectionStates()
         let batches = acquisition.broadcast.subscribe()
         // At this service's turn in the shutdown, the loops are cancelled; then the offline status goes out.
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { for await up in states where up { await self.onConnected() } }
                 group.addTask { for await batch in batches { await self.onChanges(batch) } }

@@ -1,0 +1,3 @@
+import Testing
+// Until the MQTT adapter tests land from their branch.
+@Test func mqttLinkTestsPending() { #expect(Bool(true)) }
