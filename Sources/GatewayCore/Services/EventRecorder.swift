@@ -46,6 +46,9 @@ public actor EventRecorder: Service {
         if !pending.isEmpty {
             logger.critical("shutting down with events not recorded", metadata: ["count": "\(pending.count)"])
         }
+        // The change stream ends when the acquisition stops, which is before our own turn in the shutdown:
+        // wait for it, since a service that returns early fails the group.
+        try? await gracefulShutdown()
     }
 
     /// Records events that do not come from the cabinet (gateway.started, later swaps and commands).

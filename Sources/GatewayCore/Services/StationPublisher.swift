@@ -44,8 +44,8 @@ public actor StationPublisher: Service {
                 group.addTask { for await up in states where up { await self.onConnected() } }
                 group.addTask { for await batch in batches { await self.onChanges(batch) } }
                 group.addTask { await self.tick() }
-                await group.next()
-                group.cancelAll()
+                // Ends only at this service's turn in the shutdown (the change stream may end before).
+                await group.waitForAll()
             }
         }
         await publishOffline()
@@ -79,6 +79,7 @@ public actor StationPublisher: Service {
     }
 
     private func cabinetState(_ snap: StationSnapshot) -> String {
+        if snap.cabinet == nil { return "unknown" }   // not read yet
         if snap.cabinetStale { return "unreachable" }
         return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
     }

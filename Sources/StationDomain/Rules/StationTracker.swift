@@ -182,6 +182,8 @@ public struct StationTracker: Sendable {
         let n = after.number
         if !after.batteryPresent { chargingSince[n] = nil; return [] }
         if after.charging, chargingSince[n] == nil { chargingSince[n] = millis }
+        // First sight of a slot: a battery already full was not charged while we watched.
+        guard before != nil else { return [] }
         let sameBattery = before?.bms?.batteryID == after.bms?.batteryID && before?.batteryPresent == true
         if after.chargeComplete, let bms = after.bms, !(sameBattery && before?.chargeComplete == true) {
             let minutes = chargingSince[n].map { Double(millis - $0) / 60_000 }
