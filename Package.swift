@@ -44,6 +44,15 @@ let package = Package(
         // The domain: no C, no I/O.
         .target(name: "StationDomain"),
 
+        // The ABS command contract: signed envelopes, commands, replies (pure: no I/O).
+        .target(name: "ABSProtocol", dependencies: [
+            "StationDomain",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
+        // Odoo's usage-log endpoint over HTTP: the only code that speaks HTTP.
+        .target(name: "OdooLink", dependencies: ["StationDomain"]),
+
         .target(name: "Acquisition", dependencies: [
             "StationDomain", "ModbusLink",
             .product(name: "Logging", package: "swift-log"),
@@ -53,7 +62,7 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "GatewayCore", dependencies: [
-            "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink",
+            "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -93,6 +102,10 @@ let package = Package(
             "Acquisition", "ModbusLink", "StationDomain", "SimulatorCore",
         ]),
         .testTarget(name: "MQTTLinkTests", dependencies: ["TestSupport", "MQTTLink"]),
-        .testTarget(name: "StationStoreTests", dependencies: ["TestSupport", "StationStore", "StationDomain"]),
+        .testTarget(name: "StationStoreTests", dependencies: [
+            "TestSupport", "StationStore", "StationDomain", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .testTarget(name: "ABSProtocolTests", dependencies: ["TestSupport", "ABSProtocol", "StationDomain"]),
+        .testTarget(name: "OdooLinkTests", dependencies: ["TestSupport", "OdooLink", "StationDomain"]),
     ]
 )

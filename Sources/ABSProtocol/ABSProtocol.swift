@@ -1,0 +1,1 @@
+// The ABS command contract (signed envelopes, commands, replies) — being written.

@@ -1,0 +1,1 @@
+// Odoo usage-log client — being written.

@@ -1,0 +1,3 @@
+import Testing
+@testable import ABSProtocol
+@Test func absProtocolPending() { #expect(Bool(true)) }

@@ -1,0 +1,3 @@
+import Testing
+@testable import OdooLink
+@Test func odooLinkPending() { #expect(Bool(true)) }
