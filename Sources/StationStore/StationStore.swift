@@ -24,25 +24,31 @@ public actor StationStore {
     static let freePageReserve = 1_024
     /// Upper bound of the WAL file's size kept after a checkpoint (bytes).
     static let walSizeLimit = 8 * 1024 * 1024
+    /// Size of the reserve file (see DiskSpace.swift): more than a full WAL (1000 pages).
+    static let defaultReserveBytes = 8 * 1024 * 1024
 
     public nonisolated let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
+    let reserveBytes: Int
     private var closed = false
 
     /// Opens (or creates) the database at `path` and runs the pending migrations.
     public init(path: String) throws {
-        try self.init(path: path, maxPageCount: nil, synchronous: .full)
+        try self.init(path: path, maxPageCount: nil, synchronous: .full, reserveBytes: Self.defaultReserveBytes)
     }
 
     /// Same as `init(path:)`, with SQLite's `max_page_count` set on the writing connection:
     /// the database file cannot grow beyond that many pages (4 KiB each) and writes that would
     /// need more fail with `StoreError.diskFull`, exactly as on a full disk. For tests.
     public init(path: String, maxPageCount: Int?) throws {
-        try self.init(path: path, maxPageCount: maxPageCount, synchronous: .full)
+        try self.init(path: path, maxPageCount: maxPageCount, synchronous: .full,
+                      reserveBytes: Self.defaultReserveBytes)
     }
 
-    init(path: String, maxPageCount: Int?, synchronous: Synchronous) throws {
+    init(path: String, maxPageCount: Int?, synchronous: Synchronous,
+         reserveBytes: Int = StationStore.defaultReserveBytes) throws {
         self.path = path
+        self.reserveBytes = reserveBytes
         var config = Configuration()
         config.label = "StationStore"
         config.foreignKeysEnabled = true
@@ -73,15 +79,21 @@ public actor StationStore {
         } catch {
             throw Self.mapError(error, path: path)
         }
+        DiskReserve.ensure(at: path + "-reserve", bytes: reserveBytes)
     }
 
     // MARK: Events
 
     /// Records `events` in one transaction with seqs last+1, last+2, … and returns them as
     /// stored. Either all are recorded or none (and no seq is consumed).
+    ///
+    /// On a full disk it first relieves the pressure (reserve file, sent events; see
+    /// DiskSpace.swift) and tries once more; then it throws `StoreError.diskFull`.
     public func appendEvents(_ events: [NewEvent]) async throws -> [StoredEvent] {
         if events.isEmpty { return [] }
-        return try await write { db in try Self.appendEvents(events, in: db) }
+        return try await withDiskFullRecovery {
+            try await write { db in try Self.appendEvents(events, in: db) }
+        }
     }
 
     /// Unsent events, oldest (lowest seq) first.
@@ -187,6 +199,7 @@ public actor StationStore {
             if n < batch { break }
         }
         if deleted > 0 { try await releaseFreePages() }
+        DiskReserve.ensure(at: reservePath, bytes: reserveBytes)
         return deleted
     }
 
