@@ -64,22 +64,44 @@ public actor StationStore {
             }
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
-            try pool.writeWithoutTransaction { db in
-                // GRDB sets NORMAL when it turns WAL on; FULL syncs the WAL at every commit, so a
-                // committed transaction survives a power cut, not only a process crash.
-                try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
-            }
-            try Self.makeMigrator().migrate(pool)
-            try pool.writeWithoutTransaction { db in
-                if let maxPageCount {
-                    _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, maxPageCount))")
-                }
-            }
+            pool = try Self.open(path: path, configuration: config, maxPageCount: maxPageCount,
+                                 synchronous: synchronous)
         } catch {
-            throw Self.mapError(error, path: path)
+            let mapped = Self.mapError(error, path: path)
+            // Opening needs a little space (the WAL and its index are created again after a
+            // clean close): on a full disk that fails with SQLITE_FULL or SQLITE_IOERR. Give up
+            // the reserve file and try once more.
+            switch mapped {
+            case StoreError.diskFull:
+                guard DiskReserve.release(at: path + "-reserve") else { throw mapped }
+                do {
+                    pool = try Self.open(path: path, configuration: config, maxPageCount: maxPageCount,
+                                         synchronous: synchronous)
+                } catch {
+                    throw Self.mapError(error, path: path)
+                }
+            default:
+                throw mapped
+            }
         }
         DiskReserve.ensure(at: path + "-reserve", bytes: reserveBytes)
+    }
+
+    private static func open(path: String, configuration: Configuration, maxPageCount: Int?,
+                             synchronous: Synchronous) throws -> DatabasePool {
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        try pool.writeWithoutTransaction { db in
+            // GRDB sets NORMAL when it turns WAL on; FULL syncs the WAL at every commit, so a
+            // committed transaction survives a power cut, not only a process crash.
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+        }
+        try makeMigrator().migrate(pool)
+        if let maxPageCount {
+            try pool.writeWithoutTransaction { db in
+                _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, maxPageCount))")
+            }
+        }
+        return pool
     }
 
     // MARK: Events
@@ -325,6 +347,9 @@ public actor StationStore {
         if error is StoreError { return error }
         guard let dbError = error as? DatabaseError else { return error }
         let detail = "\(path): \(dbError.message ?? "\(dbError.extendedResultCode)") (\(dbError.extendedResultCode))"
+        // SQLITE_IOERR_SHMSIZE: the WAL index (-shm) could not be extended, in practice because
+        // the file system is full; SQLite reports ENOSPC on data writes as SQLITE_FULL.
+        if dbError.extendedResultCode == .SQLITE_IOERR_SHMSIZE { return StoreError.diskFull }
         switch dbError.resultCode {
         case .SQLITE_FULL: return StoreError.diskFull
         case .SQLITE_READONLY: return StoreError.readOnly

@@ -110,4 +110,24 @@ struct RealDiskFullTests {
         #expect(stats.unsent == unsent.count + 1)
         try await reopened.close()
     }
+
+    /// The daemon restarts on a full disk: after a clean close the WAL has to be created again,
+    /// which needs space; the store gives up its reserve for it and opens.
+    @Test(.enabled(if: TinyFileSystem.available, "needs root and mount (tmpfs)"))
+    func theStoreOpensOnAFullFileSystem() async throws {
+        let fs = try TinyFileSystem(bytes: 48 * 1024 * 1024)
+        defer { fs.unmount() }
+        let path = fs.mountPoint + "/station.sqlite"
+        let store = try StationStore(path: path)
+        let recorded = try await store.appendEvents(makeEvents(0..<100, padding: 1_000))
+        try await store.close()
+        #expect(store.hasDiskReserve)
+        fs.fillUp("filler")
+
+        let reopened = try StationStore(path: path)
+        #expect(!reopened.hasDiskReserve)
+        #expect(try await reopened.unsentEvents(limit: 1_000) == recorded)
+        #expect(try await reopened.appendEvents([makeEvent(100)]).map(\.seq) == [101])
+        try await reopened.close()
+    }
 }
