@@ -6,7 +6,7 @@ import GRDB
 /// The actor is the only way in. GRDB's `DatabasePool` serialises writes on one connection
 /// (every write is one `BEGIN IMMEDIATE … COMMIT` transaction) and runs reads on up to two
 /// reader connections that see the last committed state. Methods suspend while SQLite works,
-/// they never block the caller's thread (except `init`, which opens and migrates).
+/// they never block the caller's thread (except `init`, which opens and migrates, and `close`).
 ///
 /// Every SQLite error leaves as a `StoreError` (see `StoreError` for the mapping).
 public actor StationStore {
@@ -69,8 +69,8 @@ public actor StationStore {
         } catch {
             let mapped = Self.mapError(error, path: path)
             // Opening needs a little space (the WAL and its index are created again after a
-            // clean close): on a full disk that fails with SQLITE_FULL or SQLITE_IOERR. Give up
-            // the reserve file and try once more.
+            // clean close): on a full disk that fails (SQLITE_FULL or SQLITE_IOERR_SHMSIZE, both
+            // `.diskFull`). Give up the reserve file and try once more.
             switch mapped {
             case StoreError.diskFull:
                 guard DiskReserve.release(at: path + "-reserve") else { throw mapped }
