@@ -14,9 +14,7 @@ extension StationStore {
             throw StoreError.other("appendEvents(_:in:) must run inside a write transaction")
         }
         if events.isEmpty { return [] }
-        guard let last = try Int64.fetchOne(db, sql: "SELECT last_seq FROM event_seq WHERE id = 1") else {
-            throw StoreError.corrupt("event_seq has no row")
-        }
+        let last = try lastSeq(in: db)
         var stored: [StoredEvent] = []
         stored.reserveCapacity(events.count)
         let insert = try db.cachedStatement(sql: """
@@ -33,13 +31,13 @@ extension StationStore {
             stored.append(StoredEvent(seq: seq, eventID: event.eventID, type: event.type,
                                       timestamp: date(ms), data: event.data, sentAt: nil))
         }
-        try db.execute(sql: "UPDATE event_seq SET last_seq = ? WHERE id = 1", arguments: [seq])
+        try db.cachedStatement(sql: "UPDATE event_seq SET last_seq = ? WHERE id = 1").execute(arguments: [seq])
         return stored
     }
 
     /// The last seq ever given out (0 before the first event).
     static func lastSeq(in db: Database) throws -> Int64 {
-        guard let last = try Int64.fetchOne(db, sql: "SELECT last_seq FROM event_seq WHERE id = 1") else {
+        guard let last = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_seq FROM event_seq WHERE id = 1")) else {
             throw StoreError.corrupt("event_seq has no row")
         }
         return last

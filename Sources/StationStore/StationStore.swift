@@ -6,7 +6,7 @@ import GRDB
 /// The actor is the only way in. GRDB's `DatabasePool` serialises writes on one connection
 /// (every write is one `BEGIN IMMEDIATE … COMMIT` transaction) and runs reads on up to two
 /// reader connections that see the last committed state. Methods suspend while SQLite works,
-/// they never block the caller's thread (except `init`, which opens and migrates).
+/// they never block the caller's thread (except `init`, which opens and migrates, and `close`).
 ///
 /// Every SQLite error leaves as a `StoreError` (see `StoreError` for the mapping).
 public actor StationStore {
@@ -24,25 +24,31 @@ public actor StationStore {
     static let freePageReserve = 1_024
     /// Upper bound of the WAL file's size kept after a checkpoint (bytes).
     static let walSizeLimit = 8 * 1024 * 1024
+    /// Size of the reserve file (see DiskSpace.swift): more than a full WAL (1000 pages).
+    static let defaultReserveBytes = 8 * 1024 * 1024
 
     public nonisolated let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
+    let reserveBytes: Int
     private var closed = false
 
     /// Opens (or creates) the database at `path` and runs the pending migrations.
     public init(path: String) throws {
-        try self.init(path: path, maxPageCount: nil, synchronous: .full)
+        try self.init(path: path, maxPageCount: nil, synchronous: .full, reserveBytes: Self.defaultReserveBytes)
     }
 
     /// Same as `init(path:)`, with SQLite's `max_page_count` set on the writing connection:
     /// the database file cannot grow beyond that many pages (4 KiB each) and writes that would
     /// need more fail with `StoreError.diskFull`, exactly as on a full disk. For tests.
     public init(path: String, maxPageCount: Int?) throws {
-        try self.init(path: path, maxPageCount: maxPageCount, synchronous: .full)
+        try self.init(path: path, maxPageCount: maxPageCount, synchronous: .full,
+                      reserveBytes: Self.defaultReserveBytes)
     }
 
-    init(path: String, maxPageCount: Int?, synchronous: Synchronous) throws {
+    init(path: String, maxPageCount: Int?, synchronous: Synchronous,
+         reserveBytes: Int = StationStore.defaultReserveBytes) throws {
         self.path = path
+        self.reserveBytes = reserveBytes
         var config = Configuration()
         config.label = "StationStore"
         config.foreignKeysEnabled = true
@@ -58,30 +64,58 @@ public actor StationStore {
             }
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
-            try pool.writeWithoutTransaction { db in
-                // GRDB sets NORMAL when it turns WAL on; FULL syncs the WAL at every commit, so a
-                // committed transaction survives a power cut, not only a process crash.
-                try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
-            }
-            try Self.makeMigrator().migrate(pool)
-            try pool.writeWithoutTransaction { db in
-                if let maxPageCount {
-                    _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, maxPageCount))")
-                }
-            }
+            pool = try Self.open(path: path, configuration: config, maxPageCount: maxPageCount,
+                                 synchronous: synchronous)
         } catch {
-            throw Self.mapError(error, path: path)
+            let mapped = Self.mapError(error, path: path)
+            // Opening needs a little space (the WAL and its index are created again after a
+            // clean close): on a full disk that fails (SQLITE_FULL or SQLITE_IOERR_SHMSIZE, both
+            // `.diskFull`). Give up the reserve file and try once more.
+            switch mapped {
+            case StoreError.diskFull:
+                guard DiskReserve.release(at: path + "-reserve") else { throw mapped }
+                do {
+                    pool = try Self.open(path: path, configuration: config, maxPageCount: maxPageCount,
+                                         synchronous: synchronous)
+                } catch {
+                    throw Self.mapError(error, path: path)
+                }
+            default:
+                throw mapped
+            }
         }
+        DiskReserve.ensure(at: path + "-reserve", bytes: reserveBytes)
+    }
+
+    private static func open(path: String, configuration: Configuration, maxPageCount: Int?,
+                             synchronous: Synchronous) throws -> DatabasePool {
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        try pool.writeWithoutTransaction { db in
+            // GRDB sets NORMAL when it turns WAL on; FULL syncs the WAL at every commit, so a
+            // committed transaction survives a power cut, not only a process crash.
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+        }
+        try makeMigrator().migrate(pool)
+        if let maxPageCount {
+            try pool.writeWithoutTransaction { db in
+                _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, maxPageCount))")
+            }
+        }
+        return pool
     }
 
     // MARK: Events
 
     /// Records `events` in one transaction with seqs last+1, last+2, … and returns them as
     /// stored. Either all are recorded or none (and no seq is consumed).
+    ///
+    /// On a full disk it first relieves the pressure (reserve file, sent events; see
+    /// DiskSpace.swift) and tries once more; then it throws `StoreError.diskFull`.
     public func appendEvents(_ events: [NewEvent]) async throws -> [StoredEvent] {
         if events.isEmpty { return [] }
-        return try await write { db in try Self.appendEvents(events, in: db) }
+        return try await withDiskFullRecovery {
+            try await write { db in try Self.appendEvents(events, in: db) }
+        }
     }
 
     /// Unsent events, oldest (lowest seq) first.
@@ -187,6 +221,7 @@ public actor StationStore {
             if n < batch { break }
         }
         if deleted > 0 { try await releaseFreePages() }
+        DiskReserve.ensure(at: reservePath, bytes: reserveBytes)
         return deleted
     }
 
@@ -312,6 +347,9 @@ public actor StationStore {
         if error is StoreError { return error }
         guard let dbError = error as? DatabaseError else { return error }
         let detail = "\(path): \(dbError.message ?? "\(dbError.extendedResultCode)") (\(dbError.extendedResultCode))"
+        // SQLITE_IOERR_SHMSIZE: the WAL index (-shm) could not be extended, in practice because
+        // the file system is full; SQLite reports ENOSPC on data writes as SQLITE_FULL.
+        if dbError.extendedResultCode == .SQLITE_IOERR_SHMSIZE { return StoreError.diskFull }
         switch dbError.resultCode {
         case .SQLITE_FULL: return StoreError.diskFull
         case .SQLITE_READONLY: return StoreError.readOnly
