@@ -73,6 +73,16 @@ public struct SwapMachine: Sendable {
         }
     }
 
+    /// Records the command seq of the current stage's unlock (stored before the unlock is written, so a
+    /// restart or a retry re-sends the same seq, which the controller executes once).
+    public mutating func assignUnlockSeq(_ seq: UInt16) {
+        switch record.stage {
+        case .awaitingPickup: record.issueUnlockSeq = seq
+        case .returnRefused: record.refusedUnlockSeq = seq
+        default: record.returnUnlockSeq = seq
+        }
+    }
+
     /// The unlock command for the current stage failed (lock jammed, refused, cabinet gone).
     public mutating func unlockFailed(reason: String, now: Date) -> [SwapAction] {
         switch record.stage {

@@ -1,0 +1,47 @@
+import Acquisition
+import Foundation
+
+/// The daemon's own counters and histograms, rendered as Prometheus text (issue 6 serves them on loopback).
+/// Kept in-house: a handful of series do not justify a metrics framework on a small board.
+public final class GatewayMetrics: Sendable {
+    struct State {
+        var swaps: [String: Int] = [:]
+        var commands: [String: Int] = [:]
+        var decisionBuckets = [Int](repeating: 0, count: GatewayMetrics.bounds.count)
+        var decisionCount = 0
+        var decisionSum = 0.0
+        var decisionSamples: [Double] = []
+    }
+    static let bounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+    private let box = LockedBox(State())
+    public init() {}
+
+    public func countSwap(outcome: String) { box.withLock { $0.swaps[outcome, default: 0] += 1 } }
+    public func countCommand(_ name: String, result: String) { box.withLock { $0.commands["\(name)|\(result)", default: 0] += 1 } }
+    public func observeDecision(seconds: Double) {
+        box.withLock { s in
+            s.decisionCount += 1
+            s.decisionSum += seconds
+            for (i, b) in Self.bounds.enumerated() where seconds <= b { s.decisionBuckets[i] += 1 }
+            if s.decisionSamples.count < 100_000 { s.decisionSamples.append(seconds) }
+        }
+    }
+    public var swapCounts: [String: Int] { box.withLock { $0.swaps } }
+    /// Recorded decision latencies (seconds), for the benchmark's percentiles.
+    public var decisionSamples: [Double] { box.withLock { $0.decisionSamples } }
+
+    public func prometheusText() -> String {
+        let s = box.current
+        var out = "# HELP swapgate_swaps_total Swap requests by outcome.\n# TYPE swapgate_swaps_total counter\n"
+        for (k, v) in s.swaps.sorted(by: { $0.key < $1.key }) { out += "swapgate_swaps_total{outcome=\"\(k)\"} \(v)\n" }
+        out += "# HELP swapgate_commands_total ABS commands by name and result.\n# TYPE swapgate_commands_total counter\n"
+        for (k, v) in s.commands.sorted(by: { $0.key < $1.key }) {
+            let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
+            out += "swapgate_commands_total{command=\"\(parts[0])\",result=\"\(parts.count > 1 ? parts[1] : "")\"} \(v)\n"
+        }
+        out += "# HELP swapgate_decision_seconds Swap decision latency (request received to reply built).\n# TYPE swapgate_decision_seconds histogram\n"
+        for (i, b) in Self.bounds.enumerated() { out += "swapgate_decision_seconds_bucket{le=\"\(b)\"} \(s.decisionBuckets[i])\n" }
+        out += "swapgate_decision_seconds_bucket{le=\"+Inf\"} \(s.decisionCount)\nswapgate_decision_seconds_sum \(s.decisionSum)\nswapgate_decision_seconds_count \(s.decisionCount)\n"
+        return out
+    }
+}
