@@ -653,7 +653,7 @@ struct Cabinet: Sendable {
             if chargingAllowed(i) && !b.isFull {
                 let demand = b.chargeDemand
                 if b.soc >= BatteryFamily.cvStartSoC && demand < b.cutoffCurrent {
-                    // Below the cut-off current: charge terminates, the pack is full.
+                    // CV current below the cut-off (0.05 C): charge terminates, the pack counts as full.
                     b.cycles += (100 - b.soc) / 100
                     b.soc = 100
                     b.current = 0
