@@ -30,8 +30,11 @@ public final class SocatPty: @unchecked Sendable {
         }
     }
 
+    /// Stops socat with SIGKILL: a child started from a Swift Testing worker thread inherits that
+    /// thread's signal mask (nearly everything blocked), so socat never sees a SIGTERM and
+    /// `ManagedProcess.stop()` would wait its full timeout. socat holds no state worth a clean exit.
     public func stop() {
-        process.stop()
+        process.killHard()
         directory.remove()
     }
 

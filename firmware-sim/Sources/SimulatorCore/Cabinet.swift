@@ -135,7 +135,11 @@ struct Cabinet: Sendable {
         watchdogTimeout = config.watchdogTimeout
         clockBase = config.clock ?? hostClock
         fill(config.fill)
-        for i in slots.indices { slots[i].reportedBits = slots[i].bits.rawValue }
+        physics(0)   // the initial state is already consistent: charging currents, meter readings
+        for i in slots.indices {
+            slots[i].reportedBits = slots[i].bits.rawValue
+            slots[i].changeCounter = 0
+        }
         if let r = config.rider { setRider(r) }
     }
 
