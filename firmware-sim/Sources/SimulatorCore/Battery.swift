@@ -50,7 +50,7 @@ public struct BatteryFamily: Sendable, Equatable {
 public enum OCVCurve {
     static let points: [(soc: Double, volts: Double)] = [
         (0, 3.00), (5, 3.40), (10, 3.50), (20, 3.60), (30, 3.66), (40, 3.71),
-        (50, 3.76), (60, 3.83), (70, 3.91), (80, 3.99), (90, 4.08), (100, 4.18),
+        (50, 3.76), (60, 3.83), (70, 3.91), (80, 3.99), (90, 4.08), (100, 4.19),
     ]
 
     public static func cellVoltage(soc: Double) -> Double {
@@ -102,14 +102,21 @@ struct Battery: Sendable, Equatable {
         probeOffsets = (0..<spec.probeCount).map { i in i == 0 ? 0.4 : rng.uniform(-0.6...0.2) }
     }
 
-    /// Terminal voltage: OCV plus the I·R rise while charging, held at the CV limit
-    /// (cells × 4.20 V) unless the OCV itself is already there.
+    /// Effective charging resistance (ohmic + polarisation), Ω: chosen so that the terminal
+    /// voltage under the CC current reaches the CV limit exactly at `cvStartSoC`.
+    var chargeResistance: Double {
+        let spec = self.spec
+        return Double(spec.cellCount) * (BatteryFamily.cvCellVoltage - OCVCurve.cellVoltage(soc: BatteryFamily.cvStartSoC))
+            / spec.chargeCurrent
+    }
+
+    /// Terminal voltage: the OCV at rest; OCV + I·R while charging, which is the CV limit
+    /// (cells × 4.20 V) during the CV stage.
     var packVoltage: Double {
         let cells = Double(spec.cellCount)
         let ocv = cells * OCVCurve.cellVoltage(soc: soc)
         guard current > 0 else { return ocv }
-        let limit = cells * BatteryFamily.cvCellVoltage
-        return max(ocv, min(limit, ocv + current * spec.resistance))
+        return max(ocv, min(cells * BatteryFamily.cvCellVoltage, ocv + current * chargeResistance))
     }
 
     /// Cell voltages (V) around the mean, consistent with the pack voltage.
@@ -120,11 +127,13 @@ struct Battery: Sendable, Equatable {
 
     var probeTemperatures: [Double] { probeOffsets.map { temperature + $0 } }
 
-    /// Charging current the charger would push now (CC, then CV taper), A.
+    /// Charging current the charger would push now, A: constant current below `cvStartSoC`,
+    /// then constant voltage, where the current is (V_limit − OCV) / R and tapers as the OCV rises.
     var chargeDemand: Double {
         let spec = self.spec
         if soc < BatteryFamily.cvStartSoC { return spec.chargeCurrent }
-        return spec.chargeCurrent * max(0, 100 - soc) / (100 - BatteryFamily.cvStartSoC)
+        let headroom = Double(spec.cellCount) * (BatteryFamily.cvCellVoltage - OCVCurve.cellVoltage(soc: soc))
+        return max(0, min(spec.chargeCurrent, headroom / chargeResistance))
     }
 
     var cutoffCurrent: Double { spec.capacityAh * BatteryFamily.cutoffCRate }

@@ -135,7 +135,11 @@ struct Cabinet: Sendable {
         watchdogTimeout = config.watchdogTimeout
         clockBase = config.clock ?? hostClock
         fill(config.fill)
-        for i in slots.indices { slots[i].reportedBits = slots[i].bits.rawValue }
+        physics(0)   // the initial state is already consistent: charging currents, meter readings
+        for i in slots.indices {
+            slots[i].reportedBits = slots[i].bits.rawValue
+            slots[i].changeCounter = 0
+        }
         if let r = config.rider { setRider(r) }
     }
 
@@ -653,7 +657,7 @@ struct Cabinet: Sendable {
             if chargingAllowed(i) && !b.isFull {
                 let demand = b.chargeDemand
                 if b.soc >= BatteryFamily.cvStartSoC && demand < b.cutoffCurrent {
-                    // Below the cut-off current: charge terminates, the pack is full.
+                    // CV current below the cut-off (0.05 C): charge terminates, the pack counts as full.
                     b.cycles += (100 - b.soc) / 100
                     b.soc = 100
                     b.current = 0

@@ -50,7 +50,7 @@ public final class Simulator: Sendable, ModbusResponder {
 
     /// Serves Modbus RTU on a serial device or pty (8 data bits).
     public func startRTU(path: String, baud: Int = 115200, parity: Character = "N", stopBits: Int = 1) throws {
-        guard let p = SerialParity(rawValue: Character(parity.uppercased())) else {
+        guard let upper = parity.uppercased().first, let p = SerialParity(rawValue: upper) else {
             throw SimulatorError.invalidArgument("parity must be N, E or O")
         }
         let server = try RTUServer(path: path, baud: baud, parity: p, stopBits: stopBits, responder: self)

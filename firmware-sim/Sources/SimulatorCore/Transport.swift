@@ -45,22 +45,39 @@ public enum RTUFraming {
     public static func parseRequest(_ buffer: [UInt8]) -> RTUParseResult {
         guard buffer.count >= 4 else { return .needMore }
         let fc = buffer[1]
-        let expected: Int?
-        switch fc {
-        case 0x01...0x06: expected = 8
-        case 0x0F, 0x10: expected = buffer.count >= 7 ? 9 + Int(buffer[6]) : nil
-        case 0x07, 0x0B, 0x0C, 0x11: expected = 4
-        default:
-            // Unknown function: the shortest prefix with a valid CRC is the frame.
-            for n in 4...min(buffer.count, 256) where crcValid(buffer[0..<n]) {
-                return .frame(unit: buffer[0], pdu: Array(buffer[1..<(n - 2)]), length: n)
-            }
-            return buffer.count >= 256 ? .invalid(skip: 1) : .needMore
+        if fc == 0 || fc >= 0x80 { return .invalid(skip: 1) }   // never a request
+        if let length = knownLength(buffer[...]) {
+            guard let length else { return .needMore }
+            guard buffer.count >= length else { return .needMore }
+            guard crcValid(buffer[0..<length]) else { return .invalid(skip: 1) }
+            return .frame(unit: buffer[0], pdu: Array(buffer[1..<(length - 2)]), length: length)
         }
-        guard let length = expected else { return .needMore }
-        guard buffer.count >= length else { return .needMore }
-        guard crcValid(buffer[0..<length]) else { return .invalid(skip: 1) }
-        return .frame(unit: buffer[0], pdu: Array(buffer[1..<(length - 2)]), length: length)
+        // Unknown function: the shortest prefix with a valid CRC is the frame …
+        for n in 4...min(buffer.count, 256) where crcValid(buffer[0..<n]) {
+            return .frame(unit: buffer[0], pdu: Array(buffer[1..<(n - 2)]), length: n)
+        }
+        // … unless a known, complete, CRC-valid frame starts further on: then the head is noise.
+        for offset in 1..<buffer.count {
+            let rest = buffer[offset...]
+            if let known = knownLength(rest), let length = known, rest.count >= length,
+               crcValid(rest.prefix(length)) {
+                return .invalid(skip: 1)
+            }
+        }
+        return buffer.count >= 256 ? .invalid(skip: 1) : .needMore
+    }
+
+    /// The request length for a known function code: nil = unknown function,
+    /// .some(nil) = known but the length byte has not arrived yet.
+    static func knownLength(_ frame: ArraySlice<UInt8>) -> Int?? {
+        guard frame.count >= 2 else { return .some(nil) }
+        let start = frame.startIndex
+        switch frame[start + 1] {
+        case 0x01...0x06: return 8
+        case 0x0F, 0x10: return frame.count >= 7 ? .some(9 + Int(frame[start + 6])) : .some(nil)
+        case 0x07, 0x0B, 0x0C, 0x11: return 4
+        default: return nil
+        }
     }
 
     static func crcValid(_ frame: ArraySlice<UInt8>) -> Bool {

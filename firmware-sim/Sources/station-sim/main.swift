@@ -120,7 +120,7 @@ struct StationSim: ParsableCommand {
         let sim = Simulator(configuration: config)
         do {
             if let serial {
-                try sim.startRTU(path: serial, baud: baud, parity: Character(parity.uppercased()), stopBits: stopBits)
+                try sim.startRTU(path: serial, baud: baud, parity: parity.uppercased().first ?? "N", stopBits: stopBits)
                 say("modbus rtu serving \(serial) at \(baud) 8\(parity.uppercased())\(stopBits)")
             } else {
                 let bound = try sim.startTCP(host: host, port: port)
