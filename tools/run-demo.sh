@@ -38,13 +38,16 @@ STATION=TG-LOME-0007
 
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" > "$RUN/mosquitto.conf"
 mosquitto -c "$RUN/mosquitto.conf" > "$RUN/mosquitto.log" 2>&1 & PIDS+=($!)
-"$BIN/station-sim" --port "$MODBUS_PORT" --slots 12 --control-port "$CONTROL_PORT" --speed 30 \
-  --scenario firmware-sim/scenarios/rider-swaps.jsonl > "$RUN/station-sim.log" 2>&1 & PIDS+=($!)
+"$BIN/station-sim" --port "$MODBUS_PORT" --slots 12 --control-port "$CONTROL_PORT" --speed 1 \
+  > "$RUN/station-sim.log" 2>&1 & PIDS+=($!)
 ODOO_KEY=demo-odoo-key
 if [ -f tools/odoo_standin.py ]; then
   $PY tools/odoo_standin.py --port "$ODOO_PORT" --key "$ODOO_KEY" > "$RUN/odoo.log" 2>&1 & PIDS+=($!)
 fi
-wait_port "$MQTT_PORT"; wait_port "$MODBUS_PORT"
+wait_port "$MQTT_PORT"; wait_port "$MODBUS_PORT"; wait_port "$CONTROL_PORT"
+# The rider answers unlocks: returns the batteries the demo entitlements say riders hold, takes full ones.
+"$BIN/station-sim" ctl --control-port "$CONTROL_PORT" \
+  '{"cmd":"rider","enabled":true,"behavior":"normal","delay":2,"step_delay":1,"returns":[{"id":"B45-DEMO-001","family":2,"soc":12},{"id":"B30-DEMO-002","family":1,"soc":8}]}' >/dev/null
 
 # A demo ABS key pair: the gateway trusts the public key; this script signs with the private one.
 KEYS=$($PY tools/abs_sign.py keygen)

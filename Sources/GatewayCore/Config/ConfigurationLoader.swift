@@ -87,6 +87,34 @@ extension GatewayConfiguration {
         c.batteries.quarantineTemp = r.double("batteries.quarantine_temp", c.batteries.quarantineTemp, 20 ... 120)
         c.batteries.releaseTemp = r.double("batteries.release_temp", c.batteries.releaseTemp, 0 ... c.batteries.quarantineTemp)
 
+        c.abs.publicKeys = r.stringMap("abs.public_keys")
+        c.abs.allowUnsigned = r.bool("abs.allow_unsigned", c.abs.allowUnsigned)
+        c.abs.maxClockSkew = r.double("abs.max_clock_skew", c.abs.maxClockSkew, 0 ... 3600)
+        if c.abs.publicKeys.isEmpty && !c.abs.allowUnsigned {
+            r.errors.append(ConfigurationError("abs.public_keys", "no ABS public key: every command would be refused (set allow_unsigned: true only for development)"))
+        }
+
+        c.swaps.returnTimeout = r.double("swaps.return_timeout", c.swaps.returnTimeout, 10 ... 600)
+        c.swaps.pickupTimeout = r.double("swaps.pickup_timeout", c.swaps.pickupTimeout, 10 ... 600)
+        c.swaps.maxConcurrent = r.int("swaps.max_concurrent", c.swaps.maxConcurrent, 1 ... 8)
+        c.swaps.maxCacheStalenessHours = r.double("swaps.max_cache_staleness_hours", c.swaps.maxCacheStalenessHours, 0.01 ... 8760)
+        c.swaps.allowStaleCache = r.bool("swaps.allow_stale_cache", c.swaps.allowStaleCache)
+
+        c.odoo.baseURL = r.string("odoo.base_url", c.odoo.baseURL)
+        if !c.odoo.baseURL.isEmpty && !(c.odoo.baseURL.hasPrefix("http://") || c.odoo.baseURL.hasPrefix("https://")) {
+            r.errors.append(ConfigurationError("odoo.base_url", "must start with http:// or https://"))
+        }
+        c.odoo.apiKey = r.secret("odoo.api_key", env: "SWAPGATE_ODOO_API_KEY", environment: environment, base: baseDirectory)
+        if !c.odoo.baseURL.isEmpty && (c.odoo.apiKey ?? "").isEmpty {
+            r.errors.append(ConfigurationError("odoo.api_key_file", "an API key is required when odoo.base_url is set (api_key_file or SWAPGATE_ODOO_API_KEY)"))
+        }
+        c.odoo.database = r.string("odoo.database", c.odoo.database)
+        c.odoo.requestTimeout = r.double("odoo.request_timeout", c.odoo.requestTimeout, 1 ... 300)
+        c.odoo.maxInFlight = r.int("odoo.max_in_flight", c.odoo.maxInFlight, 1 ... 64)
+        c.odoo.caFile = r.path("odoo.ca_file", base: baseDirectory)
+        c.odoo.swapCountService = r.string("odoo.service_swap_count", c.odoo.swapCountService)
+        c.odoo.energyService = r.string("odoo.service_energy", c.odoo.energyService)
+
         c.logLevel = r.choice("log_level", c.logLevel, ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         r.reportUnknownKeys()
         if !r.errors.isEmpty { throw ConfigurationErrors(errors: r.errors) }
@@ -158,6 +186,17 @@ private struct Reader {
             errors.append(ConfigurationError(key, "\(v) is not one of \(allowed.map { "\($0)" }.joined(separator: ", "))")); return def
         }
         return value
+    }
+
+    mutating func stringMap(_ key: String) -> [String: String] {
+        guard let v = raw(key) else { return [:] }
+        guard let m = v as? [String: Any] else { errors.append(ConfigurationError(key, "must be a mapping of key id to key")); return [:] }
+        var out: [String: String] = [:]
+        for (k, x) in m {
+            seen.insert("\(key).\(k)")
+            if let s = x as? String, !s.isEmpty { out[k] = s } else { errors.append(ConfigurationError("\(key).\(k)", "must be a non-empty string")) }
+        }
+        return out
     }
 
     mutating func path(_ key: String, base: String) -> String? {

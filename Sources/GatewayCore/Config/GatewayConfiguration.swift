@@ -14,7 +14,35 @@ public struct GatewayConfiguration: Sendable {
     public var store = Store()
     public var publishing = Publishing()
     public var batteries = Batteries()
+    public var abs = ABS()
+    public var swaps = Swaps()
+    public var odoo = Odoo()
     public var logLevel = "info"
+
+    public struct ABS: Sendable {
+        /// kid → Ed25519 public key (base64 of the raw 32 bytes, or PEM).
+        public var publicKeys: [String: String] = [:]
+        /// Development only: accept commands without a signature (a warning is logged at start).
+        public var allowUnsigned = false
+        public var maxClockSkew = 120.0
+    }
+    public struct Swaps: Sendable {
+        public var returnTimeout = 120.0
+        public var pickupTimeout = 60.0
+        public var maxConcurrent = 1
+        public var maxCacheStalenessHours = 72.0
+        public var allowStaleCache = false
+    }
+    public struct Odoo: Sendable {
+        public var baseURL = ""                    // empty: usage records are kept, not sent
+        public var apiKey: String?                 // from api_key_file or SWAPGATE_ODOO_API_KEY
+        public var database = ""
+        public var requestTimeout = 15.0
+        public var maxInFlight = 4
+        public var caFile: String?
+        public var swapCountService = "service-swap-count"
+        public var energyService = "service-energy-gage"
+    }
 
     public struct Station: Sendable {
         public var id = ""
