@@ -148,6 +148,12 @@ final class ClientCore: Sendable {
 
     var isConnected: Bool { state.withLock { $0.connected } }
 
+    // Test hooks (internal, used through @testable import).
+    var pendingPublishCount: Int { state.withLock { $0.pending.count } }
+    func isSubscriptionAcknowledged(_ filter: String) -> Bool {
+        state.withLock { $0.subscriptions[filter]?.acknowledged ?? false }
+    }
+
     // MARK: - Configuration
 
     private static func invalid(_ message: String) -> MQTTError {
