@@ -124,6 +124,16 @@ final class ClientCore: Sendable {
 
         var subscriptions: [String: Subscription] = [:]
         var subscribeMids: [Int32: [String]] = [:]
+        /// Callers between their mosquitto_subscribe and recording its mid, and the SUBACKs
+        /// that overtook them (same race as for PUBACKs, see publish()).
+        var subscribesInProgress = 0
+        var earlySubacks: [Int32: [Int32]] = [:]
+
+        mutating func applySuback(filters: [String], granted: [Int32]) {
+            for (i, filter) in filters.enumerated() where i < granted.count && granted[i] < 0x80 {
+                subscriptions[filter]?.acknowledged = true
+            }
+        }
 
         mutating func finishTicket(_ ticket: UInt64) {
             inProgress.remove(ticket)
@@ -499,9 +509,10 @@ final class ClientCore: Sendable {
 
     fileprivate func didSubscribe(mid: Int32, granted: [Int32]) {
         state.withLock { s in
-            guard let filters = s.subscribeMids.removeValue(forKey: mid) else { return }
-            for (i, filter) in filters.enumerated() where i < granted.count && granted[i] < 0x80 {
-                s.subscriptions[filter]?.acknowledged = true
+            if let filters = s.subscribeMids.removeValue(forKey: mid) {
+                s.applySuback(filters: filters, granted: granted)
+            } else if s.subscribesInProgress > 0 {
+                s.earlySubacks[mid] = granted
             }
         }
     }
@@ -519,6 +530,7 @@ final class ClientCore: Sendable {
         let sendNow = try state.withLock { s throws(MQTTError) -> Bool in
             if s.stopped { throw .shutdown }
             s.subscriptions[filter] = Subscription(qos: Int32(qos), acknowledged: false)
+            if s.connected { s.subscribesInProgress += 1 }
             return s.connected
         }
         // Not connected: the next successful CONNACK subscribes (the entry is unacknowledged).
@@ -528,9 +540,20 @@ final class ClientCore: Sendable {
             guard open else { return -1000 }
             return mosquitto_subscribe(handle, &mid, filter, Int32(qos))
         }
+        state.withLock { s in
+            s.subscribesInProgress -= 1
+            if rc == CMOSQ_ERR_SUCCESS {
+                if let granted = s.earlySubacks.removeValue(forKey: mid) {
+                    s.applySuback(filters: [filter], granted: granted)
+                } else {
+                    s.subscribeMids[mid, default: []].append(filter)
+                }
+            }
+            if s.subscribesInProgress == 0 { s.earlySubacks.removeAll() }
+        }
         switch rc {
         case CMOSQ_ERR_SUCCESS:
-            state.withLock { $0.subscribeMids[mid, default: []].append(filter) }
+            break
         case -1000:
             throw MQTTError.shutdown
         case CMOSQ_ERR_NO_CONN:

@@ -68,18 +68,18 @@ import Testing
         #expect(client.isConnected == false)
         // Not started: offline, so nothing is handed to the library.
         await #expect(throws: MQTTError.notConnected) {
-            try await client.publish(topic: "dt/x", payload: [1], qos: 1, retain: false)
+            try await client.publishOrFail(topic: "dt/x", payload: [1], qos: 1, retain: false)
         }
         #expect(throws: MQTTError.invalidTopic("a/#/b")) { try client.subscribe("a/#/b", qos: 1) }
         await #expect(throws: MQTTError.invalidTopic("a/+")) {
-            try await client.publish(topic: "a/+", payload: [], qos: 0, retain: false)
+            try await client.publishOrFail(topic: "a/+", payload: [], qos: 0, retain: false)
         }
         try client.subscribe("cmd/#", qos: 1)  // remembered while offline
         client.stop()
         client.stop()  // idempotent
         #expect(throws: MQTTError.shutdown) { try client.start() }
         await #expect(throws: MQTTError.shutdown) {
-            try await client.publish(topic: "dt/x", payload: [1], qos: 1, retain: false)
+            try await client.publishOrFail(topic: "dt/x", payload: [1], qos: 1, retain: false)
         }
         #expect(throws: MQTTError.shutdown) { try client.subscribe("cmd/#", qos: 1) }
         // Both streams are finished.

@@ -95,7 +95,7 @@ import TestSupport
         #expect(events.all.first == .connected(sessionPresent: false))
         try client.subscribe("cmd/S3/#", qos: 1)
         try await waitForSubscription(client, "cmd/S3/#")
-        try await client.publish(topic: "dt/S3/evt/a", payload: bytes("before"), qos: 1, retain: false)
+        try await client.publishOrFail(topic: "dt/S3/evt/a", payload: bytes("before"), qos: 1, retain: false)
 
         try await offPool { broker.stop() }  // SIGTERM: mosquitto saves sessions
         try await events.wait("disconnected") { $0.contains { if case .disconnected = $0 { true } else { false } } }
@@ -107,7 +107,7 @@ import TestSupport
         let connects = events.all.filter { if case .connected = $0 { true } else { false } }
         #expect(connects.last == .connected(sessionPresent: true))
         try await within(30, "publish after restart") {
-            try await client.publish(topic: "dt/S3/evt/c", payload: bytes("after"), qos: 1, retain: false)
+            try await client.publishOrFail(topic: "dt/S3/evt/c", payload: bytes("after"), qos: 1, retain: false)
         }
         // The subscription lives in the restored session.
         try await offPool { try broker.publish(topic: "cmd/S3/ping", message: "hello again", qos: 1) }
@@ -139,7 +139,7 @@ import TestSupport
         try await waitForSubscription(client, "cmd/S4/#")
         try await offPool { try broker.publish(topic: "cmd/S4/x", message: "resubscribed", qos: 1) }
         try await messages.wait(topic: "cmd/S4/x")
-        try await client.publish(topic: "dt/S4/evt", payload: bytes("works"), qos: 1, retain: false)
+        try await client.publishOrFail(topic: "dt/S4/evt", payload: bytes("works"), qos: 1, retain: false)
     }
 
     /// PUBACKs are held back by the proxy, so the publishes are surely in flight when the
@@ -154,7 +154,7 @@ import TestSupport
         let events = EventRecorder(client)
         try client.start()
         try await events.waitForConnected()
-        try await client.publish(topic: "dt/S5/evt", payload: bytes("acked"), qos: 1, retain: false)
+        try await client.publishOrFail(topic: "dt/S5/evt", payload: bytes("acked"), qos: 1, retain: false)
 
         proxy.holdBrokerToClient()
         let count = 25

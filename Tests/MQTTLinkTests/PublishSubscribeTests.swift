@@ -20,8 +20,8 @@ import TestSupport
         try client.subscribe("dt/#", qos: 1)
         try await waitForSubscription(client, "dt/#")
 
-        try await client.publish(topic: "dt/q0", payload: bytes("zero"), qos: 0, retain: false)
-        try await client.publish(topic: "dt/q1", payload: bytes("one"), qos: 1, retain: false)
+        try await client.publishOrFail(topic: "dt/q0", payload: bytes("zero"), qos: 0, retain: false)
+        try await client.publishOrFail(topic: "dt/q1", payload: bytes("one"), qos: 1, retain: false)
 
         let q0 = try await messages.wait(topic: "dt/q0")
         let q1 = try await messages.wait(topic: "dt/q1")
@@ -44,7 +44,7 @@ import TestSupport
         let events = EventRecorder(client)
         try client.start()
         try await events.waitForConnected()
-        try await client.publish(topic: "dt/V01/BSS/S1/status", payload: bytes(#"{"online":true}"#), qos: 1, retain: true)
+        try await client.publishOrFail(topic: "dt/V01/BSS/S1/status", payload: bytes(#"{"online":true}"#), qos: 1, retain: true)
 
         let lines = try await offPool { try broker.subscribe(topic: "dt/V01/BSS/S1/status", count: 1, timeout: 20) }
         #expect(lines == [#"dt/V01/BSS/S1/status {"online":true}"#])
@@ -101,7 +101,7 @@ import TestSupport
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for i in 0..<total {
                     group.addTask {
-                        try await client.publish(topic: "bulk/\(i % 7)", payload: bytes("m\(i)"), qos: 1, retain: false)
+                        try await client.publishOrFail(topic: "bulk/\(i % 7)", payload: bytes("m\(i)"), qos: 1, retain: false)
                         return 1
                     }
                 }
@@ -126,7 +126,7 @@ import TestSupport
         try client.subscribe("big", qos: 1)
         try await waitForSubscription(client, "big")
         let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        try await client.publish(topic: "big", payload: payload, qos: 1, retain: false)
+        try await client.publishOrFail(topic: "big", payload: payload, qos: 1, retain: false)
         let got = try await messages.wait(topic: "big")
         #expect(got.first?.payload == payload)
     }

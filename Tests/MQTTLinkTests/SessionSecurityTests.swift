@@ -101,7 +101,7 @@ import TestSupport
         try await events.waitForConnected()
         try client.subscribe("tls/echo", qos: 1)
         try await waitForSubscription(client, "tls/echo")
-        try await client.publish(topic: "tls/echo", payload: bytes("over tls"), qos: 1, retain: false)
+        try await client.publishOrFail(topic: "tls/echo", payload: bytes("over tls"), qos: 1, retain: false)
         try await messages.wait(topic: "tls/echo")
 
         // Same CA but no client certificate: every attempt fails, it never connects, and
@@ -173,7 +173,7 @@ import TestSupport
         let events = EventRecorder(client)
         try client.start()
         try await events.waitForConnected()
-        try await client.publish(topic: "dt/auth", payload: bytes("ok"), qos: 1, retain: true)
+        try await client.publishOrFail(topic: "dt/auth", payload: bytes("ok"), qos: 1, retain: true)
         let lines = try await offPool { try broker.subscribe(topic: "dt/auth", count: 1) }
         #expect(lines == ["dt/auth ok"])
 
@@ -240,7 +240,7 @@ import TestSupport
 
         // ABS sends a command with a response topic and correlation data…
         let correlation: [UInt8] = [0, 1, 2, 0xFE, 0xFF, 0x80]
-        try await abs.publish(topic: "cmd/S10/ping", payload: bytes(#"{"request_id":"r-1"}"#), qos: 1, retain: false,
+        try await abs.publishOrFail(topic: "cmd/S10/ping", payload: bytes(#"{"request_id":"r-1"}"#), qos: 1, retain: false,
                               properties: MQTTPublishProperties(responseTopic: "abs/replies/r-1", correlationData: correlation))
         let command = try #require(try await stationInbox.wait(topic: "cmd/S10/ping").first)
         #expect(command.responseTopic == "abs/replies/r-1")
@@ -248,7 +248,7 @@ import TestSupport
 
         // …and the station answers there with the same correlation data.
         let replyTopic = try #require(command.responseTopic)
-        try await station.publish(topic: replyTopic, payload: bytes(#"{"ok":true}"#), qos: 1, retain: false,
+        try await station.publishOrFail(topic: replyTopic, payload: bytes(#"{"ok":true}"#), qos: 1, retain: false,
                                   properties: MQTTPublishProperties(correlationData: command.correlationData))
         let reply = try #require(try await absInbox.wait(topic: "abs/replies/r-1").first)
         #expect(reply.correlationData == correlation)
@@ -273,7 +273,7 @@ import TestSupport
         try await senderEvents.waitForConnected()
         try receiver.subscribe("v3/x", qos: 1)
         try await waitForSubscription(receiver, "v3/x")
-        try await sender.publish(topic: "v3/x", payload: bytes("plain"), qos: 1, retain: false,
+        try await sender.publishOrFail(topic: "v3/x", payload: bytes("plain"), qos: 1, retain: false,
                                  properties: MQTTPublishProperties(responseTopic: "r", correlationData: [1]))
         let got = try #require(try await inbox.wait(topic: "v3/x").first)
         #expect(got.responseTopic == nil && got.correlationData == nil)

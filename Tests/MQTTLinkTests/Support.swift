@@ -108,20 +108,65 @@ func waitForSubscription(_ client: MQTTClient, _ filter: String, timeout: Double
     if !ok { throw TestFailure("no SUBACK for \(filter)") }
 }
 
-/// Runs `operation`, failing the test (instead of hanging) if it takes longer than `seconds`.
+/// Runs `operation`, failing the test (instead of hanging) if it takes longer than
+/// `seconds`. A hung operation is abandoned, not awaited: the test fails and moves on.
+/// Cancelling the caller cancels the operation.
 func within<T: Sendable>(_ seconds: Double, _ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try? await Task.sleep(nanoseconds: UInt64(seconds * 1_000_000_000))
-            return nil
+    let once = ResumeOnce<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            once.set(continuation)
+            once.setWork(Task { once.resume(await Result(catching: { try await operation() })) })
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(seconds * 1_000_000_000))
+                if once.resume(.failure(TestFailure("\(what) did not finish within \(seconds) s"))) { once.cancelWork() }
+            }
         }
-        guard let first = try await group.next(), let value = first else {
-            group.cancelAll()
-            throw TestFailure("\(what) did not finish within \(seconds) s")
+    } onCancel: {
+        once.cancelWork()
+    }
+}
+
+private final class ResumeOnce<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var work: Task<Void, Never>?
+        var cancelled = false
+    }
+    private let state = Mutex(State())
+
+    func set(_ c: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = c } }
+
+    func setWork(_ task: Task<Void, Never>) {
+        let cancelNow = state.withLock { s -> Bool in
+            s.work = task
+            return s.cancelled
         }
-        group.cancelAll()
-        return value
+        if cancelNow { task.cancel() }
+    }
+
+    func cancelWork() {
+        let task = state.withLock { s -> Task<Void, Never>? in
+            s.cancelled = true
+            return s.work
+        }
+        task?.cancel()
+    }
+
+    @discardableResult
+    func resume(_ result: Result<T, any Error>) -> Bool {
+        guard let c = state.withLock({ s -> CheckedContinuation<T, any Error>? in
+            defer { s.continuation = nil }
+            return s.continuation
+        }) else { return false }
+        c.resume(with: result)
+        return true
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }
 
@@ -135,7 +180,7 @@ enum PublishOutcome: Sendable, Equatable {
 func publishOutcome(_ client: MQTTClient, topic: String, payload: String, qos: Int, retain: Bool = false,
                     properties: MQTTPublishProperties? = nil) async -> PublishOutcome {
     do {
-        try await client.publish(topic: topic, payload: bytes(payload), qos: qos, retain: retain, properties: properties)
+        try await client.publishOrFail(topic: topic, payload: bytes(payload), qos: qos, retain: retain, properties: properties)
         return .acked
     } catch let e as MQTTError {
         return .failed(e)
@@ -271,5 +316,15 @@ final class TCPProxy: @unchecked Sendable {
             offset += n
         }
         return true
+    }
+}
+
+extension MQTTClient {
+    /// `publish`, but a test fails instead of hanging if it never returns.
+    func publishOrFail(topic: String, payload: [UInt8], qos: Int, retain: Bool = false,
+                       properties: MQTTPublishProperties? = nil, timeout: Double = 60) async throws {
+        try await within(timeout, "publish to \(topic)") {
+            try await self.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+        }
     }
 }
