@@ -159,6 +159,9 @@ final class ClientCore: Sendable {
     var isConnected: Bool { state.withLock { $0.connected } }
 
     // Test hooks (internal, used through @testable import).
+    /// Runs on the publishing thread between handing a message to the library and
+    /// registering for its acknowledgement: lets a test make the PUBACK overtake us.
+    let afterHandOffHook = Mutex<(@Sendable () -> Void)?>(nil)
     var pendingPublishCount: Int { state.withLock { $0.pending.count } }
     func isSubscriptionAcknowledged(_ filter: String) -> Bool {
         state.withLock { $0.subscriptions[filter]?.acknowledged ?? false }
@@ -608,6 +611,7 @@ final class ClientCore: Sendable {
                 mosquitto_publish_v5(handle, &mid, topic, Int32(buf.count), buf.baseAddress, Int32(qos), retain, props)
             }
         }
+        if let hook = afterHandOffHook.withLock({ $0 }) { hook() }
         if rc != CMOSQ_ERR_SUCCESS || qos == 0 {
             state.withLock { $0.finishTicket(ticket) }
             switch rc {

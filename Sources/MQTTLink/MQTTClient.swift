@@ -38,6 +38,9 @@ public final class MQTTClient: Sendable {
     /// Test hook: publishes waiting for their acknowledgement.
     var pendingPublishCount: Int { core.pendingPublishCount }
 
+    /// Test hook: runs between handing a publish to the library and waiting for its ack.
+    func setAfterHandOffHook(_ hook: (@Sendable () -> Void)?) { core.afterHandOffHook.withLock { $0 = hook } }
+
     /// Test hook: whether the broker acknowledged `filter` within the current session.
     func isSubscriptionAcknowledged(_ filter: String) -> Bool { core.isSubscriptionAcknowledged(filter) }
 

@@ -17,6 +17,7 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Runs blocking work (process start, mosquitto_sub, polling) on its own thread so that it
 /// never occupies one of the few threads of the cooperative pool (2 cores here).
+@discardableResult
 func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread { continuation.resume(with: Result { try body() }) }
@@ -228,6 +229,9 @@ final class TCPProxy: @unchecked Sendable {
 
     /// Stop forwarding broker → client (data is read and kept, the link stays open).
     func holdBrokerToClient() { lock.withLock { holdDownstream = true } }
+
+    /// Forward broker → client again (what was held is delivered).
+    func releaseBrokerToClient() { lock.withLock { holdDownstream = false } }
 
     /// Resets every current link (SO_LINGER 0), keeps accepting new ones.
     func cutAll() {
