@@ -60,9 +60,10 @@ import TestSupport
         defer { client.stop() }
         let events = EventRecorder(client)
         let messages = MessageRecorder(client)
+        try client.subscribe("cmd/S1/#", qos: 2)  // before start(): sent on connect
+        #expect(client.isSubscriptionAcknowledged("cmd/S1/#") == false)
         try client.start()
         try await events.waitForConnected()
-        try client.subscribe("cmd/S1/#", qos: 2)
         try await waitForSubscription(client, "cmd/S1/#")
 
         let retained = try await messages.wait(topic: "cmd/S1/retained")

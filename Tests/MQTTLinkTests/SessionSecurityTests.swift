@@ -146,6 +146,17 @@ import TestSupport
         let insecureEvents = EventRecorder(insecure)
         try insecure.start()
         try await insecureEvents.waitForConnected()
+
+        // No CA file at all: the system trust store is used (TLS still on, so skipping the
+        // verification is what lets it in).
+        config.clientID += "-nocafile"
+        config.tls = MQTTTLSConfiguration(insecureSkipVerify: true)
+        let systemStore = try MQTTClient(configuration: config)
+        defer { systemStore.stop() }
+        let systemStoreEvents = EventRecorder(systemStore)
+        try systemStore.start()
+        try await systemStoreEvents.waitForConnected()
+        try await systemStore.publishOrFail(topic: "tls/system-store", payload: bytes("x"), qos: 1)
     }
 }
 
