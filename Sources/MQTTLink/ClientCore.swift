@@ -124,6 +124,16 @@ final class ClientCore: Sendable {
 
         var subscriptions: [String: Subscription] = [:]
         var subscribeMids: [Int32: [String]] = [:]
+        /// Callers between their mosquitto_subscribe and recording its mid, and the SUBACKs
+        /// that overtook them (same race as for PUBACKs, see publish()).
+        var subscribesInProgress = 0
+        var earlySubacks: [Int32: [Int32]] = [:]
+
+        mutating func applySuback(filters: [String], granted: [Int32]) {
+            for (i, filter) in filters.enumerated() where i < granted.count && granted[i] < 0x80 {
+                subscriptions[filter]?.acknowledged = true
+            }
+        }
 
         mutating func finishTicket(_ ticket: UInt64) {
             inProgress.remove(ticket)
@@ -147,6 +157,15 @@ final class ClientCore: Sendable {
     }
 
     var isConnected: Bool { state.withLock { $0.connected } }
+
+    // Test hooks (internal, used through @testable import).
+    /// Runs on the publishing thread between handing a message to the library and
+    /// registering for its acknowledgement: lets a test make the PUBACK overtake us.
+    let afterHandOffHook = Mutex<(@Sendable () -> Void)?>(nil)
+    var pendingPublishCount: Int { state.withLock { $0.pending.count } }
+    func isSubscriptionAcknowledged(_ filter: String) -> Bool {
+        state.withLock { $0.subscriptions[filter]?.acknowledged ?? false }
+    }
 
     // MARK: - Configuration
 
@@ -493,9 +512,10 @@ final class ClientCore: Sendable {
 
     fileprivate func didSubscribe(mid: Int32, granted: [Int32]) {
         state.withLock { s in
-            guard let filters = s.subscribeMids.removeValue(forKey: mid) else { return }
-            for (i, filter) in filters.enumerated() where i < granted.count && granted[i] < 0x80 {
-                s.subscriptions[filter]?.acknowledged = true
+            if let filters = s.subscribeMids.removeValue(forKey: mid) {
+                s.applySuback(filters: filters, granted: granted)
+            } else if s.subscribesInProgress > 0 {
+                s.earlySubacks[mid] = granted
             }
         }
     }
@@ -513,6 +533,7 @@ final class ClientCore: Sendable {
         let sendNow = try state.withLock { s throws(MQTTError) -> Bool in
             if s.stopped { throw .shutdown }
             s.subscriptions[filter] = Subscription(qos: Int32(qos), acknowledged: false)
+            if s.connected { s.subscribesInProgress += 1 }
             return s.connected
         }
         // Not connected: the next successful CONNACK subscribes (the entry is unacknowledged).
@@ -522,9 +543,20 @@ final class ClientCore: Sendable {
             guard open else { return -1000 }
             return mosquitto_subscribe(handle, &mid, filter, Int32(qos))
         }
+        state.withLock { s in
+            s.subscribesInProgress -= 1
+            if rc == CMOSQ_ERR_SUCCESS {
+                if let granted = s.earlySubacks.removeValue(forKey: mid) {
+                    s.applySuback(filters: [filter], granted: granted)
+                } else {
+                    s.subscribeMids[mid, default: []].append(filter)
+                }
+            }
+            if s.subscribesInProgress == 0 { s.earlySubacks.removeAll() }
+        }
         switch rc {
         case CMOSQ_ERR_SUCCESS:
-            state.withLock { $0.subscribeMids[mid, default: []].append(filter) }
+            break
         case -1000:
             throw MQTTError.shutdown
         case CMOSQ_ERR_NO_CONN:
@@ -579,6 +611,7 @@ final class ClientCore: Sendable {
                 mosquitto_publish_v5(handle, &mid, topic, Int32(buf.count), buf.baseAddress, Int32(qos), retain, props)
             }
         }
+        if let hook = afterHandOffHook.withLock({ $0 }) { hook() }
         if rc != CMOSQ_ERR_SUCCESS || qos == 0 {
             state.withLock { $0.finishTicket(ticket) }
             switch rc {

@@ -35,6 +35,15 @@ public final class MQTTClient: Sendable {
     /// True between a successful CONNACK and the loss of that link.
     public var isConnected: Bool { core.isConnected }
 
+    /// Test hook: publishes waiting for their acknowledgement.
+    var pendingPublishCount: Int { core.pendingPublishCount }
+
+    /// Test hook: runs between handing a publish to the library and waiting for its ack.
+    func setAfterHandOffHook(_ hook: (@Sendable () -> Void)?) { core.afterHandOffHook.withLock { $0 = hook } }
+
+    /// Test hook: whether the broker acknowledged `filter` within the current session.
+    func isSubscriptionAcknowledged(_ filter: String) -> Bool { core.isSubscriptionAcknowledged(filter) }
+
     /// Starts the network thread. Never blocks. A second call does nothing; after `stop()`
     /// it throws `.shutdown`.
     public func start() throws {
