@@ -105,6 +105,8 @@ let package = Package(
         .testTarget(name: "StationStoreTests", dependencies: [
             "TestSupport", "StationStore", "StationDomain", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // End to end: the swapgate, station-sim and swapctl binaries against a real mosquitto.
+        .testTarget(name: "GatewayTests", dependencies: ["TestSupport", "GatewayCore", "StationStore", "StationDomain"]),
         .testTarget(name: "ABSProtocolTests", dependencies: ["TestSupport", "ABSProtocol", "StationDomain"]),
         .testTarget(name: "OdooLinkTests", dependencies: ["TestSupport", "OdooLink", "StationDomain"]),
     ]

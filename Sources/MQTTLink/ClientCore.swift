@@ -568,8 +568,25 @@ final class ClientCore: Sendable {
         }
     }
 
+    /// A message handed to the library whose acknowledgement has not been awaited yet.
+    struct Handoff: Sendable {
+        let ticket: UInt64
+        let mid: Int32
+        let epoch: UInt64
+        /// QoS 0 (or already settled): nothing to wait for.
+        let settled: Bool
+    }
+
     func publish(topic: String, payload: [UInt8], qos: Int, retain: Bool,
                  properties: MQTTPublishProperties?) async throws {
+        let handoff = try enqueue(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+        try await acknowledgement(of: handoff)
+    }
+
+    /// Steps 1 and 2 of a publish, synchronously: the message is in the library's queue when this returns,
+    /// so calls made one after the other reach the broker in that order (the event log relies on it).
+    func enqueue(topic: String, payload: [UInt8], qos: Int, retain: Bool,
+                 properties: MQTTPublishProperties?) throws -> Handoff {
         try Self.checkTopicName(topic)
         guard (0...2).contains(qos) else { throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "qos \(qos) is not 0, 1 or 2") }
         guard payload.count <= Int(cmosquitto_max_payload()) else { throw MQTTError.payloadTooLarge }
@@ -615,7 +632,7 @@ final class ClientCore: Sendable {
         if rc != CMOSQ_ERR_SUCCESS || qos == 0 {
             state.withLock { $0.finishTicket(ticket) }
             switch rc {
-            case CMOSQ_ERR_SUCCESS: return
+            case CMOSQ_ERR_SUCCESS: return Handoff(ticket: ticket, mid: mid, epoch: epoch, settled: true)
             case -1000: throw MQTTError.shutdown
             // The link dropped between our check and the call. For QoS > 0 libmosquitto has
             // queued the message anyway and will send it after the next connect (a duplicate
@@ -627,7 +644,13 @@ final class ClientCore: Sendable {
             default: throw MQTTError.library(code: rc, message: Self.errorText(rc))
             }
         }
+        return Handoff(ticket: ticket, mid: mid, epoch: epoch, settled: false)
+    }
 
+    /// Step 3: waits for the PUBACK/PUBCOMP of an enqueued message (or the link's loss, stop(), cancellation).
+    func acknowledgement(of handoff: Handoff) async throws {
+        if handoff.settled { return }
+        let ticket = handoff.ticket, mid = handoff.mid, epoch = handoff.epoch
         // 3. Wait for PUBACK/PUBCOMP (or the link's loss, stop(), cancellation).
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in

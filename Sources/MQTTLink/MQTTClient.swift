@@ -11,7 +11,7 @@
 /// - This module never logs: it reports through `connectionEvents` and thrown errors,
 ///   neither of which ever contains the password.
 public final class MQTTClient: Sendable {
-    private let core: ClientCore
+    let core: ClientCore
 
     /// Validates `configuration` and prepares the libmosquitto handle (protocol version,
     /// in-flight window, credentials, will, TLS). Does not touch the network.

@@ -51,7 +51,9 @@ public final class ManagedProcess: @unchecked Sendable {
         p.standardInput = FileHandle.nullDevice
         self.logURL = log
         self.process = p
-        try p.run()
+        // Threads of the Swift pool and Dispatch block SIGTERM & co.; a child inherits the mask, and would
+        // then ignore a polite stop. Start children with an empty mask.
+        try withUnblockedSignals { try p.run() }
     }
 
     /// The process's combined output so far.
@@ -131,7 +133,7 @@ public func runCommand(_ executable: String, _ arguments: [String], timeout: Dou
     p.standardError = pipe
     let inPipe = Pipe()
     p.standardInput = input == nil ? FileHandle.nullDevice : inPipe
-    try p.run()
+    try withUnblockedSignals { try p.run() }
     if let input {
         inPipe.fileHandleForWriting.write(Data(input.utf8))
         try? inPipe.fileHandleForWriting.close()
