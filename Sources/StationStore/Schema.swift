@@ -54,6 +54,124 @@ extension StationStore {
                 """)
         }
 
+        migrator.registerMigration("v2-entitlements") { db in
+            // ABS's entitlement records as cached (Entitlements.swift). Replaced whole by a
+            // snapshot: rows are staged into `entitlement_staging` (same DDL, see
+            // `StationStore.entitlementStagingDDL`) in short transactions, then swapped in by
+            // DROP + RENAME in one short transaction. The customer index is the UNIQUE constraint
+            // (customer_id, plan_instance_id): its automatic index is renamed with the table,
+            // where a named index would keep the staging table's name.
+            try db.execute(sql: """
+                CREATE TABLE entitlement (
+                    plan_instance_id TEXT PRIMARY KEY NOT NULL CHECK (length(plan_instance_id) > 0),
+                    customer_id TEXT NOT NULL CHECK (length(customer_id) > 0),
+                    subscription_ref TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    valid_from_ms INTEGER NOT NULL,
+                    valid_until_ms INTEGER NOT NULL,
+                    network_code TEXT NOT NULL,
+                    battery_family TEXT NOT NULL,
+                    swap_quota INTEGER NOT NULL,
+                    swaps_used INTEGER NOT NULL,
+                    energy_quota_kwh REAL NOT NULL,
+                    energy_used_kwh REAL NOT NULL,
+                    overage_allowed INTEGER NOT NULL,
+                    max_batteries INTEGER NOT NULL,
+                    batteries_out TEXT NOT NULL,              -- JSON array of battery ids
+                    version INTEGER NOT NULL,                 -- the record's own version at ABS
+                    UNIQUE (customer_id, plan_instance_id)
+                ) WITHOUT ROWID;
+
+                -- Swaps completed here that ABS may not have counted yet (entitlements.md).
+                CREATE TABLE pending_local_swap (
+                    swap_id TEXT PRIMARY KEY NOT NULL,
+                    plan_instance_id TEXT NOT NULL,
+                    swaps INTEGER NOT NULL,
+                    energy_kwh REAL NOT NULL,
+                    returned_battery_id TEXT,
+                    issued_battery_id TEXT,
+                    completed_at_ms INTEGER NOT NULL,
+                    event_seq INTEGER NOT NULL,               -- its swap.completed event (no FK: retention)
+                    acked_at_ms INTEGER,                      -- that event's PUBACK time, copied by trigger
+                    in_cache INTEGER NOT NULL CHECK (in_cache IN (0, 1))  -- folded into the cached row
+                ) WITHOUT ROWID;
+                CREATE INDEX pending_local_swap_plan ON pending_local_swap(plan_instance_id);
+                CREATE INDEX pending_local_swap_event ON pending_local_swap(event_seq);
+
+                -- markSent copies the PUBACK time of a pending swap's event into its row, so the
+                -- time survives retention deleting the sent event.
+                CREATE TRIGGER event_ack_pending_local_swap
+                AFTER UPDATE OF sent_at_ms ON event
+                WHEN NEW.sent_at_ms IS NOT NULL AND OLD.sent_at_ms IS NULL
+                BEGIN
+                    UPDATE pending_local_swap SET acked_at_ms = NEW.sent_at_ms
+                    WHERE event_seq = NEW.seq AND acked_at_ms IS NULL;
+                END;
+                """)
+        }
+
+        migrator.registerMigration("v2-swaps") { db in
+            try db.execute(sql: """
+                CREATE TABLE swap (
+                    ord INTEGER PRIMARY KEY,                  -- creation order
+                    swap_id TEXT NOT NULL UNIQUE,
+                    request_id TEXT NOT NULL,
+                    customer_id TEXT NOT NULL,
+                    plan_instance_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    stage TEXT NOT NULL,
+                    final INTEGER NOT NULL CHECK (final IN (0, 1)),
+                    accepted_at_ms INTEGER NOT NULL,
+                    updated_at_ms INTEGER NOT NULL,
+                    finished_at_ms INTEGER,
+                    record TEXT NOT NULL                      -- JSON of the SwapRecord
+                );
+                CREATE INDEX swap_in_progress ON swap(ord) WHERE final = 0;
+                CREATE INDEX swap_stage ON swap(stage);
+                """)
+        }
+
+        migrator.registerMigration("v2-usage") { db in
+            try db.execute(sql: """
+                CREATE TABLE usage_outbox (
+                    ord INTEGER PRIMARY KEY,                  -- creation order: sent oldest first
+                    key TEXT NOT NULL UNIQUE,                 -- the idempotency key
+                    swap_id TEXT NOT NULL UNIQUE,             -- one usage record per swap
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'settled', 'rejected')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at_ms INTEGER NOT NULL,
+                    last_error TEXT,
+                    created_at_ms INTEGER NOT NULL,
+                    settled_at_ms INTEGER,
+                    odoo_log_id INTEGER,
+                    record TEXT NOT NULL                      -- JSON of the UsageRecord
+                );
+                CREATE INDEX usage_outbox_state ON usage_outbox(state, ord);
+                """)
+        }
+
+        migrator.registerMigration("v2-audit") { db in
+            try db.execute(sql: """
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY,
+                    ts_ms INTEGER NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL CHECK (length(action) > 0),
+                    detail TEXT NOT NULL                      -- JSON text
+                );
+                """)
+        }
+
+        migrator.registerMigration("v2-seen-requests") { db in
+            try db.execute(sql: """
+                CREATE TABLE seen_request (
+                    request_id TEXT PRIMARY KEY NOT NULL,
+                    expires_at_ms INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX seen_request_expiry ON seen_request(expires_at_ms);
+                """)
+        }
+
         return migrator
     }
 }
