@@ -1,1 +1,0 @@
-// The ABS command contract (signed envelopes, commands, replies) — being written.

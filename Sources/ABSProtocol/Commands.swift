@@ -1,0 +1,154 @@
+import Foundation
+import StationDomain
+
+/// What the station accepts from ABS. The defaults are production values.
+public struct CommandPolicy: Sendable {
+    /// Development only: accept a bare command JSON (no envelope) and an envelope without "sig"
+    /// (`VerifiedCommand.signed` is then false). A signature that is present is always verified.
+    public var allowUnsigned: Bool = false
+    /// Seconds `issued_at` may lie in the future of the station's clock.
+    public var maxClockSkew: Double = 120
+    /// Refuse a command whose `expires_at − issued_at` exceeds this (s): the station must remember
+    /// each request_id until the command expires.
+    public var maxLifetime: Double = 86_400
+    /// The largest MQTT payload (the envelope as received) the verifier looks at.
+    public var maxPayloadBytes: Int = 64 * 1024 * 1024
+    /// This station's id. When set, a command that names a `station_id` must name this one.
+    /// (Contract v1 does not require ABS to send `station_id`; see docs/commands.md.)
+    public var stationID: String? = nil
+
+    public init() {}
+}
+
+/// The last topic level of `cmd/V01/BSS/{sid}/<name>`.
+public enum CommandName: String, Sendable, CaseIterable {
+    case swap, unlock, slot, entitlements, ping
+}
+
+/// Reply codes of refusals (abs-mqtt.md "Replies"; `need_snapshot` from entitlements.md).
+public enum RefusalCode: String, Sendable, CaseIterable {
+    case badSignature = "bad_signature", expired, replayed, malformed, unknownCustomer = "unknown_customer", inactive
+    case outsideValidity = "outside_validity", notInNetwork = "not_in_network", quotaExhausted = "quota_exhausted"
+    case custodyLimit = "custody_limit", noReadyBattery = "no_ready_battery", noEmptySlot = "no_empty_slot"
+    case stationBusy = "station_busy", cacheTooStale = "cache_too_stale", safeMode = "safe_mode"
+    case invalidSlot = "invalid_slot", needSnapshot = "need_snapshot"
+}
+
+/// Why a command was refused. `requestID` is set only once it was read from a payload whose
+/// signature checked out (or, in unsigned mode, from a parsed command): the station never echoes
+/// an id it could not trust.
+public struct CommandRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: RefusalCode
+    public let message: String
+    public let requestID: String?
+
+    public init(code: RefusalCode, message: String, requestID: String? = nil) {
+        self.code = code
+        self.message = message
+        self.requestID = requestID
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+public struct CommandHeader: Sendable, Equatable {
+    public let requestID: String
+    public let issuedAt: Date
+    public let expiresAt: Date
+    /// The key that signed the command; nil when it was unsigned.
+    public let kid: String?
+
+    public init(requestID: String, issuedAt: Date, expiresAt: Date, kid: String?) {
+        self.requestID = requestID
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.kid = kid
+    }
+}
+
+public enum CommandBody: Sendable, Equatable {
+    case swap(customerID: String, planInstanceID: String?, channel: String?)
+    case unlock(slot: Int, operatorID: String, reason: String)
+    case slot(slot: Int, inService: Bool)
+    case entitlementSnapshot(version: Int64, entitlements: [Entitlement])
+    case entitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String])
+    case ping
+
+    public var name: CommandName {
+        switch self {
+        case .swap: return .swap
+        case .unlock: return .unlock
+        case .slot: return .slot
+        case .entitlementSnapshot, .entitlementDelta: return .entitlements
+        case .ping: return .ping
+        }
+    }
+}
+
+public struct VerifiedCommand: Sendable, Equatable {
+    public let header: CommandHeader
+    public let body: CommandBody
+    /// False only when the policy allows unsigned commands and this one carried no signature.
+    public let signed: Bool
+
+    public init(header: CommandHeader, body: CommandBody, signed: Bool) {
+        self.header = header
+        self.body = body
+        self.signed = signed
+    }
+}
+
+/// Limits on the values of command fields.
+public enum CommandLimits {
+    /// Slot numbers a command may name; the cabinet's real count is checked later.
+    public static let slots: ClosedRange<Int> = 1...48
+    /// request_id: 1…128 printable ASCII characters (0x20…0x7E).
+    public static let maxRequestIDLength = 128
+    /// Ids (customer, plan instance, operator, network code, …): 1…256 bytes, not blank,
+    /// no control characters.
+    public static let maxIDBytes = 256
+    /// Free text (unlock reason): 1…1024 bytes, not blank, no control characters.
+    public static let maxTextBytes = 1024
+}
+
+enum Validation {
+    static func isPrintableASCII(_ s: String, maxLength: Int) -> Bool {
+        let u = s.utf8
+        return !u.isEmpty && u.count <= maxLength && u.allSatisfy { $0 >= 0x20 && $0 <= 0x7E }
+    }
+
+    /// nil when valid, else the reason (without the field name): not blank, no control
+    /// characters (C0, DEL, C1, U+2028/2029), at most `maxBytes` UTF-8 bytes.
+    static func idProblem(_ s: String, maxBytes: Int = CommandLimits.maxIDBytes) -> String? {
+        let utf8 = s.utf8
+        if utf8.isEmpty { return "must not be empty" }
+        if utf8.count > maxBytes { return "is longer than \(maxBytes) bytes" }
+        if utf8.allSatisfy({ $0 < 0x80 }) {
+            // ASCII (the usual case): a fast path without Unicode property look-ups.
+            var blank = true
+            for b in utf8 {
+                if b < 0x20 || b == 0x7F { return "contains a control character" }
+                if b != 0x20 { blank = false }
+            }
+            return blank ? "must not be blank" : nil
+        }
+        var blank = true
+        for u in s.unicodeScalars {
+            if u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u == "\u{2028}" || u == "\u{2029}" {
+                return "contains a control character"
+            }
+            if !u.properties.isWhitespace { blank = false }
+        }
+        return blank ? "must not be blank" : nil
+    }
+
+    /// A short, printable rendering of untrusted text for messages.
+    static func quote(_ s: String, max: Int = 64) -> String {
+        var out = ""
+        for (i, u) in s.unicodeScalars.enumerated() {
+            if i == max { out += "…"; break }
+            out += (u.value < 0x20 || u.value == 0x7F) ? "?" : String(u)
+        }
+        return "\"\(out)\""
+    }
+}

@@ -1,0 +1,96 @@
+import Crypto
+
+/// ABS's Ed25519 public keys, by key id (`kid`). Several keys may be valid at once (rotation).
+public struct KeyRing: Sendable {
+    /// kid → the raw 32-byte public key. Checked at init; a `Curve25519.Signing.PublicKey` is made
+    /// from it for each verification (cheap, and keeps the ring plainly Sendable).
+    let rawKeys: [String: [UInt8]]
+
+    public enum KeyError: Error, CustomStringConvertible, Equatable {
+        case emptyKid
+        case invalidKid(String)
+        case invalidKey(kid: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case .emptyKid: return "ABS key ring: a key has an empty kid"
+            case .invalidKid(let kid): return "ABS key ring: kid \(kid.debugDescription) must be 1…128 printable ASCII characters"
+            case .invalidKey(let kid, let reason): return "ABS key ring: key \(kid.debugDescription): \(reason)"
+            }
+        }
+    }
+
+    /// `keys`: kid → the key, either base64 of the raw 32-byte Ed25519 public key, or a PEM
+    /// `-----BEGIN PUBLIC KEY-----` block (an Ed25519 SubjectPublicKeyInfo). Surrounding whitespace
+    /// is ignored. Throws `KeyError`, naming the kid, for anything else.
+    public init(keys: [String: String]) throws {
+        var raw: [String: [UInt8]] = [:]
+        for (kid, text) in keys {
+            if kid.isEmpty { throw KeyError.emptyKid }
+            guard Validation.isPrintableASCII(kid, maxLength: 128) else { throw KeyError.invalidKid(kid) }
+            let bytes = try Self.parseKey(text, kid: kid)
+            do {
+                _ = try Curve25519.Signing.PublicKey(rawRepresentation: bytes)
+            } catch {
+                throw KeyError.invalidKey(kid: kid, reason: "not an Ed25519 public key (\(error))")
+            }
+            raw[kid] = bytes
+        }
+        rawKeys = raw
+    }
+
+    /// The kids in the ring, sorted.
+    public var kids: [String] { rawKeys.keys.sorted() }
+
+    func publicKey(kid: String) -> Curve25519.Signing.PublicKey? {
+        guard let bytes = rawKeys[kid] else { return nil }
+        return try? Curve25519.Signing.PublicKey(rawRepresentation: bytes)
+    }
+
+    /// DER of an Ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 },
+    /// BIT STRING (0 unused bits) } — RFC 8410. The 32 key bytes follow.
+    private static let spkiPrefix: [UInt8] = [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00]
+
+    static func parseKey(_ text: String, kid: String) throws -> [UInt8] {
+        let trimmed = text.trimmingASCIIWhitespace()
+        if trimmed.hasPrefix("-----BEGIN") {
+            // Split on scalars: "\r\n" is one Character.
+            let lines = trimmed.unicodeScalars.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+                .map { String(String.UnicodeScalarView($0)).trimmingASCIIWhitespace() }
+            guard lines.first == "-----BEGIN PUBLIC KEY-----" else {
+                throw KeyError.invalidKey(kid: kid, reason: "PEM must be a \"-----BEGIN PUBLIC KEY-----\" block (found \(lines.first ?? ""))")
+            }
+            guard let endIndex = lines.firstIndex(of: "-----END PUBLIC KEY-----"), endIndex == lines.count - 1 else {
+                throw KeyError.invalidKey(kid: kid, reason: "PEM has no \"-----END PUBLIC KEY-----\" line at its end")
+            }
+            let body = lines[1..<endIndex].joined()
+            guard let der = Base64.decode(body) else {
+                throw KeyError.invalidKey(kid: kid, reason: "PEM body is not base64")
+            }
+            guard der.count == spkiPrefix.count + 32, Array(der.prefix(spkiPrefix.count)) == spkiPrefix else {
+                throw KeyError.invalidKey(kid: kid, reason: "PEM is not an Ed25519 SubjectPublicKeyInfo (RFC 8410, 44 bytes of DER; got \(der.count))")
+            }
+            return Array(der.suffix(32))
+        }
+        guard let bytes = Base64.decode(trimmed) else {
+            throw KeyError.invalidKey(kid: kid, reason: "neither base64 of a raw 32-byte key nor a PEM public key")
+        }
+        guard bytes.count == 32 else {
+            throw KeyError.invalidKey(kid: kid, reason: "a raw Ed25519 public key is 32 bytes, this one is \(bytes.count)")
+        }
+        return bytes
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces, tabs, CR and LF (by scalar: "\r\n" is one Character).
+    func trimmingASCIIWhitespace() -> String {
+        let scalars = Array(unicodeScalars)
+        func isSpace(_ u: Unicode.Scalar) -> Bool { u == " " || u == "\t" || u == "\n" || u == "\r" }
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }),
+              let last = scalars.lastIndex(where: { !isSpace($0) }) else { return "" }
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: scalars[first...last])
+        return String(view)
+    }
+}

@@ -1,3 +1,0 @@
-import Testing
-@testable import ABSProtocol
-@Test func absProtocolPending() { #expect(Bool(true)) }
