@@ -51,8 +51,8 @@ wait_port "$MQTT_PORT"; wait_port "$MODBUS_PORT"; wait_port "$CONTROL_PORT"
 
 # A demo ABS key pair: the gateway trusts the public key; this script signs with the private one.
 KEYS=$($PY tools/abs_sign.py keygen)
-PRIV=$(echo "$KEYS" | $PY -c 'import json,sys; print(json.load(sys.stdin)["private"])')
-PUB=$(echo "$KEYS" | $PY -c 'import json,sys; print(json.load(sys.stdin)["public"])')
+PRIV=$(echo "$KEYS" | $PY -c 'import json,sys; print(json.load(sys.stdin)["private_key"])')
+PUB=$(echo "$KEYS" | $PY -c 'import json,sys; print(json.load(sys.stdin)["public_key"])')
 printf '%s' "$ODOO_KEY" > "$RUN/odoo.key"; chmod 600 "$RUN/odoo.key"
 
 sed -e "s/@MQTT_PORT@/$MQTT_PORT/; s/@MODBUS_PORT@/$MODBUS_PORT/; s/@ODOO_PORT@/$ODOO_PORT/; s#@RUN@#$RUN#g; s#@PUB@#$PUB#; s/@STATION@/$STATION/" \

@@ -1,3 +1,4 @@
+import ABSProtocol
 import Acquisition
 import Crypto
 import Foundation
@@ -15,7 +16,7 @@ public enum GatewayVersion {
 /// them together, in one ServiceGroup that owns start-up order and graceful shutdown (SIGTERM/SIGINT).
 ///
 /// Start order (shutdown runs it backwards): MQTT, station publisher, event publisher, event recorder,
-/// maintenance, acquisition. So at shutdown the acquisition stops first, the recorder drains what it saw,
+/// maintenance, acquisition, commands. So at shutdown the acquisition stops first, the recorder drains what it saw,
 /// the publisher sends what it can, the offline status goes out, and MQTT disconnects last.
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
@@ -26,6 +27,9 @@ public final class Gateway: Sendable {
     public let recorder: EventRecorder
     public let eventPublisher: EventPublisher
     public let stationPublisher: StationPublisher
+    public let coordinator: SwapCoordinator
+    public let commands: CommandService
+    public let metrics = GatewayMetrics()
     public let health = GatewayHealth()
     public let topics: Topics
     let configDigest: String
@@ -73,6 +77,24 @@ public final class Gateway: Sendable {
         stationPublisher = StationPublisher(mqtt: mqtt, connection: mqttService, acquisition: acquisition, topics: topics,
                                             version: GatewayVersion.string, telemetryInterval: c.publishing.telemetryInterval,
                                             inventoryDebounce: c.publishing.inventoryDebounce, logger: Self.child(logger, "station"))
+
+        var settings = SwapCoordinator.Settings(stationID: c.station.id, networkCode: c.station.networkCode, outletCode: c.station.outletCode)
+        settings.timeouts = SwapTimeouts(returnTimeout: c.swaps.returnTimeout, pickupTimeout: c.swaps.pickupTimeout)
+        settings.cachePolicy = CachePolicy(maxStaleness: c.swaps.maxCacheStalenessHours * 3600, allowStale: c.swaps.allowStaleCache)
+        settings.maxConcurrentSwaps = c.swaps.maxConcurrent
+        settings.swapCountService = c.odoo.swapCountService
+        settings.energyService = c.odoo.energyService
+        let client = mqtt
+        coordinator = SwapCoordinator(store: store, acquisition: acquisition, settings: settings, metrics: metrics, wake: wake,
+                                      logger: Self.child(logger, "swaps"), isOnline: { client.isConnected })
+        var policy = CommandPolicy()
+        policy.allowUnsigned = c.abs.allowUnsigned
+        policy.maxClockSkew = c.abs.maxClockSkew
+        policy.stationID = c.station.id   // a command naming another station is refused
+        let verifier = CommandVerifier(keys: try KeyRing(keys: c.abs.publicKeys), policy: policy)
+        commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
+                                  acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
+                                  logger: Self.child(logger, "commands"))
     }
 
     /// Runs until SIGTERM/SIGINT (or a fatal service error), then shuts down in order.
@@ -80,6 +102,9 @@ public final class Gateway: Sendable {
         let previousClean = try await store.meta("clean_shutdown").map { $0 == "true" } ?? true
         try await store.setMeta("clean_shutdown", "false")
         if !previousClean { logger.warning("previous run did not shut down cleanly (crash or power loss)") }
+        if configuration.abs.allowUnsigned {
+            logger.warning("abs.allow_unsigned is on: UNSIGNED COMMANDS ARE ACCEPTED (development only)")
+        }
         await recorder.record([ContractEvent("gateway.started", [
             "version": GatewayVersion.string, "config_digest": configDigest, "previous_shutdown_clean": previousClean,
         ])])
@@ -92,8 +117,9 @@ public final class Gateway: Sendable {
         let maintenance = MaintenanceService(store: store, policy: RetentionPolicy(keepSentDays: configuration.store.keepSentDays,
                                                                                  maxSentRows: configuration.store.maxSentRows),
                                              logger: Self.child(logger, "maintenance"))
+        // Commands last: at shutdown they stop first (no new swap while the rest winds down).
         let services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance,
-                                       AcquisitionService(acquisition: acquisition)]
+                                       AcquisitionService(acquisition: acquisition), commands]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],

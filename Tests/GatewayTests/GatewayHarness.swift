@@ -14,7 +14,8 @@ final class Station: @unchecked Sendable {
     var extraConfig: String
 
     init(slots: Int = 8, brokerOptions: MosquittoBrokerOptions = MosquittoBrokerOptions(persistence: true),
-         simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil) throws {
+         simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil,
+         absSection: String = "abs: {allow_unsigned: true}") throws {
         dir = try TempDir("swapgate-e2e")
         broker = try MosquittoBroker(options: brokerOptions)
         sim = try SimulatorProcess(["--slots", "\(slots)", "--port", "0", "--control-port", "0"] + simArguments)
@@ -27,7 +28,7 @@ final class Station: @unchecked Sendable {
         \(mqtt)
         store: {path: \(dir.path("station.sqlite"))}
         publishing: {telemetry_interval: 2, inventory_debounce: 0.2}
-        abs: {allow_unsigned: true}
+        \(absSection)
         log_level: debug
         \(extraConfig)
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -39,7 +40,8 @@ final class Station: @unchecked Sendable {
     func startGateway() throws -> ManagedProcess {
         let g = try ManagedProcess(try productPath("swapgate"), ["run", "-c", configPath], name: "swapgate")
         gateway = g
-        try g.waitForOutput(timeout: 30) { $0.contains("MQTT connected") || $0.contains("swapgate starting") }
+        // Ready: subscribed to commands, cabinet read, any interrupted swap reconciled.
+        try g.waitForOutput(timeout: 60) { $0.contains("accepting commands") }
         return g
     }
 
@@ -58,15 +60,17 @@ final class Station: @unchecked Sendable {
 }
 
 /// One event as the outside subscriber saw it.
-struct SeenEvent: Hashable {
+struct SeenEvent {
     let seq: Int
     let eventID: String
     let type: String
-    let data: [String: AnyHashable]
+    let data: [String: Any]
     let topic: String
-    func bool(_ key: String) -> Bool? { (data[key]?.base as? NSNumber)?.boolValue }
-    func int(_ key: String) -> Int? { (data[key]?.base as? NSNumber)?.intValue }
-    func string(_ key: String) -> String? { data[key]?.base as? String }
+    func bool(_ key: String) -> Bool? { (data[key] as? NSNumber)?.boolValue }
+    func int(_ key: String) -> Int? { (data[key] as? NSNumber)?.intValue }
+    func double(_ key: String) -> Double? { (data[key] as? NSNumber)?.doubleValue }
+    func string(_ key: String) -> String? { data[key] as? String }
+    func object(_ key: String) -> [String: Any]? { data[key] as? [String: Any] }
 }
 
 func events(in lines: [String]) -> [SeenEvent] {
@@ -76,8 +80,7 @@ func events(in lines: [String]) -> [SeenEvent] {
         guard topic.contains("/evt/"),
               let obj = try? JSONSerialization.jsonObject(with: Data(line[line.index(after: space)...].utf8)) as? [String: Any],
               let seq = obj["seq"] as? Int, let id = obj["event_id"] as? String, let type = obj["type"] as? String else { return nil }
-        let data = (obj["data"] as? [String: Any] ?? [:]).compactMapValues { $0 as? AnyHashable }
-        return SeenEvent(seq: seq, eventID: id, type: type, data: data, topic: topic)
+        return SeenEvent(seq: seq, eventID: id, type: type, data: obj["data"] as? [String: Any] ?? [:], topic: topic)
     }
 }
 
@@ -100,4 +103,63 @@ func expectGapFree(_ seen: [SeenEvent], sourceLocation: SourceLocation = #_sourc
     let conflicting = byseq.filter { $0.value.count > 1 }.keys.sorted()
     #expect(conflicting.isEmpty, "seqs with different event_ids: \(conflicting.prefix(20))", sourceLocation: sourceLocation)
     #expect(Set(seen.map(\.eventID)).count == byseq.count, "an event_id under two seqs", sourceLocation: sourceLocation)
+}
+
+
+/// The repository root (tools/ lives there).
+let repoRoot: URL = {
+    var url = URL(fileURLWithPath: #filePath)
+    while url.pathComponents.count > 1 {
+        url.deleteLastPathComponent()
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+    }
+    return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+}()
+
+/// Plays ABS: an Ed25519 key pair made by tools/abs_sign.py (an outside peer: Python's `cryptography`),
+/// commands signed by it and published with mosquitto_pub.
+struct ABS {
+    let privateKey: String
+    let publicKey: String
+    let kid: String
+
+    static func generate(kid: String = "test-1") throws -> ABS {
+        let out = try runCommand("/usr/bin/python3", [repoRoot.appendingPathComponent("tools/abs_sign.py").path, "keygen"])
+        let obj = try JSONSerialization.jsonObject(with: Data(out.output.utf8)) as! [String: String]
+        return ABS(privateKey: obj["private_key"]!, publicKey: obj["public_key"]!, kid: kid)
+    }
+
+    /// The envelope for `json`, with request_id/issued_at/expires_at added where missing (valid 10 min).
+    func envelope(_ json: [String: Any], stamp: Bool = true) throws -> String {
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), as: UTF8.self)
+        var args = [repoRoot.appendingPathComponent("tools/abs_sign.py").path, "sign", "--key", privateKey, "--kid", kid]
+        if stamp { args += ["--stamp", "600"] }
+        let out = try runCommand("/usr/bin/python3", args, input: body)
+        guard out.status == 0 else { throw TestSupportError.processFailed(out.output) }
+        return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+extension Station {
+    /// Sends a signed command and waits for its reply on …/reply (matched by request_id).
+    @discardableResult
+    func command(_ name: String, _ json: [String: Any], abs: ABS, subscriber: MosquittoSubscriber, timeout: Double = 20,
+                 envelope: String? = nil, unverifiable: Bool = false) throws -> [String: Any] {
+        // A refusal before the signature checks out echoes nothing of the payload (no request_id):
+        // then the next reply is the one.
+        let repliesBefore = payloads(in: subscriber.lines(), topicSuffix: "/reply").count
+        var body = json
+        let requestID = (json["request_id"] as? String) ?? "req-\(UUID().uuidString.prefix(12))"
+        body["request_id"] = requestID
+        let env = try envelope ?? abs.envelope(body)
+        try broker.publish(topic: "cmd/V01/BSS/\(Station.id)/\(name)", message: env, qos: 1)
+        var reply: [String: Any]?
+        _ = eventually(timeout: timeout) {
+            let all = payloads(in: subscriber.lines(), topicSuffix: "/reply")
+            reply = unverifiable ? (all.count > repliesBefore ? all.last : nil) : all.last { $0["request_id"] as? String == requestID }
+            return reply != nil
+        }
+        guard let reply else { throw TestSupportError.timeout("no reply to \(name) \(requestID); gateway log: \(gateway?.output().suffix(4000) ?? "")") }
+        return reply
+    }
 }

@@ -1,0 +1,332 @@
+import ABSProtocol
+import Acquisition
+import Foundation
+import Logging
+import StationDomain
+import StationStore
+
+/// Runs swaps: decides from the cached entitlements, records every step durably before the door it
+/// leads to opens, drives the cabinet through the command block, and completes in one transaction
+/// (entitlement counters, custody, `swap.completed`, the Odoo usage record, the audit line).
+///
+/// Fail closed: if a step cannot be recorded, no door opens.
+public actor SwapCoordinator {
+    public struct Settings: Sendable {
+        public var stationID: String
+        public var networkCode: String
+        public var outletCode: String
+        public var timeouts = SwapTimeouts()
+        public var cachePolicy = CachePolicy()
+        public var maxConcurrentSwaps = 1
+        public var swapCountService = "service-swap-count"
+        public var energyService = "service-energy-gage"
+        public init(stationID: String, networkCode: String, outletCode: String) {
+            self.stationID = stationID; self.networkCode = networkCode; self.outletCode = outletCode
+        }
+    }
+
+    public struct Reply: Sendable {
+        public let ok: Bool
+        public let code: String?
+        public let message: String?
+        public let data: [String: any Sendable]?
+    }
+
+    private let store: StationStore
+    private let acquisition: CabinetAcquisition
+    private let settings: Settings
+    private let logger: Logger
+    private let isOnline: @Sendable () -> Bool
+    private let wake: Wakeup
+    private let metrics: GatewayMetrics
+    private var running: [String: SwapMachine] = [:]
+    /// Until an interrupted swap has been reconciled with a fresh cabinet reading, no new swap starts.
+    private var needsReconcile = true
+
+    public init(store: StationStore, acquisition: CabinetAcquisition, settings: Settings, metrics: GatewayMetrics,
+                wake: Wakeup, logger: Logger, isOnline: @escaping @Sendable () -> Bool) {
+        self.store = store; self.acquisition = acquisition; self.settings = settings; self.metrics = metrics
+        self.wake = wake; self.logger = logger; self.isOnline = isOnline
+    }
+
+    public var swapsInProgress: Int { running.count }
+
+    // MARK: Start-up: finish what a power cut interrupted
+
+    /// Compares the cabinet's slots with the swap in progress and finishes it the only consistent way.
+    /// Call once the acquisition has a fresh reading.
+    public func reconcileAfterRestart() async {
+        guard needsReconcile else { return }
+        let swaps: [SwapRecord]
+        do { swaps = try await store.swapsInProgress() } catch {
+            logger.error("cannot read swaps in progress", metadata: ["error": "\(error)"])
+            return
+        }
+        if swaps.isEmpty { needsReconcile = false; return }
+        let snapshot = acquisition.snapshot
+        guard !snapshot.cabinetStale, snapshot.cabinet != nil else {
+            logger.warning("cannot reconcile interrupted swaps yet: cabinet not readable")
+            return
+        }
+        needsReconcile = false
+        for record in swaps {
+            let held = (try? await effectiveEntitlement(record.planInstanceID))?.batteriesOut ?? []
+            let outcome = SwapMachine.reconcile(record, batteriesOut: held, snapshot: snapshot)
+            logger.warning("reconciling a swap interrupted by a restart", metadata: ["swap_id": "\(record.swapID)", "stage": "\(record.stage.rawValue)", "outcome": "\(outcome)"])
+            let final = SwapMachine.finalize(record, with: outcome, now: Date())
+            await finish(final, outcome: outcome, reconciled: true)
+        }
+    }
+
+    // MARK: Requests
+
+    /// A verified swap request. Returns the reply to publish.
+    public func request(header: CommandHeader, customerID: String, planInstanceID: String?, channel: String?) async -> Reply {
+        if needsReconcile {
+            await reconcileAfterRestart()
+            if needsReconcile {
+                return await refuse(header, customerID, .init(.stationBusy, "finishing a swap interrupted by a restart"))
+            }
+        }
+        let started = ContinuousClock.now
+        defer { metrics.observeDecision(seconds: (ContinuousClock.now - started).seconds) }
+        let now = Date()
+        let snapshot = acquisition.snapshot
+        let cab = snapshot.cabinet
+        let conditions = StationConditions(
+            cabinetReachable: !snapshot.cabinetStale && cab != nil, safeMode: cab?.safeMode ?? false,
+            emergencyStop: cab?.flags.contains(.emergencyStop) ?? false, tamper: cab?.flags.contains(.tamper) ?? false,
+            swapsInProgress: running.count, maxConcurrentSwaps: settings.maxConcurrentSwaps, networkCode: settings.networkCode)
+        var ready: Set<Int> = []
+        for s in snapshot.slots where await acquisition.isReady(slot: s.number) { ready.insert(s.number) }
+        let reserved = Set(running.values.flatMap { [$0.record.returnSlot, $0.record.issueSlot].compactMap { $0 } })
+
+        let decision: Result<SwapPlan, SwapRefusal>
+        do {
+            // The cached records with the station's not-yet-counted swaps on top, read in one transaction.
+            let entitlements = try await store.effectiveEntitlements(customerID: customerID)
+            let sync = try await store.entitlementSyncState()
+            decision = SwapRules.decide(customerID: customerID, planInstanceID: planInstanceID, entitlements: entitlements,
+                                        pending: [], now: now, cacheLastSync: sync.lastSyncAt, cachePolicy: settings.cachePolicy,
+                                        station: conditions, snapshot: snapshot, readySlots: ready, reservedSlots: reserved)
+        } catch {
+            logger.error("cannot read the entitlement cache; refusing the swap", metadata: ["error": "\(error)"])
+            return await refuse(header, customerID, .init(.stationBusy, "station storage error"))
+        }
+        switch decision {
+        case let .failure(refusal):
+            return await refuse(header, customerID, refusal)
+        case let .success(plan):
+            return await accept(header, plan, channel: channel, now: now, snapshot: snapshot)
+        }
+    }
+
+    private func refuse(_ header: CommandHeader, _ customerID: String, _ refusal: SwapRefusal) async -> Reply {
+        metrics.countSwap(outcome: "rejected_\(refusal.code.rawValue)")
+        let event = ContractEvent("swap.rejected", ["request_id": header.requestID, "customer_id": customerID,
+                                                    "reason": refusal.code.rawValue, "message": refusal.message])
+        do { _ = try await store.appendEvents([event.newEvent()]); wake.signal() } catch {
+            logger.error("cannot record swap.rejected", metadata: ["error": "\(error)"])
+        }
+        logger.info("swap refused", metadata: ["request_id": "\(header.requestID)", "code": "\(refusal.code.rawValue)", "why": "\(refusal.message)"])
+        return Reply(ok: false, code: refusal.code.rawValue, message: refusal.message, data: nil)
+    }
+
+    private func accept(_ header: CommandHeader, _ plan: SwapPlan, channel: String?, now: Date, snapshot: StationSnapshot) async -> Reply {
+        let e = plan.entitlement
+        var record = SwapRecord(swapID: UUID().uuidString.lowercased(), requestID: header.requestID, customerID: e.customerID,
+                                planInstanceID: e.planInstanceID, subscriptionRef: e.subscriptionRef, kind: plan.kind,
+                                returnSlot: plan.returnSlot, issueSlot: plan.issueSlot, family: plan.family,
+                                recordedOffline: !isOnline(), acceptedAt: now)
+        var machine = SwapMachine(record: record, batteriesOut: e.batteriesOut, timeouts: settings.timeouts, now: now)
+        let actions = machine.start(snapshot, now: now)
+        let seq = UInt16.random(in: 1 ... UInt16.max)
+        machine.assignUnlockSeq(seq)
+        record = machine.record
+        var data: JSONObject = ["swap_id": record.swapID, "request_id": header.requestID, "customer_id": e.customerID,
+                                "plan_instance_id": e.planInstanceID, "kind": plan.kind.rawValue]
+        data["return_slot"] = plan.returnSlot ?? NSNull()
+        data["issue_slot"] = plan.issueSlot ?? NSNull()
+        if let channel { data["channel"] = channel }
+        let unlockSlot = actions.compactMap { if case let .unlock(s, _) = $0 { s } else { nil } }.first
+        // Record first (fail closed): the accepted swap and its first stage, with the unlock's seq.
+        do {
+            _ = try await store.insertSwap(record, events: [ContractEvent("swap.accepted", data).newEvent(at: now)],
+                                           audit: [AuditEntry(timestamp: now, actor: "abs:\(header.requestID)", action: "swap.accepted",
+                                                              detail: String(decoding: JSON.encode(data), as: UTF8.self))])
+            wake.signal()
+        } catch {
+            logger.error("cannot record the accepted swap: no door opens", metadata: ["error": "\(error)", "request_id": "\(header.requestID)"])
+            metrics.countSwap(outcome: "refused_storage")
+            return Reply(ok: false, code: SwapRefusalCode.stationBusy.rawValue, message: "the swap cannot be recorded (storage error); no door opened", data: nil)
+        }
+        running[record.swapID] = machine
+        metrics.countSwap(outcome: "accepted")
+        logger.notice("swap accepted", metadata: ["swap_id": "\(record.swapID)", "kind": "\(plan.kind.rawValue)",
+                                                  "return_slot": "\(plan.returnSlot.map(String.init) ?? "-")", "issue_slot": "\(plan.issueSlot.map(String.init) ?? "-")"])
+        if let slot = unlockSlot {
+            // The reply goes out while the door opens; the unlock result drives the machine.
+            let secs = actions.compactMap { if case let .unlock(_, s) = $0 { s } else { nil } }.first ?? 120
+            Task { await self.unlock(swapID: record.swapID, slot: slot, seq: seq, seconds: secs) }
+        }
+        return Reply(ok: true, code: nil, message: nil, data: data)
+    }
+
+    // MARK: Driving swaps
+
+    /// Called with every change batch and every second.
+    public func evaluate() async {
+        if needsReconcile { await reconcileAfterRestart() }
+        guard !running.isEmpty else { return }
+        let snapshot = acquisition.snapshot
+        let now = Date()
+        for id in Array(running.keys) where !applying.contains(id) {
+            guard var m = running[id] else { continue }
+            let actions = m.observe(snapshot, now: now)
+            if actions.isEmpty { running[id] = m } else { await apply(actions, to: m) }
+        }
+    }
+
+    /// Swaps whose transition is being recorded: not evaluated again meanwhile (the actor is re-entrant
+    /// at every await), so a transition — and its unlock — happens once.
+    private var applying: Set<String> = []
+
+    private func apply(_ actions: [SwapAction], to machine: SwapMachine) async {
+        var m = machine
+        let id = m.record.swapID
+        applying.insert(id)
+        defer { applying.remove(id) }
+        for action in actions {
+            switch action {
+            case let .unlock(slot, seconds):
+                let seq = UInt16.random(in: 1 ... UInt16.max)
+                m.assignUnlockSeq(seq)
+                if m.record.stage == .returnRefused, let reason = m.record.abortReason {
+                    logger.warning("returned battery refused; unlocking it for the rider", metadata: ["swap_id": "\(id)", "why": "\(reason)"])
+                }
+                do {
+                    _ = try await store.updateSwap(m.record, events: [], audit: [AuditEntry(
+                        timestamp: Date(), actor: "swap:\(id)", action: "stage.\(m.record.stage.rawValue)",
+                        detail: "{\"slot\":\(slot),\"seq\":\(seq)}")])
+                } catch {
+                    // Fail closed: the stage is not recorded, so the door stays shut. The old machine stays in
+                    // place and the next evaluation derives the same transition again.
+                    logger.error("cannot record the swap's next stage; door stays shut", metadata: ["swap_id": "\(id)", "error": "\(error)"])
+                    return
+                }
+                running[id] = m
+                Task { await self.unlock(swapID: id, slot: slot, seq: seq, seconds: seconds) }
+            case let .finish(outcome):
+                running[id] = nil
+                await finish(m.record, outcome: outcome, reconciled: false)
+            }
+        }
+    }
+
+    /// Writes the unlock with the recorded seq (a retry re-sends the same seq: never two unlocks).
+    private func unlock(swapID: String, slot: Int, seq: UInt16, seconds: Int) async {
+        do {
+            let result = try await acquisition.execute(.unlock, slot: slot, seq: seq, param: UInt16(clamping: seconds), timeout: 5)
+            if result != .ok {
+                logger.error("unlock refused by the cabinet", metadata: ["swap_id": "\(swapID)", "slot": "\(slot)", "result": "\(result)"])
+                await unlockFailed(swapID: swapID, reason: "unlock of slot \(slot): \(result)")
+            } else {
+                await acquisition.requestRefresh(slots: [slot])
+            }
+        } catch {
+            logger.error("unlock failed", metadata: ["swap_id": "\(swapID)", "slot": "\(slot)", "error": "\(error)"])
+            await unlockFailed(swapID: swapID, reason: "unlock of slot \(slot): \(error)")
+        }
+    }
+
+    private func unlockFailed(swapID: String, reason: String) async {
+        guard var m = running[swapID], !applying.contains(swapID) else { return }
+        let actions = m.unlockFailed(reason: reason, now: Date())
+        await apply(actions, to: m)
+    }
+
+    // MARK: Completion
+
+    private func finish(_ record: SwapRecord, outcome: SwapOutcome, reconciled: Bool) async {
+        let now = record.finishedAt ?? Date()
+        var events: [NewEvent] = []
+        var pending: PendingLocalSwap?
+        var usage: UsageRecord?
+        let auditAction: String
+        switch outcome {
+        case let .completed(returned, issued, kwh):
+            let data: JSONObject = [
+                "swap_id": record.swapID, "customer_id": record.customerID, "plan_instance_id": record.planInstanceID,
+                "battery_in": returned.map { ["id": $0.id, "soc": JSON.round($0.socPercent), "slot": $0.slot] as JSONObject } ?? NSNull(),
+                "battery_out": ["id": issued.id, "soc": JSON.round(issued.socPercent), "slot": issued.slot] as JSONObject,
+                "energy_kwh": kwh, "recorded_offline": record.recordedOffline,
+            ]
+            events.append(ContractEvent("swap.completed", data).newEvent(at: now))
+            pending = PendingLocalSwap(swapID: record.swapID, planInstanceID: record.planInstanceID, swaps: 1, energyKWh: kwh,
+                                       returnedBatteryID: returned?.id, issuedBatteryID: issued.id, completedAt: now)
+            usage = UsageRecord(
+                idempotencyKey: record.swapID, subscriptionRef: record.subscriptionRef, planInstanceID: record.planInstanceID,
+                customerID: record.customerID, stationID: settings.stationID, outletCode: settings.outletCode, occurredAt: now,
+                recordedOffline: record.recordedOffline,
+                lines: [.init(serviceID: settings.swapCountService, quantity: 1, unit: "1"),
+                        .init(serviceID: settings.energyService, quantity: kwh, unit: "kWh")],
+                swapID: record.swapID, batteryOut: .init(id: issued.id, socPercent: JSON.round(issued.socPercent), slot: issued.slot),
+                batteryIn: returned.map { .init(id: $0.id, socPercent: JSON.round($0.socPercent), slot: $0.slot) })
+            auditAction = "swap.completed"
+            metrics.countSwap(outcome: "completed")
+        case let .returnOnlyCompleted(returned), let .returnedWithoutIssue(returned):
+            // Custody changes (the rider no longer holds the returned battery); no usage.
+            let data: JSONObject = ["swap_id": record.swapID, "stage": record.stage.rawValue,
+                                    "reason": record.kind == .returnOnly ? "one-way return" : "returned without issue",
+                                    "battery_in": ["id": returned.id, "soc": JSON.round(returned.socPercent), "slot": returned.slot] as JSONObject]
+            if record.kind == .returnOnly {
+                events.append(ContractEvent("swap.completed", [
+                    "swap_id": record.swapID, "customer_id": record.customerID, "plan_instance_id": record.planInstanceID,
+                    "battery_in": ["id": returned.id, "soc": JSON.round(returned.socPercent), "slot": returned.slot] as JSONObject,
+                    "battery_out": NSNull(), "energy_kwh": 0, "recorded_offline": record.recordedOffline,
+                ]).newEvent(at: now))
+            } else {
+                events.append(ContractEvent("swap.aborted", data.merging(["stage": "awaiting_pickup", "reason": "pickup timeout: returned without issue"]) { $1 }).newEvent(at: now))
+            }
+            pending = PendingLocalSwap(swapID: record.swapID, planInstanceID: record.planInstanceID, swaps: 0, energyKWh: 0,
+                                       returnedBatteryID: returned.id, issuedBatteryID: nil, completedAt: now)
+            auditAction = record.kind == .returnOnly ? "swap.return_only" : "swap.returned_without_issue"
+            metrics.countSwap(outcome: record.kind == .returnOnly ? "return_only" : "returned_without_issue")
+        case let .aborted(stage, reason):
+            events.append(ContractEvent("swap.aborted", ["swap_id": record.swapID, "stage": stage.rawValue, "reason": reason]).newEvent(at: now))
+            auditAction = "swap.aborted"
+            metrics.countSwap(outcome: "aborted")
+        }
+        let audit = AuditEntry(timestamp: now, actor: reconciled ? "gateway:restart" : "swap:\(record.swapID)", action: auditAction,
+                               detail: String(decoding: JSON.encode(["swap_id": record.swapID, "stage": record.stage.rawValue,
+                                                                     "energy_kwh": record.energyKWh ?? 0]), as: UTF8.self))
+        // One transaction. Retried until it lands: the swap physically happened, it must be recorded.
+        var attempt = 0
+        while true {
+            do {
+                _ = try await store.completeSwap(record, pending: pending, usage: usage, events: events, audit: [audit])
+                break
+            } catch {
+                attempt += 1
+                if attempt == 1 || attempt % 30 == 0 {
+                    logger.critical("cannot record the end of a swap; retrying", metadata: ["swap_id": "\(record.swapID)", "error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(min(10, Double(attempt))))
+            }
+        }
+        wake.signal()
+        logger.notice("swap finished", metadata: ["swap_id": "\(record.swapID)", "stage": "\(record.stage.rawValue)", "reconciled": "\(reconciled)"])
+    }
+
+    private func effectiveEntitlement(_ plan: String) async throws -> Entitlement? {
+        try await store.effectiveEntitlement(planInstanceID: plan)
+    }
+}
+
+extension ContractEvent {
+    func newEvent(at date: Date = Date()) -> NewEvent { NewEvent(type: type, timestamp: date, data: JSON.encode(data)) }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
