@@ -152,7 +152,7 @@ class State:
         if "restore_key" in fault:
             self.expired.discard(str(fault["restore_key"]))
             return "key restored"
-        actions = [k for k in ("status", "reset", "html", "exception", "session_expired") if k in fault]
+        actions = [k for k in ("status", "reset", "html", "oversize", "exception", "session_expired") if k in fault]
         if len(actions) > 1:
             raise ValueError("one action per fault: %s" % ", ".join(actions))
         if "latency_ms" in fault:
@@ -483,6 +483,14 @@ class Handler(BaseHTTPRequestHandler):
                                b"<body><h1>We'll be back soon</h1><p>proxy maintenance page</p></body></html>",
                           "text/html; charset=utf-8")
                 return
+            if fault.get("oversize"):
+                # A well-formed "recorded" answer padded past any sane size: the record is NOT stored.
+                with st.lock:
+                    st.count_error("oversize")
+                size = int(fault["oversize"]) if not isinstance(fault["oversize"], bool) else 2 * 1024 * 1024
+                self.send_json(200, {"jsonrpc": "2.0", "id": rpc_id,
+                                     "result": {"status": "recorded", "usage_log_id": 0, "padding": "x" * size}})
+                return
 
         # Werkzeug/Odoo request checks: content type, JSON body, JSON-RPC envelope.
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -606,6 +614,8 @@ def main(argv=None):
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    # A parent may have spawned us with these signals blocked (the mask is inherited): unblock them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
