@@ -5,7 +5,7 @@ Builds to shared/specs/odoo-usage-log.md. Python 3 standard library only. See do
 
     python3 tools/odoo_standin.py --port 0 --key KEY [--key KEY2 ...] [--database NAME]
         [--data-file F] [--auth-failure-http 200|401] [--database-failure 404|access-denied]
-        [--unknown-subscription REF ...] [--host 127.0.0.1]
+        [--unknown-subscription REF ...] [--host 127.0.0.1] [--tls-cert PEM --tls-key PEM]
 
 Prints "odoo stand-in listening on HOST:PORT" once it accepts connections. SIGTERM/SIGINT exit 0.
 
@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -584,7 +585,7 @@ class Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         # A client that went away mid-answer (timeouts) is normal here.
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, BrokenPipeError, TimeoutError)):
+        if isinstance(exc, (ConnectionError, BrokenPipeError, TimeoutError, ssl.SSLError)):
             return
         traceback.print_exc(file=sys.stderr)
 
@@ -602,10 +603,19 @@ def main(argv=None):
                    help="answer a bad key with HTTP 200 + AccessDenied (default) or HTTP 401")
     p.add_argument("--unknown-subscription", action="append", metavar="REF",
                    help="a SUB/... reference that Odoo does not know (repeatable)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    p.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
 
     server = Server((args.host, args.port), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        # handshake in the connection's own thread, on first read, not in the accept loop
+        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.state = State(args)
     server.verbose = args.verbose
     server.auth_failure_http = args.auth_failure_http

@@ -9,7 +9,9 @@ import Glibc
 public final class OdooStandIn: Sendable {
     public let process: ManagedProcess
     public let port: Int
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    public let tls: Bool
+    /// `http://127.0.0.1:PORT`, or `https://…` when started with a certificate.
+    public var baseURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(port)" }
 
     /// The repository root, found from this file's path (…/Tests/TestSupport/OdooStandIn.swift).
     public static func repositoryRoot(_ file: String = #filePath) -> URL {
@@ -22,9 +24,13 @@ public final class OdooStandIn: Sendable {
 
     /// Starts the stand-in accepting `keys`; `extraArguments` go to the script as they are
     /// (e.g. `["--database", "prod"]`, `["--unknown-subscription", "SUB/X"]`, `["--data-file", path]`).
-    public init(keys: [String] = ["test-key"], extraArguments: [String] = []) throws {
+    /// With `tls` (PEM certificate and key paths) it serves HTTPS; the control API is then not available
+    /// through this class (it speaks plain HTTP).
+    public init(keys: [String] = ["test-key"], extraArguments: [String] = [],
+                tls: (certificate: String, key: String)? = nil) throws {
         var args = [Self.scriptPath, "--port", "0"]
         for key in keys { args += ["--key", key] }
+        if let tls { args += ["--tls-cert", tls.certificate, "--tls-key", tls.key] }
         args += extraArguments
         let process = try ManagedProcess("python3", args, name: "odoo-standin")
         let out = try process.waitForOutput(timeout: 20) { $0.contains("odoo stand-in listening on ") }
@@ -36,6 +42,7 @@ public final class OdooStandIn: Sendable {
         }
         self.process = process
         self.port = port
+        self.tls = tls != nil
     }
 
     deinit { process.stop() }
