@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // C libraries: a module map and an umbrella header each, nothing more.
@@ -51,7 +52,10 @@ let package = Package(
         ]),
 
         // Odoo's usage-log endpoint over HTTP: the only code that speaks HTTP.
-        .target(name: "OdooLink", dependencies: ["StationDomain"]),
+        .target(name: "OdooLink", dependencies: [
+            "StationDomain",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
 
         .target(name: "Acquisition", dependencies: [
             "StationDomain", "ModbusLink",

@@ -1,1 +1,0 @@
-// Odoo usage-log client — being written.

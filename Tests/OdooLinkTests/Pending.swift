@@ -1,3 +1,0 @@
-import Testing
-@testable import OdooLink
-@Test func odooLinkPending() { #expect(Bool(true)) }
