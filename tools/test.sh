@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 swift build --build-tests
 export SWAPGATE_BIN_DIR="$(swift build --show-bin-path)"
-swift test --skip-build "$@"
+# Serialized: the end-to-end tests start real brokers, simulators and daemons on a 2-core machine.
+swift test --skip-build --no-parallel "$@"

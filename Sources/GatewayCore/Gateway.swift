@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import Logging
 import MQTTLink
+import OdooLink
 import ServiceLifecycle
 import StationDomain
 import StationStore
@@ -29,6 +30,7 @@ public final class Gateway: Sendable {
     public let stationPublisher: StationPublisher
     public let coordinator: SwapCoordinator
     public let commands: CommandService
+    public let forwarder: UsageForwarder?
     public let metrics = GatewayMetrics()
     public let health = GatewayHealth()
     public let topics: Topics
@@ -92,6 +94,18 @@ public final class Gateway: Sendable {
         policy.maxClockSkew = c.abs.maxClockSkew
         policy.stationID = c.station.id   // a command naming another station is refused
         let verifier = CommandVerifier(keys: try KeyRing(keys: c.abs.publicKeys), policy: policy)
+        if !c.odoo.baseURL.isEmpty, let key = c.odoo.apiKey {
+            var o = OdooConfiguration(baseURL: c.odoo.baseURL, apiKey: key)
+            o.database = c.odoo.database.isEmpty ? nil : c.odoo.database
+            o.requestTimeout = c.odoo.requestTimeout
+            o.caFile = c.odoo.caFile
+            o.maxConcurrentRequests = c.odoo.maxInFlight
+            forwarder = UsageForwarder(store: store, client: try OdooClient(configuration: o), maxInFlight: c.odoo.maxInFlight,
+                                       backoff: Backoff(base: c.odoo.backoffBase, cap: c.odoo.backoffCap, credentialsDelay: c.odoo.credentialsDelay),
+                                       recorder: recorder, health: health, logger: Self.child(logger, "odoo"))
+        } else {
+            forwarder = nil
+        }
         commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
                                   acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
                                   logger: Self.child(logger, "commands"))
@@ -118,8 +132,10 @@ public final class Gateway: Sendable {
                                                                                  maxSentRows: configuration.store.maxSentRows),
                                              logger: Self.child(logger, "maintenance"))
         // Commands last: at shutdown they stop first (no new swap while the rest winds down).
-        let services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance,
-                                       AcquisitionService(acquisition: acquisition), commands]
+        if forwarder == nil { logger.warning("odoo.base_url is not set: usage records are kept in the outbox, not sent") }
+        let services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance]
+            + (forwarder.map { [$0 as any Service] } ?? [])
+            + [AcquisitionService(acquisition: acquisition), commands]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],

@@ -77,7 +77,7 @@ import TestSupport
         let before = events(in: sub.lines()).count
         try st.startGateway()
         #expect(eventually(timeout: 30) { events(in: sub.lines()).contains { $0.type == "battery.removed" } })
-        Thread.sleep(forTimeInterval: 2)
+        pause(2)
         let new = events(in: sub.lines()).dropFirst(before)
         #expect(new.map(\.type).sorted() == ["battery.removed", "gateway.started"], "\(new.map(\.type))")
         #expect(new.first { $0.type == "gateway.started" }?.bool("previous_shutdown_clean") == true)
@@ -97,9 +97,9 @@ import TestSupport
         // Activity during the outage: recorded durably, published later.
         for i in 0 ..< 5 {
             try st.control(["cmd": "insert", "slot": 7, "id": "B30-OUT-\(i)", "family": 1, "soc": 20])
-            Thread.sleep(forTimeInterval: 0.6)
+            pause(0.6)
             try st.control(["cmd": "remove", "slot": 7])
-            Thread.sleep(forTimeInterval: 0.6)
+            pause(0.6)
         }
         try st.broker.restart()
         let sub2 = try st.subscriber(extra: subArgs)
@@ -128,9 +128,9 @@ import TestSupport
                 _ = try? st.sim.control(["cmd": "insert", "slot": 7, "id": "B45-K-\(i)", "family": 2, "soc": 30])
                 _ = try? st.sim.control(["cmd": "open_door", "slot": 1, "force": true])
                 _ = try? st.sim.control(["cmd": "close_door", "slot": 1])
-                Thread.sleep(forTimeInterval: 0.15)
+                pause(0.15)
                 _ = try? st.sim.control(["cmd": "remove", "slot": 7])
-                Thread.sleep(forTimeInterval: 0.15)
+                pause(0.15)
                 i += 1
             }
         }
@@ -138,14 +138,14 @@ import TestSupport
         var rng = SystemRandomNumberGenerator()
         for _ in 0 ..< 8 {
             let gw = try st.startGateway()
-            Thread.sleep(forTimeInterval: Double.random(in: 0.3 ... 2.0, using: &rng))
+            pause(Double.random(in: 0.3 ... 2.0, using: &rng))
             gw.killHard()
         }
         stop.value = true
-        Thread.sleep(forTimeInterval: 0.5)
+        pause(0.5)
         let last = try st.startGateway()
         // Let it drain the log.
-        Thread.sleep(forTimeInterval: 4)
+        pause(4)
         let seen = events(in: sub.lines())
         expectGapFree(seen)
         #expect(seen.filter { $0.type == "gateway.started" }.count == 9)
@@ -175,7 +175,7 @@ import TestSupport
             .write(toFile: st.configPath, atomically: true, encoding: .utf8)
         let before = events(in: sub.lines()).count
         let refused = try st.startGateway()
-        Thread.sleep(forTimeInterval: 4)
+        pause(4)
         #expect(events(in: sub.lines()).count == before)
         #expect(!refused.output().contains("MQTT connected"))
         refused.stop()

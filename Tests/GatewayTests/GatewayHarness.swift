@@ -163,3 +163,6 @@ extension Station {
         return reply
     }
 }
+
+/// Blocks the calling thread (tests drive real processes; the suite runs serialized).
+func pause(_ seconds: Double) { usleep(useconds_t(seconds * 1_000_000)) }

@@ -42,6 +42,9 @@ public struct GatewayConfiguration: Sendable {
         public var caFile: String?
         public var swapCountService = "service-swap-count"
         public var energyService = "service-energy-gage"
+        public var backoffBase = 2.0
+        public var backoffCap = 600.0
+        public var credentialsDelay = 300.0
     }
 
     public struct Station: Sendable {

@@ -10,6 +10,7 @@ public struct GatewayHealthState: Sendable, Codable {
     public var eventsPendingInMemory = 0
     public var eventsDroppedUnrecorded = 0
     public var lastPublishError: String?
+    public var odooAlarm: String?
     public var startedAt = Date()
 }
 

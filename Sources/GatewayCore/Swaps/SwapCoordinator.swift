@@ -42,6 +42,7 @@ public actor SwapCoordinator {
     private var running: [String: SwapMachine] = [:]
     /// Until an interrupted swap has been reconciled with a fresh cabinet reading, no new swap starts.
     private var needsReconcile = true
+    private var reconcileWaitSince: Date?
 
     public init(store: StationStore, acquisition: CabinetAcquisition, settings: Settings, metrics: GatewayMetrics,
                 wake: Wakeup, logger: Logger, isOnline: @escaping @Sendable () -> Bool) {
@@ -68,10 +69,38 @@ public actor SwapCoordinator {
             logger.warning("cannot reconcile interrupted swaps yet: cabinet not readable")
             return
         }
+        // A rider caught mid-action (a door open) is waited for, up to the open-door grace.
+        let waiting = swaps.filter { !SwapMachine.canReconcile($0, snapshot: snapshot) }
+        if !waiting.isEmpty {
+            if reconcileWaitSince == nil {
+                reconcileWaitSince = Date()
+                logger.warning("an interrupted swap's door is open; waiting for it to close before finishing the swap",
+                               metadata: ["swap_id": "\(waiting[0].swapID)"])
+            }
+            if Date().timeIntervalSince(reconcileWaitSince!) < settings.timeouts.openDoorGrace { return }
+        }
+        // Freeze the physical state first: a door this swap unlocked before the restart may still be unlocked at
+        // the controller, and a rider could still use it after we judged. Lock every slot involved, read them
+        // again, then judge; a door opened meanwhile is waited for (closing it re-locks it).
+        let involved = Set(swaps.flatMap { [$0.returnSlot, $0.issueSlot].compactMap { $0 } })
+        for slot in involved.sorted() {
+            do {
+                let result = try await acquisition.execute(.lock, slot: slot)
+                if result != .ok { logger.warning("could not lock a slot of an interrupted swap", metadata: ["slot": "\(slot)", "result": "\(result)"]) }
+            } catch {
+                logger.warning("could not lock a slot of an interrupted swap", metadata: ["slot": "\(slot)", "error": "\(error)"])
+                return
+            }
+        }
+        await acquisition.requestRefresh(slots: involved)
+        let before = acquisition.statistics.cycles
+        for _ in 0 ..< 100 where acquisition.statistics.cycles < before + 2 { try? await Task.sleep(for: .milliseconds(50)) }
+        let frozen = acquisition.snapshot
+        if swaps.contains(where: { !SwapMachine.canReconcile($0, snapshot: frozen) }) { return }
         needsReconcile = false
         for record in swaps {
             let held = (try? await effectiveEntitlement(record.planInstanceID))?.batteriesOut ?? []
-            let outcome = SwapMachine.reconcile(record, batteriesOut: held, snapshot: snapshot)
+            let outcome = SwapMachine.reconcile(record, batteriesOut: held, snapshot: frozen)
             logger.warning("reconciling a swap interrupted by a restart", metadata: ["swap_id": "\(record.swapID)", "stage": "\(record.stage.rawValue)", "outcome": "\(outcome)"])
             let final = SwapMachine.finalize(record, with: outcome, now: Date())
             await finish(final, outcome: outcome, reconciled: true)
@@ -300,18 +329,27 @@ public actor SwapCoordinator {
         let audit = AuditEntry(timestamp: now, actor: reconciled ? "gateway:restart" : "swap:\(record.swapID)", action: auditAction,
                                detail: String(decoding: JSON.encode(["swap_id": record.swapID, "stage": record.stage.rawValue,
                                                                      "energy_kwh": record.energyKWh ?? 0]), as: UTF8.self))
-        // One transaction. Retried until it lands: the swap physically happened, it must be recorded.
+        // One transaction. A storage failure (disk full, I/O) is retried until it lands: the swap physically
+        // happened, it must be recorded. The pending row links to the event that carries the custody change.
         var attempt = 0
         while true {
             do {
-                _ = try await store.completeSwap(record, pending: pending, usage: usage, events: events, audit: [audit])
+                _ = try await store.completeSwap(record, pending: pending, usage: usage, events: events, audit: [audit],
+                                                 completedEventIndex: pending == nil ? nil : 0)
                 break
-            } catch {
+            } catch let error as StoreError {
                 attempt += 1
                 if attempt == 1 || attempt % 30 == 0 {
                     logger.critical("cannot record the end of a swap; retrying", metadata: ["swap_id": "\(record.swapID)", "error": "\(error)"])
                 }
                 try? await Task.sleep(for: .seconds(min(10, Double(attempt))))
+            } catch SwapStoreError.alreadyFinished {
+                logger.warning("swap already recorded as finished", metadata: ["swap_id": "\(record.swapID)"])
+                break
+            } catch {
+                // A refusal by the store's rules does not change on retry: say so loudly, keep the daemon going.
+                logger.critical("the end of a swap was refused by the store", metadata: ["swap_id": "\(record.swapID)", "error": "\(error)"])
+                return
             }
         }
         wake.signal()

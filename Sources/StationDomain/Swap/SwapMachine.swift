@@ -265,6 +265,21 @@ public struct SwapMachine: Sendable {
         }
     }
 
+    /// Whether the slots a swap involves can be judged now: fresh readings and closed doors. A rider caught
+    /// mid-action by the restart (door open) is waited for, so the outcome matches what the slot finally holds.
+    public static func canReconcile(_ record: SwapRecord, snapshot: StationSnapshot) -> Bool {
+        let slots: [Int?]
+        switch record.stage {
+        case .accepted, .awaitingReturn, .returnRefused: slots = [record.returnSlot]
+        case .awaitingPickup: slots = [record.issueSlot, record.returnSlot]
+        case .completed, .returnedWithoutIssue, .aborted: return true
+        }
+        for n in slots.compactMap({ $0 }) {
+            guard let slot = snapshot.slot(n), snapshot.isUsable(slot), slot.doorClosed else { return false }
+        }
+        return true
+    }
+
     /// Applies a reconciled outcome to the record (stage, energy, timestamps).
     public static func finalize(_ record: SwapRecord, with outcome: SwapOutcome, now: Date) -> SwapRecord {
         var m = SwapMachine(record: record, batteriesOut: [], timeouts: SwapTimeouts(), now: now)

@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import OdooLink
+import ServiceLifecycle
+import StationDomain
+import StationStore
+
+/// Sends the Odoo usage outbox (odoo-usage-log.md): oldest first, at most `maxInFlight` requests at once,
+/// each record until Odoo answers `recorded` or `duplicate`. A record's idempotency key (its swap id) never
+/// changes, so a record re-sent after a crash or a lost answer is settled as a `duplicate`: exactly once in effect.
+///
+/// - Validation errors (ValidationError, UserError, MissingError): the record is kept as *rejected*,
+///   visible and re-sendable by hand; it does not block the ones behind.
+/// - Credential errors: the record stays queued, sending slows to `backoff.credentialsDelay`, an alarm is
+///   raised (a `gateway.alarm` event, the health state and a log line) once per episode.
+/// - Anything transient (transport, timeouts, 5xx, 429 with Retry-After, non-JSON 200s): the whole queue
+///   pauses for the backoff (exponential with jitter), so an outage costs one request per period, not a storm.
+public actor UsageForwarder: Service {
+    private let store: StationStore
+    private let client: OdooClient
+    private let maxInFlight: Int
+    private let backoff: Backoff
+    private let recorder: EventRecorder
+    private let health: GatewayHealth
+    private let logger: Logger
+    private var pausedUntil = Date.distantPast
+    private var credentialAlarm = false
+    private var rpcID = 0
+    public private(set) var settled = 0
+
+    public init(store: StationStore, client: OdooClient, maxInFlight: Int, backoff: Backoff = Backoff(), recorder: EventRecorder,
+                health: GatewayHealth, logger: Logger) {
+        self.store = store; self.client = client; self.maxInFlight = max(1, maxInFlight); self.backoff = backoff
+        self.recorder = recorder; self.health = health; self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let sent = await self.drainOnce()
+                if sent == 0 { try? await Task.sleep(for: .milliseconds(500)) }
+            }
+        }
+        try? await client.shutdown()
+    }
+
+    /// One pass over the due records (oldest first, `maxInFlight` at a time). Returns how many were attempted.
+    public func drainOnce() async -> Int {
+        let now = Date()
+        guard now >= pausedUntil else { return 0 }
+        let due: [StoredUsage]
+        do { due = try await store.dueUsage(now: now, limit: maxInFlight * 4) } catch {
+            logger.error("cannot read the usage outbox", metadata: ["error": "\(error)"])
+            return 0
+        }
+        guard !due.isEmpty else { return 0 }
+        var attempted = 0
+        for chunk in stride(from: 0, to: due.count, by: maxInFlight).map({ Array(due[$0 ..< min($0 + maxInFlight, due.count)]) }) {
+            let results = await withTaskGroup(of: (StoredUsage, UsageOutcome).self) { group in
+                for item in chunk {
+                    rpcID &+= 1
+                    let id = rpcID
+                    group.addTask { [client] in (item, await client.send(item.record, rpcID: id)) }
+                }
+                var out: [(StoredUsage, UsageOutcome)] = []
+                for await r in group { out.append(r) }
+                return out
+            }
+            attempted += chunk.count
+            var stop = false
+            for (item, outcome) in results { stop = await handle(item, outcome) || stop }
+            if stop { break }
+        }
+        return attempted
+    }
+
+    /// Returns true when the queue should pause (credentials or transient failure).
+    private func handle(_ item: StoredUsage, _ outcome: UsageOutcome) async -> Bool {
+        let key = item.record.idempotencyKey
+        let now = Date()
+        do {
+            switch outcome {
+            case let .recorded(id), let .duplicate(id):
+                try await store.markUsageSettled(key: key, odooLogID: id, at: now)
+                settled += 1
+                if credentialAlarm {
+                    credentialAlarm = false
+                    logger.notice("Odoo accepts the credentials again")
+                    health.update { $0.odooAlarm = nil }
+                }
+                return false
+            case let .rejected(name, message):
+                try await store.markUsageRejected(key: key, error: "\(name): \(message)", at: now)
+                logger.error("Odoo rejected a usage record; kept as rejected (re-send with swapctl)",
+                             metadata: ["key": "\(key)", "error": "\(name)", "message": "\(message)"])
+                return false
+            case let .credentials(reason):
+                let delay = backoff.delay(attempt: item.attempts + 1, outcome: outcome, random: Double.random(in: 0 ..< 1))
+                try await store.deferUsage(key: key, error: "credentials: \(reason)", nextAttemptAt: now.addingTimeInterval(delay))
+                pausedUntil = max(pausedUntil, now.addingTimeInterval(delay))
+                if !credentialAlarm {
+                    credentialAlarm = true
+                    logger.critical("Odoo refuses the station's credentials; usage records stay queued", metadata: ["reason": "\(reason)"])
+                    health.update { $0.odooAlarm = "credentials: \(reason)" }
+                    await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": reason, "active": true])])
+                }
+                return true
+            case let .transient(reason, _):
+                let delay = backoff.delay(attempt: item.attempts + 1, outcome: outcome, random: Double.random(in: 0 ..< 1))
+                try await store.deferUsage(key: key, error: reason, nextAttemptAt: now.addingTimeInterval(delay))
+                pausedUntil = max(pausedUntil, now.addingTimeInterval(delay))
+                if item.attempts == 0 || item.attempts % 10 == 0 {
+                    logger.warning("Odoo not reachable; usage records stay queued", metadata: ["reason": "\(reason)", "retry_in_s": "\(Int(delay))"])
+                }
+                return true
+            }
+        } catch {
+            logger.error("cannot update the usage outbox", metadata: ["key": "\(key)", "error": "\(error)"])
+            return true
+        }
+    }
+}
