@@ -15,7 +15,9 @@ DURATION=0
 
 bash tools/setup.sh
 echo "demo: building (debug)…"
-swift build --product swapgate >/dev/null && swift build --product station-sim >/dev/null && swift build --product swapctl >/dev/null
+for product in swapgate station-sim swapctl; do
+  swift build --product "$product" > /tmp/swapgate-demo-build.log 2>&1 || { cat /tmp/swapgate-demo-build.log; exit 1; }
+done
 BIN=$(swift build --show-bin-path)
 PY=/usr/bin/python3
 
@@ -81,8 +83,11 @@ echo "demo: a replayed request is refused"
 abs ping "{\"request_id\":\"demo-ping\",\"issued_at\":\"$NOW\",\"expires_at\":\"$LATER\"}"
 abs ping "{\"request_id\":\"demo-ping\",\"issued_at\":\"$NOW\",\"expires_at\":\"$LATER\"}"
 sleep 2
-echo "demo: slots now (swapctl reads the daemon's view from the event log and the cabinet):"
-"$BIN/station-sim" ctl --control-port "$CONTROL_PORT" '{"cmd":"state"}' | $PY -c 'import json,sys; s=json.load(sys.stdin); print("  rider pocket:", s.get("rider",{}).get("pocket"))' || true
+echo "demo: the rider now holds:"
+"$BIN/station-sim" ctl --control-port "$CONTROL_PORT" '{"cmd":"state"}' \
+  | $PY -c 'import json,sys; s=json.load(sys.stdin)["state"]; print("  ", [b["id"] for b in s["rider"]["pocket"]])' || true
+echo "demo: the station's Odoo usage outbox (swapctl usage list):"
+"$BIN/swapctl" usage list --store "$RUN/station.sqlite" || true
 if [ -f tools/odoo_standin.py ]; then
   echo "demo: Odoo received:"; curl -s "http://127.0.0.1:$ODOO_PORT/_standin/stats"; echo
 fi
