@@ -290,6 +290,8 @@ def validate(state, params):
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Small writes (status line, headers, body) must not wait for delayed ACKs: like a real server, no Nagle.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "Werkzeug/3.0.1"
     sys_version = "Python/3 (odoo stand-in)"

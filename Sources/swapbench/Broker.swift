@@ -18,7 +18,7 @@ final class BenchBroker {
         process.arguments = ["-c", conf.path]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try spawnWithSignalsUnblocked(process)
         for _ in 0 ..< 200 {
             if Self.canConnect(port) { return }
             usleep(20_000)
@@ -27,7 +27,7 @@ final class BenchBroker {
     }
 
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
+        stopProcess(process)
         try? FileManager.default.removeItem(at: dir)
     }
 
@@ -59,4 +59,24 @@ final class BenchBroker {
 struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
+}
+
+/// Threads of the Swift pool block SIGTERM & co. and a child inherits that mask; start children with an
+/// empty one so that a polite stop works.
+func spawnWithSignalsUnblocked(_ process: Process) throws {
+    var empty = sigset_t(), previous = sigset_t()
+    sigemptyset(&empty)
+    pthread_sigmask(SIG_SETMASK, &empty, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    try process.run()
+}
+
+/// SIGTERM, then SIGKILL after 5 s.
+func stopProcess(_ process: Process) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, SIGTERM)
+    let deadline = Date().addingTimeInterval(5)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
 }

@@ -40,11 +40,9 @@ struct EventsBench: AsyncParsableCommand {
         let publisher = EventPublisher(store: store, mqtt: client, topics: Topics(stationID: "BENCH-0001"), window: window,
                                        wake: Wakeup(), health: GatewayHealth(), logger: Logger(label: "bench"))
         let start = monotonic()
-        var sent = 0
-        while sent < events {
+        while try await store.stats().unsent > 0 {
             let n = await publisher.drainOnce()
-            if n == 0 { try await Task.sleep(for: .milliseconds(5)) }
-            sent += n
+            if n == 0 { try await Task.sleep(for: .milliseconds(1)) }
         }
         let gw = Double(events) / (monotonic() - start)
         let unsent = try await store.stats().unsent

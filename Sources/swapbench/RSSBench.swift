@@ -19,7 +19,7 @@ struct RSSBench: AsyncParsableCommand {
         let modbusPort = BenchBroker.freePort()
         let sim = try spawn(bin.appendingPathComponent("station-sim").path,
                             ["--port", "\(modbusPort)", "--slots", "\(slots)", "--control-port", "0", "--speed", "60"], log: dir.appendingPathComponent("sim.log"))
-        defer { kill(sim.processIdentifier, SIGTERM); sim.waitUntilExit() }
+        defer { stopProcess(sim) }
         for _ in 0 ..< 200 where !BenchBroker.canConnect(modbusPort) { usleep(20_000) }
 
         let config = dir.appendingPathComponent("swapgate.yaml")
@@ -29,9 +29,10 @@ struct RSSBench: AsyncParsableCommand {
         mqtt: {host: 127.0.0.1, port: \(broker.port)}
         store: {path: \(dir.appendingPathComponent("station.sqlite").path)}
         publishing: {telemetry_interval: 5}
+        abs: {public_keys: {bench: "dvIg2LDZQkhPhA4JJP7eB8FvU2ouWF+3X48x/JAo+qw="}}
         """.write(to: config, atomically: true, encoding: .utf8)
         let gw = try spawn(bin.appendingPathComponent("swapgate").path, ["run", "-c", config.path], log: dir.appendingPathComponent("gw.log"))
-        defer { kill(gw.processIdentifier, SIGTERM); gw.waitUntilExit() }
+        defer { stopProcess(gw) }
 
         try await Task.sleep(for: .seconds(seconds))
         guard gw.isRunning else { throw BenchError("swapgate exited: \((try? String(contentsOf: dir.appendingPathComponent("gw.log"), encoding: .utf8)) ?? "")") }
@@ -54,7 +55,7 @@ struct RSSBench: AsyncParsableCommand {
         let h = try FileHandle(forWritingTo: log)
         p.standardOutput = h
         p.standardError = h
-        try p.run()
+        try spawnWithSignalsUnblocked(p)
         return p
     }
 }

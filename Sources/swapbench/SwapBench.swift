@@ -8,7 +8,7 @@ struct SwapBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swapbench",
         abstract: "Benchmarks against same-run baselines (raw libmodbus, raw libmosquitto, raw SQLite).",
-        subcommands: [ModbusBench.self, EventsBench.self, RSSBench.self, All.self])
+        subcommands: [ModbusBench.self, EventsBench.self, RSSBench.self, OdooBench.self, All.self])
 }
 
 struct All: AsyncParsableCommand {
@@ -17,13 +17,16 @@ struct All: AsyncParsableCommand {
         try await ModbusBench.parse([]).run()
         try await EventsBench.parse([]).run()
         try await RSSBench.parse([]).run()
+        try await OdooBench.parse([]).run()
     }
 }
 
+/// Written straight to stdout (unbuffered), so figures show as they are measured.
 func report(_ title: String, _ lines: [(String, String)]) {
-    print("== \(title)")
     let w = lines.map(\.0.count).max() ?? 0
-    for (k, v) in lines { print("  \(k.padding(toLength: w, withPad: " ", startingAt: 0))  \(v)") }
+    var text = "== \(title)\n"
+    for (k, v) in lines { text += "  \(k.padding(toLength: w, withPad: " ", startingAt: 0))  \(v)\n" }
+    FileHandle.standardOutput.write(Data(text.utf8))
 }
 
 func monotonic() -> Double {

@@ -11,8 +11,16 @@ public enum Timestamp {
         var secs = time_t(ms / 1000)
         var t = tm()
         gmtime_r(&secs, &t)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
-                      Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), Int(ms % 1000))
+        // Digits by hand: String(format:) costs more than everything else here.
+        var b = [UInt8](repeating: 0, count: 24)
+        func put(_ v: Int, _ at: Int, _ width: Int) {
+            var v = v
+            for i in stride(from: at + width - 1, through: at, by: -1) { b[i] = UInt8(48 + v % 10); v /= 10 }
+        }
+        put(Int(t.tm_year) + 1900, 0, 4); b[4] = 45; put(Int(t.tm_mon) + 1, 5, 2); b[7] = 45; put(Int(t.tm_mday), 8, 2)
+        b[10] = 84; put(Int(t.tm_hour), 11, 2); b[13] = 58; put(Int(t.tm_min), 14, 2); b[16] = 58; put(Int(t.tm_sec), 17, 2)
+        b[19] = 46; put(Int(((ms % 1000) + 1000) % 1000), 20, 3); b[23] = 90
+        return String(decoding: b, as: UTF8.self)
     }
 
     /// Parses RFC 3339 (with or without fractional seconds, `Z` or an offset).

@@ -4,11 +4,41 @@ import StationStore
 
 /// The JSON bodies the station publishes (abs-mqtt.md). Every payload carries `"v": 1`.
 public enum Payloads {
+    /// The event envelope, spliced around the stored `data` bytes (already JSON) instead of decoding and
+    /// re-encoding them: this runs for every event sent, and JSONSerialization is slow on Linux.
+    /// Keys in sorted order, as the rest of the station's JSON.
     public static func event(_ e: StoredEvent, stationID: String) -> [UInt8] {
-        var o: JSONObject = ["v": 1, "event_id": e.eventID.uuidString.lowercased(), "seq": e.seq, "type": e.type,
-                             "station_id": stationID, "ts": Timestamp.rfc3339(e.timestamp)]
-        o["data"] = JSON.decode(e.data) ?? [:]
-        return JSON.encode(o)
+        var out: [UInt8] = []
+        out.reserveCapacity(e.data.count + 200)
+        out += Array(#"{"data":"#.utf8)
+        out += e.data.isEmpty ? Array("{}".utf8) : e.data
+        out += Array(#","event_id":""#.utf8)
+        out += Array(e.eventID.uuidString.lowercased().utf8)
+        out += Array(#"","seq":"#.utf8)
+        out += Array(String(e.seq).utf8)
+        out += Array(#","station_id":"#.utf8)
+        out += jsonString(stationID)
+        out += Array(#","ts":""#.utf8)
+        out += Array(Timestamp.rfc3339(e.timestamp).utf8)
+        out += Array(#"","type":"#.utf8)
+        out += jsonString(e.type)
+        out += Array(#","v":1}"#.utf8)
+        return out
+    }
+
+    /// A JSON string literal (quotes, backslashes and control characters escaped).
+    static func jsonString(_ s: String) -> [UInt8] {
+        var out: [UInt8] = [0x22]
+        for b in s.utf8 {
+            switch b {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x00 ..< 0x20: out += Array(String(format: "\\u%04x", b).utf8)
+            default: out.append(b)
+            }
+        }
+        out.append(0x22)
+        return out
     }
 
     /// `cabinet` is an addition to the contract's `online` flag: "online", "unreachable" or "safe_mode",

@@ -23,34 +23,49 @@ public actor EventPublisher: Service {
         self.wake = wake; self.health = health; self.logger = logger
     }
 
+    /// The highest seq handed to the broker in this link's lifetime; batches continue after it while the
+    /// previous batch is being marked sent (its fsync overlaps the next sends). Reset on any failure, so the
+    /// next pass starts again from the oldest unacknowledged event.
+    private var cursor: Int64 = 0
+    /// The mark-sent of the previous batch, still committing.
+    private var marking: Task<Void, Never>?
+    private var batchSize: Int { max(window * 5, 500) }
+
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            guard mqtt.isConnected else { await wake.wait(timeout: 0.2); continue }
-            let batch: [StoredEvent]
-            do { batch = try await store.unsentEvents(limit: window * 5) } catch {
-                logger.error("cannot read the event log", metadata: ["error": "\(error)"])
-                await wake.wait(timeout: 2); continue
-            }
-            if batch.isEmpty { await wake.wait(timeout: 1); continue }
-            await send(batch)
+            guard mqtt.isConnected else { cursor = 0; await wake.wait(timeout: 0.2); continue }
+            if await drainOnce() == 0 { await wake.wait(timeout: 1) }
         }
+        await marking?.value
     }
 
-    /// One pass: reads up to `window × 5` unsent events and sends them. Returns how many were acknowledged.
-    /// (The benchmark drives the publisher with this.)
+    /// One pass: reads up to `batchSize` unsent events after the cursor and sends them. Returns how many were
+    /// acknowledged. (The benchmark drives the publisher with this.)
     public func drainOnce() async -> Int {
-        guard let batch = try? await store.unsentEvents(limit: window * 5), !batch.isEmpty else { return 0 }
-        let before = published
-        await send(batch)
-        return published - before
+        let batch: [StoredEvent]
+        do { batch = try await store.unsentEvents(afterSeq: cursor, limit: batchSize) } catch {
+            logger.error("cannot read the event log", metadata: ["error": "\(error)"])
+            await wake.wait(timeout: 2)
+            return 0
+        }
+        if batch.isEmpty {
+            if cursor != 0 {
+                // Caught up: let the last mark-sent land, then look again from the oldest unsent event.
+                await marking?.value
+                cursor = 0
+            }
+            return 0
+        }
+        return await send(batch)
     }
 
-    /// Publishes one batch with a bounded window; records acknowledged events as sent even if the batch
-    /// breaks off half way.
-    func send(_ batch: [StoredEvent]) async {
+    /// Publishes one batch with a bounded window; the acknowledged events are marked sent in the background
+    /// (one transaction, after the previous batch's), even if the batch breaks off half way.
+    func send(_ batch: [StoredEvent]) async -> Int {
         var inflight: [(seq: Int64, delivery: MQTTDelivery)] = []
         var acked: [Int64] = []
         inflight.reserveCapacity(window)
+        var failed = false
         do {
             for e in batch {
                 if inflight.count >= window {
@@ -65,20 +80,32 @@ public actor EventPublisher: Service {
                 try await item.delivery.wait()
                 acked.append(item.seq)
             }
-            health.update { $0.lastPublishError = nil }
+            if health.state.lastPublishError != nil { health.update { $0.lastPublishError = nil } }
         } catch {
+            failed = true
             health.update { $0.lastPublishError = "\(error)" }
             logger.info("event publishing interrupted; will resume from the oldest unacknowledged event",
                         metadata: ["error": "\(error)", "acked": "\(acked.count)", "batch": "\(batch.count)"])
-            await wake.wait(timeout: 0.5)
         }
-        guard !acked.isEmpty else { return }
-        do {
-            try await store.markSent(seqs: acked, at: Date())
+        if !acked.isEmpty {
+            let previous = marking
+            let seqs = acked
+            let store = self.store, logger = self.logger
+            marking = Task {
+                await previous?.value
+                do { try await store.markSent(seqs: seqs, at: Date()) } catch {
+                    // Not marked: they will be sent again (same event_id) — a duplicate, never a loss.
+                    logger.error("cannot mark events as sent", metadata: ["error": "\(error)"])
+                }
+            }
             published += acked.count
-        } catch {
-            // Not marked: they will be sent again (same event_id) — a duplicate, never a loss.
-            logger.error("cannot mark events as sent", metadata: ["error": "\(error)"])
         }
+        if failed {
+            cursor = 0
+            await wake.wait(timeout: 0.5)
+        } else {
+            cursor = batch.last!.seq
+        }
+        return acked.count
     }
 }

@@ -44,32 +44,52 @@ public actor UsageForwarder: Service {
         try? await client.shutdown()
     }
 
-    /// One pass over the due records (oldest first, `maxInFlight` at a time). Returns how many were attempted.
+    /// One pass over the due records, oldest first, with a sliding window of `maxInFlight` requests. The
+    /// records Odoo settled are marked in one transaction at the end of the pass (one fsync, not one per record);
+    /// a crash before that re-sends them, and Odoo answers `duplicate`. Returns how many were attempted.
     public func drainOnce() async -> Int {
         let now = Date()
         guard now >= pausedUntil else { return 0 }
         let due: [StoredUsage]
-        do { due = try await store.dueUsage(now: now, limit: maxInFlight * 4) } catch {
+        do { due = try await store.dueUsage(now: now, limit: maxInFlight * 64) } catch {
             logger.error("cannot read the usage outbox", metadata: ["error": "\(error)"])
             return 0
         }
         guard !due.isEmpty else { return 0 }
+        var settledNow: [(key: String, odooLogID: Int?)] = []
         var attempted = 0
-        for chunk in stride(from: 0, to: due.count, by: maxInFlight).map({ Array(due[$0 ..< min($0 + maxInFlight, due.count)]) }) {
-            let results = await withTaskGroup(of: (StoredUsage, UsageOutcome).self) { group in
-                for item in chunk {
-                    rpcID &+= 1
-                    let id = rpcID
-                    group.addTask { [client] in (item, await client.send(item.record, rpcID: id)) }
-                }
-                var out: [(StoredUsage, UsageOutcome)] = []
-                for await r in group { out.append(r) }
-                return out
+        var stop = false
+        await withTaskGroup(of: (StoredUsage, UsageOutcome).self) { group in
+            var next = 0
+            func launch() {
+                guard next < due.count, !stop else { return }
+                let item = due[next]
+                next += 1
+                rpcID &+= 1
+                let id = rpcID
+                group.addTask { [client] in (item, await client.send(item.record, rpcID: id)) }
             }
-            attempted += chunk.count
-            var stop = false
-            for (item, outcome) in results { stop = await handle(item, outcome) || stop }
-            if stop { break }
+            for _ in 0 ..< maxInFlight { launch() }
+            while let (item, outcome) = await group.next() {
+                attempted += 1
+                if case let .recorded(id) = outcome { settledNow.append((item.record.idempotencyKey, id)) }
+                else if case let .duplicate(id) = outcome { settledNow.append((item.record.idempotencyKey, id)) }
+                else if await handle(item, outcome) { stop = true }
+                launch()
+            }
+        }
+        if !settledNow.isEmpty {
+            do {
+                try await store.markUsageSettled(settledNow, at: Date())
+                settled += settledNow.count
+                if credentialAlarm {
+                    credentialAlarm = false
+                    logger.notice("Odoo accepts the credentials again")
+                    health.update { $0.odooAlarm = nil }
+                }
+            } catch {
+                logger.error("cannot mark usage records settled; they will be re-sent (Odoo answers duplicate)", metadata: ["error": "\(error)"])
+            }
         }
         return attempted
     }
