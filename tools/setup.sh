@@ -12,7 +12,7 @@ PACKAGES=(
   mosquitto-clients    # mosquitto_sub/mosquitto_pub: outside peers in tests and the demo
   mbpoll               # outside Modbus peer in tests
   python3-pymodbus     # outside Modbus peer in tests (Debian's /usr/bin/python3)
-  python3-cryptography # ABS signing tool (tools/abs_sign.py) used by the demo and tests
+  python3-cryptography # tools/abs_sign.py: Ed25519 keys and signed ABS command envelopes (demo, tests)
   python3              # the Odoo stand-in and the peer scripts
   socat                # pty pairs for Modbus RTU tests
   sqlite3              # crash tests of the store and technicians' inspection

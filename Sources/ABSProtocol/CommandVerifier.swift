@@ -79,7 +79,7 @@ public struct CommandVerifier: Sendable {
             }
             return (payload, nil)
         }
-        guard case .value(let payloadText) = envelope.payload else {
+        guard case .value(let decodedPayload) = envelope.payload else {
             throw malformed(envelope.payload.isAbsent ? "the envelope has no payload" : "the envelope's payload must be a base64 string")
         }
         switch envelope.sig {
@@ -87,11 +87,11 @@ public struct CommandVerifier: Sendable {
             guard policy.allowUnsigned else {
                 throw CommandRefusal(code: .badSignature, message: "unsigned command refused: the envelope has no sig")
             }
-            guard let bytes = Base64.decode(payloadText) else { throw malformed("the envelope's payload is not base64") }
+            guard let bytes = decodedPayload else { throw malformed("the envelope's payload is not base64") }
             return (bytes, nil)
         case .wrongType:
             throw malformed("the envelope's sig must be a base64 string")
-        case .value(let sigText):
+        case .value(let decodedSig):
             let kid: String
             switch envelope.kid {
             case .value(let k): kid = k
@@ -101,8 +101,8 @@ public struct CommandVerifier: Sendable {
             guard let key = keys.publicKey(kid: kid) else {
                 throw CommandRefusal(code: .badSignature, message: "unknown kid \(Validation.quote(kid))")
             }
-            guard let signature = Base64.decode(sigText) else { throw malformed("the envelope's sig is not base64") }
-            guard let bytes = Base64.decode(payloadText) else { throw malformed("the envelope's payload is not base64") }
+            guard let signature = decodedSig else { throw malformed("the envelope's sig is not base64") }
+            guard let bytes = decodedPayload else { throw malformed("the envelope's payload is not base64") }
             guard signature.count == 64 else {
                 throw CommandRefusal(code: .badSignature, message: "the signature is \(signature.count) bytes, an Ed25519 signature is 64")
             }
@@ -331,11 +331,12 @@ public struct CommandVerifier: Sendable {
     }
 }
 
-/// The outer object of an MQTT command payload.
+/// The outer object of an MQTT command payload. payload and sig are base64-decoded as they are
+/// read (nil inside `.value`: not base64); problems are reported by the verifier in its order.
 private struct Envelope {
     var kid: Field<String> = .absent
-    var payload: Field<[UInt8]> = .absent
-    var sig: Field<[UInt8]> = .absent
+    var payload: Field<[UInt8]?> = .absent
+    var sig: Field<[UInt8]?> = .absent
 
     /// True when the object has any of kid, payload, sig; otherwise it is a bare command.
     var isEnvelope: Bool { !kid.isAbsent || !payload.isAbsent || !sig.isAbsent }
@@ -353,10 +354,10 @@ private struct Envelope {
                 e.kid = try r.stringField()
             case "payload":
                 guard e.payload.isAbsent else { throw JSONSyntaxError(message: "the envelope has payload twice") }
-                e.payload = try r.bytesField()
+                e.payload = try r.base64Field()
             case "sig":
                 guard e.sig.isAbsent else { throw JSONSyntaxError(message: "the envelope has sig twice") }
-                e.sig = try r.bytesField()
+                e.sig = try r.base64Field()
             default:
                 try r.skipValue()
             }
@@ -367,9 +368,9 @@ private struct Envelope {
 }
 
 private extension JSONReader {
-    mutating func bytesField() throws(JSONSyntaxError) -> Field<[UInt8]> {
+    mutating func base64Field() throws(JSONSyntaxError) -> Field<[UInt8]?> {
         if try consumeNull() { return .null }
-        if let b = try stringBytesOrSkip() { return .value(b) }
+        if let decoded = try withStringBytesOrSkip({ Base64.decode($0) }) { return .value(decoded) }
         return .wrongType
     }
 }

@@ -154,19 +154,24 @@ struct JSONReader {
         return try scanString()
     }
 
-    /// The raw bytes of a string value after unescaping (no UTF-8 check): for base64 text.
-    mutating func stringBytesOrSkip() throws(JSONSyntaxError) -> [UInt8]? {
+    /// Calls `body` with the bytes of a string value after unescaping (no UTF-8 check), and
+    /// returns its result: for base64 text, which is then decoded straight from the input buffer
+    /// without a copy when it has no escapes (the usual case). nil when the value is not a string.
+    mutating func withStringBytesOrSkip<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) throws(JSONSyntaxError) -> R? {
         guard try peekKind() == .string else { try skipValue(); return nil }
         pos += 1
         let start = pos
         while pos < buf.count {
             let c = buf[pos]
             if c == UInt8(ascii: "\"") {
-                let bytes = Array(UnsafeBufferPointer(rebasing: buf[start..<pos]))
+                let result = body(UnsafeBufferPointer(rebasing: buf[start..<pos]))
                 pos += 1
-                return bytes
+                return result
             }
-            if c == UInt8(ascii: "\\") { return try scanEscaped(from: start) }
+            if c == UInt8(ascii: "\\") {
+                let bytes = try scanEscaped(from: start)
+                return bytes.withUnsafeBufferPointer { body($0) }
+            }
             if c < 0x20 { throw error("control character in a string") }
             pos += 1
         }
