@@ -243,10 +243,10 @@ extension StationStore {
                 let done = try await write { db -> Bool in
                     guard try Self.tableExists(table, in: db) else { return true }
                     try db.execute(sql: """
-                        DELETE FROM \(table) WHERE plan_instance_id IN (SELECT plan_instance_id FROM \(table) LIMIT ?)
+                        DELETE FROM "\(table)" WHERE plan_instance_id IN (SELECT plan_instance_id FROM "\(table)" LIMIT ?)
                         """, arguments: [batch])
                     if db.changesCount < batch {
-                        try db.execute(sql: "DROP TABLE \(table)")
+                        try db.execute(sql: "DROP TABLE \"\(table)\"")
                         return true
                     }
                     return false
@@ -265,7 +265,7 @@ extension StationStore {
         try setMetaValue(nil, for: EntitlementMetaKey.stagingToken, in: db)
         try db.execute(sql: "DROP TABLE IF EXISTS entitlement_staging")
         for table in try retiredTables(in: db) {
-            try db.execute(sql: "DROP TABLE \(table)")
+            try db.execute(sql: "DROP TABLE \"\(table)\"")
         }
     }
 
