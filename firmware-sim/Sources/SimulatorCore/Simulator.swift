@@ -1,7 +1,6 @@
 // The simulated cabinet controller: the model behind a lock, a background ticker, the Modbus
 // transports and the control interface. This is the public face of SimulatorCore.
 import Foundation
-import Synchronization
 
 public final class Simulator: Sendable, ModbusResponder {
     public let configuration: SimulatorConfiguration
@@ -19,8 +18,8 @@ public final class Simulator: Sendable, ModbusResponder {
         var stopped = false
     }
 
-    private let core: Mutex<Core>
-    private let runtime = Mutex(Runtime())
+    private let core: Locked<Core>
+    private let runtime = Locked(Runtime())
 
     /// Creates the cabinet (filled as `configuration.fill` says) and starts the background ticker
     /// (paused when `configuration.autoTick` is false). Call `validate()` on a configuration from
@@ -29,7 +28,7 @@ public final class Simulator: Sendable, ModbusResponder {
         do { _ = try configuration.validated() } catch { preconditionFailure("invalid SimulatorConfiguration: \(error)") }
         self.configuration = configuration
         let hostClock = UInt32(max(0, min(Double(UInt32.max), Date().timeIntervalSince1970)))
-        core = Mutex(Core(cabinet: Cabinet(config: configuration, hostClock: hostClock),
+        core = Locked(Core(cabinet: Cabinet(config: configuration, hostClock: hostClock),
                           speed: configuration.speed, paused: !configuration.autoTick))
         startTicker()
     }
@@ -73,9 +72,11 @@ public final class Simulator: Sendable, ModbusResponder {
             r.stopped = true
             return copy
         }
-        for l in r.modbusTCP { l.stop() }
-        for s in r.rtu { s.stop() }
-        for l in r.control { l.stop() }
+        // All threads are told first, then awaited: they end within one poll interval together.
+        for l in r.modbusTCP + r.control { l.requestStop() }
+        for s in r.rtu { s.requestStop() }
+        for l in r.modbusTCP + r.control { l.waitUntilStopped() }
+        for s in r.rtu { s.waitUntilStopped() }
     }
 
     var isStopped: Bool { runtime.withLock { $0.stopped } }

@@ -258,7 +258,16 @@ final class TCPListener: @unchecked Sendable {
 
     /// Stops accepting, closes all connections and waits (a few seconds at most) for the threads.
     func stop() {
+        requestStop()
+        waitUntilStopped()
+    }
+
+    /// Tells the threads to end (they notice within one poll interval).
+    func requestStop() {
         lock.lock(); stopped = true; lock.unlock()
+    }
+
+    func waitUntilStopped() {
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             lock.lock(); let n = threads; lock.unlock()
@@ -396,7 +405,15 @@ final class RTUServer: @unchecked Sendable {
     }
 
     func stop() {
+        requestStop()
+        waitUntilStopped()
+    }
+
+    func requestStop() {
         lock.lock(); stopped = true; lock.unlock()
+    }
+
+    func waitUntilStopped() {
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             lock.lock(); let r = running; lock.unlock()
