@@ -1,6 +1,7 @@
 // The races around acknowledgements: a PUBACK that overtakes the publisher, and PUBACKs of
 // messages libmosquitto re-sends after a reconnect although their publish already failed.
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 @testable import MQTTLink
@@ -21,8 +22,10 @@ import TestSupport
 
         // The outside subscriber seeing the message means the broker has processed it (and
         // sent its PUBACK before forwarding); give the ack a moment more to be read.
+        let handedOff = Atomic<Int>(0)
         client.setAfterHandOffHook {
-            _ = try? outside.waitForLines(outside.lines().count + 1, timeout: 20)
+            let n = handedOff.add(1, ordering: .relaxed).newValue
+            _ = try? outside.waitForLines(n, timeout: 20)
             usleep(200_000)
         }
         for i in 0..<3 {

@@ -122,6 +122,31 @@ import TestSupport
         }
     }
 
+    /// An encrypted client key cannot be used (no passphrase support): attempts fail and are
+    /// reported, and OpenSSL never waits for a passphrase on a terminal.
+    @Test func encryptedClientKeyFailsWithoutPrompting() async throws {
+        let certs = try await offPool { try TestCertificates.generate() }
+        defer { certs.remove() }
+        let encryptedKey = certs.directory.path("client-encrypted.key")
+        try await offPool {
+            let r = try runCommand("openssl", ["pkey", "-in", certs.clientKeyFile, "-out", encryptedKey,
+                                               "-aes256", "-passout", "pass:not-known-to-the-client"])
+            guard r.status == 0 else { throw TestFailure("openssl pkey: \(r.output)") }
+        }
+        let broker = try await startBroker(MosquittoBrokerOptions(tls: .init(certificates: certs, requireCertificate: true)))
+        defer { broker.stop() }
+        var config = testConfiguration(port: try #require(broker.tlsPort))
+        config.tls = MQTTTLSConfiguration(caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: encryptedKey)
+        let client = try MQTTClient(configuration: config)
+        defer { client.stop() }
+        let events = EventRecorder(client)
+        try client.start()
+        try await events.wait("two failed attempts") { events in
+            events.filter { if case .connectFailed = $0 { true } else { false } }.count >= 2
+        }
+        #expect(events.connectedCount == 0)
+    }
+
     @Test func serverCertificateFromAnotherCAIsRejected() async throws {
         let certs = try await offPool { try TestCertificates.generate() }
         defer { certs.remove() }
