@@ -11,6 +11,8 @@ public final class GatewayMetrics: Sendable {
         var decisionCount = 0
         var decisionSum = 0.0
         var decisionSamples: [Double] = []
+        var odoo: [String: Int] = [:]
+        var odooCredentialAlarm = false
     }
     static let bounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
     private let box = LockedBox(State())
@@ -27,6 +29,11 @@ public final class GatewayMetrics: Sendable {
         }
     }
     public var swapCounts: [String: Int] { box.withLock { $0.swaps } }
+    /// Odoo usage-log outcomes (recorded, duplicate, rejected, credentials, transient).
+    public func countOdoo(_ outcome: String, _ n: Int = 1) { box.withLock { $0.odoo[outcome, default: 0] += n } }
+    public func setOdooCredentialAlarm(_ on: Bool) { box.withLock { $0.odooCredentialAlarm = on } }
+    public var odooCounts: [String: Int] { box.withLock { $0.odoo } }
+    public var odooCredentialAlarm: Bool { box.withLock { $0.odooCredentialAlarm } }
     /// Recorded decision latencies (seconds), for the benchmark's percentiles.
     public var decisionSamples: [Double] { box.withLock { $0.decisionSamples } }
 
@@ -39,6 +46,10 @@ public final class GatewayMetrics: Sendable {
             let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
             out += "swapgate_commands_total{command=\"\(parts[0])\",result=\"\(parts.count > 1 ? parts[1] : "")\"} \(v)\n"
         }
+        out += "# HELP swapgate_odoo_usage_total Usage-log attempts by outcome.\n# TYPE swapgate_odoo_usage_total counter\n"
+        for (k, v) in s.odoo.sorted(by: { $0.key < $1.key }) { out += "swapgate_odoo_usage_total{outcome=\"\(k)\"} \(v)\n" }
+        out += "# HELP swapgate_odoo_credentials_alarm 1 while Odoo refuses the station's credentials.\n# TYPE swapgate_odoo_credentials_alarm gauge\n"
+        out += "swapgate_odoo_credentials_alarm \(s.odooCredentialAlarm ? 1 : 0)\n"
         out += "# HELP swapgate_decision_seconds Swap decision latency (request received to reply built).\n# TYPE swapgate_decision_seconds histogram\n"
         for (i, b) in Self.bounds.enumerated() { out += "swapgate_decision_seconds_bucket{le=\"\(b)\"} \(s.decisionBuckets[i])\n" }
         out += "swapgate_decision_seconds_bucket{le=\"+Inf\"} \(s.decisionCount)\nswapgate_decision_seconds_sum \(s.decisionSum)\nswapgate_decision_seconds_count \(s.decisionCount)\n"

@@ -22,6 +22,7 @@ public actor UsageForwarder: Service {
     private let backoff: Backoff
     private let recorder: EventRecorder
     private let health: GatewayHealth
+    private let metrics: GatewayMetrics
     private let logger: Logger
     private var pausedUntil = Date.distantPast
     private var credentialAlarm = false
@@ -29,9 +30,9 @@ public actor UsageForwarder: Service {
     public private(set) var settled = 0
 
     public init(store: StationStore, client: OdooClient, maxInFlight: Int, backoff: Backoff = Backoff(), recorder: EventRecorder,
-                health: GatewayHealth, logger: Logger) {
+                health: GatewayHealth, metrics: GatewayMetrics = GatewayMetrics(), logger: Logger) {
         self.store = store; self.client = client; self.maxInFlight = max(1, maxInFlight); self.backoff = backoff
-        self.recorder = recorder; self.health = health; self.logger = logger
+        self.recorder = recorder; self.health = health; self.metrics = metrics; self.logger = logger
     }
 
     public func run() async throws {
@@ -72,6 +73,7 @@ public actor UsageForwarder: Service {
             for _ in 0 ..< maxInFlight { launch() }
             while let (item, outcome) = await group.next() {
                 attempted += 1
+                metrics.countOdoo(Self.label(outcome))
                 if case let .recorded(id) = outcome { settledNow.append((item.record.idempotencyKey, id)) }
                 else if case let .duplicate(id) = outcome { settledNow.append((item.record.idempotencyKey, id)) }
                 else if await handle(item, outcome) { stop = true }
@@ -86,12 +88,23 @@ public actor UsageForwarder: Service {
                     credentialAlarm = false
                     logger.notice("Odoo accepts the credentials again")
                     health.update { $0.odooAlarm = nil }
+                    metrics.setOdooCredentialAlarm(false)
                 }
             } catch {
                 logger.error("cannot mark usage records settled; they will be re-sent (Odoo answers duplicate)", metadata: ["error": "\(error)"])
             }
         }
         return attempted
+    }
+
+    static func label(_ outcome: UsageOutcome) -> String {
+        switch outcome {
+        case .recorded: "recorded"
+        case .duplicate: "duplicate"
+        case .rejected: "rejected"
+        case .credentials: "credentials"
+        case .transient: "transient"
+        }
     }
 
     /// Returns true when the queue should pause (credentials or transient failure).
@@ -122,6 +135,7 @@ public actor UsageForwarder: Service {
                     credentialAlarm = true
                     logger.critical("Odoo refuses the station's credentials; usage records stay queued", metadata: ["reason": "\(reason)"])
                     health.update { $0.odooAlarm = "credentials: \(reason)" }
+                    metrics.setOdooCredentialAlarm(true)
                     await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": reason, "active": true])])
                 }
                 return true
