@@ -194,6 +194,28 @@ import TestSupport
         #expect(h.acquisition.statistics.failedCycles == 4)
     }
 
+    @Test func deadSlotGoesStaleAloneAndNeighboursStayFresh() async throws {
+        let h = try Harness(slots: 6, fill: .full)
+        defer { h.stop() }
+        await h.cycle()
+        try h.sim.inject(.deadSlot(slot: 2))
+        try h.sim.openDoor(slot: 2, force: true)      // the summary changes → its block is read → fails
+        try h.sim.openDoor(slot: 1, force: true)
+        let c1 = await h.cycle()
+        #expect(c1.ok)
+        #expect(h.snapshot.slot(2)?.stale == false)   // one failure: not yet
+        #expect(c1.changes.contains(.doorOpened(slot: 1, wasUnlocked: false)))   // neighbour read alone
+        let c2 = await h.cycle()
+        #expect(c2.changes.contains(.slotStale(slot: 2)))
+        #expect(h.snapshot.slot(2)?.stale == true)
+        #expect(h.snapshot.slot(1)?.stale == false && h.snapshot.slot(3)?.stale == false)
+        #expect(await h.acquisition.isReady(slot: 2) == false)
+        h.sim.clearFaults()
+        let c3 = await h.cycle()
+        #expect(c3.changes.contains(.slotFresh(slot: 2)))
+        #expect(c3.changes.contains(.doorOpened(slot: 2, wasUnlocked: false)))
+    }
+
     @Test func cabinetRebootIsDetectedAndResynchronised() async throws {
         let h = try Harness(slots: 4)
         defer { h.stop() }

@@ -17,6 +17,8 @@ struct Slot: Sendable {
     var doorSensorFault = false
     var chargerFault = false
     var overTemperature = false
+    /// The slot's electronics do not answer: a read covering its block gets exception 04.
+    var dead = false
     /// Fault 1, latched when the controller found the lock jammed (RAM).
     var lockFault = false
     var doorOpenCount: UInt16 = 0
@@ -412,6 +414,8 @@ struct Cabinet: Sendable {
             let i = try index(slot)
             slots[i].doorSensorFault = true
             commit(i)
+        case .deadSlot(let slot):
+            slots[try index(slot)].dead = true
         }
         stopChargingWhereNotAllowed()
     }
@@ -432,6 +436,7 @@ struct Cabinet: Sendable {
             slots[i].doorSensorFault = false
             slots[i].chargerFault = false
             slots[i].overTemperature = false
+            slots[i].dead = false
             if slots[i].battery != nil {
                 slots[i].battery!.protectionFlags = 0
                 slots[i].battery!.warningFlags = 0

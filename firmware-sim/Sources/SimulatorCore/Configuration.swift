@@ -145,6 +145,9 @@ public enum Fault: Sendable, Equatable {
     case chargerFault(slot: Int)
     /// The slot's door sensor fails: fault 2.
     case doorSensorFault(slot: Int)
+    /// The slot's electronics stop answering: any read covering its slot block or cell block answers
+    /// exception 04 (server device failure); the rest of the cabinet answers as usual.
+    case deadSlot(slot: Int)
 }
 
 /// Faults applied per request by the transports.

@@ -14,7 +14,7 @@ public enum ControlCommands {
     ]
     public static let faultKinds: [String] = [
         "delay", "drop", "exception", "garbage", "crc", "bms_link_lost", "lock_jam", "battery_flags",
-        "slot_over_temp", "cabinet_over_temp", "charger_fault", "door_sensor",
+        "slot_over_temp", "cabinet_over_temp", "charger_fault", "door_sensor", "dead_slot",
     ]
 }
 
@@ -221,6 +221,7 @@ extension Simulator {
         case "cabinet_over_temp": return .cabinetOverTemperature
         case "charger_fault": return .chargerFault(slot: try r.int("slot"))
         case "door_sensor": return .doorSensorFault(slot: try r.int("slot"))
+        case "dead_slot": return .deadSlot(slot: try r.int("slot"))
         default:
             throw ControlError("unknown fault kind \"\(kind)\" (one of \(ControlCommands.faultKinds.joined(separator: ", ")))")
         }

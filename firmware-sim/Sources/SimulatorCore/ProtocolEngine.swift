@@ -149,6 +149,17 @@ extension Cabinet {
 
     // MARK: PDUs
 
+    /// Whether an input-register read touches the slot block or cell block of a dead slot.
+    func coversDeadSlot(start: Int, count: Int) -> Bool {
+        for (i, slot) in slots.enumerated() where slot.dead {
+            for (base, stride) in [(CabinetMap.slotBlockStart, CabinetMap.slotBlockStride), (CabinetMap.cellDetailStart, CabinetMap.cellDetailStride)] {
+                let first = base + i * stride
+                if start < first + stride && first < start + count { return true }
+            }
+        }
+        return false
+    }
+
     /// Handles one request PDU for `unit`; returns the response PDU, or nil for no reply.
     mutating func handle(unit: UInt8, pdu: [UInt8]) -> [UInt8]? {
         guard unit == CabinetMap.cabinetUnit || unit == CabinetMap.meterUnit else { return nil }
@@ -166,6 +177,7 @@ extension Cabinet {
             if unit == CabinetMap.meterUnit {
                 values = fc == 0x04 && start + count <= CabinetMap.meterRegisterCount ? Array(meterRegisters()[start..<(start + count)]) : nil
             } else {
+                if fc == 0x04, coversDeadSlot(start: start, count: count) { return exception(.serverDeviceFailure) }
                 values = fc == 0x04 ? inputRegisters(start: start, count: count) : holdingRegisters(start: start, count: count)
             }
             guard let values else { return exception(.illegalDataAddress) }
