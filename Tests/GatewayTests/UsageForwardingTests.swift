@@ -112,9 +112,10 @@ import TestSupport
         let records = try odoo.records()
         let got = records.compactMap { $0["idempotency_key"] as? String }
         #expect(got.count == keys.count && Set(got) == Set(keys))
-        // Oldest first: in the order the swaps completed (4 in flight may reorder neighbours only).
+        // Oldest first, up to the in-flight window: 4 requests at once may reach Odoo in any order among
+        // themselves, and a retried one may trail the window it was in.
         let positions = got.compactMap { keys.firstIndex(of: $0) }
-        for (i, p) in positions.enumerated() { #expect(abs(p - i) < 4, "record \(p) arrived at \(i)") }
+        for (i, p) in positions.enumerated() { #expect(abs(p - i) <= 2 * 4, "record \(p) arrived at \(i)") }
         // During the outage the queue paused instead of hammering Odoo (bounded: 4 in flight per backoff window).
         #expect(requestsDuringOutage < 4 * 40, "\(requestsDuringOutage) requests while down")
         let stats = try odoo.stats()
