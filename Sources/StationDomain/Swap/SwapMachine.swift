@@ -243,9 +243,6 @@ public struct SwapMachine: Sendable {
             if let r = returned {
                 return record.kind == .returnOnly ? .returnOnlyCompleted(returned: r) : .returnedWithoutIssue(returned: r)
             }
-            if record.kind == .firstIssue, record.stage == .accepted {
-                return .aborted(stage: record.stage, reason: "power loss")
-            }
             return .aborted(stage: record.stage, reason: "power loss")
         case .returnRefused:
             return .aborted(stage: .returnRefused, reason: "power loss: returned battery refused")
