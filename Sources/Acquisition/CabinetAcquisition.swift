@@ -100,14 +100,21 @@ public actor CabinetAcquisition {
             plan.clockSeconds = UInt32(clamping: Int(Date().timeIntervalSince1970))
         }
 
-        let result: ScanResult
+        var result: ScanResult
         let fixedPlan = plan
+        let busStart = ContinuousClock.now
         do {
             result = try await bus.run { conn in Scan.execute(fixedPlan, on: conn) }
         } catch {
             result = ScanResult(device: .failure((error as? ModbusError) ?? .link("\(error)")))
+            result.errors = 1
         }
-        stats.withLock { $0.cycles += 1; $0.requests += max(result.requests, 1) }
+        let busTime = ContinuousClock.now - busStart
+        let busSeconds = Double(busTime.components.seconds) + Double(busTime.components.attoseconds) / 1e18
+        stats.withLock {
+            $0.cycles += 1; $0.requests += max(result.requests, 1); $0.busErrors += result.errors
+            $0.busSeconds += busSeconds; $0.lastCycleBusSeconds = busSeconds
+        }
         return process(result, plan: plan, at: now)
     }
 
@@ -249,6 +256,21 @@ public actor CabinetAcquisition {
         return try CabinetDecoder.cells(Registers(regs))
     }
 
+    /// A technician's raw read through the bus owner (read-only: writes go through commands only).
+    /// `holding`: function 03, else 04. Unit 1…247, 1…125 registers.
+    public func rawRead(unit: Int, holding: Bool, address: Int, count: Int) async throws -> [UInt16] {
+        guard (1 ... 247).contains(unit) else { throw ModbusError.invalidRequest("unit \(unit) outside 1…247") }
+        guard (0 ... 65535).contains(address) else { throw ModbusError.invalidRequest("address \(address) outside 0…65535") }
+        guard (1 ... CabinetMap.maxRegistersPerRead).contains(count), address + count <= 65536 else {
+            throw ModbusError.invalidRequest("count \(count) outside 1…\(CabinetMap.maxRegistersPerRead) or past the last address")
+        }
+        let u = UInt8(unit), a = UInt16(address)
+        return try await bus.run { conn in
+            holding ? try conn.readHoldingRegisters(unit: u, address: a, count: count)
+                    : try conn.readInputRegisters(unit: u, address: a, count: count)
+        }
+    }
+
     /// Sends one command through the command block and waits for the controller's result.
     ///
     /// A fresh `seq` per command; the write is retried with the *same* seq on a timeout (the controller
@@ -315,6 +337,11 @@ public struct AcquisitionStatistics: Sendable, Codable, Hashable {
     public var cycles = 0
     public var failedCycles = 0
     public var requests = 0
+    /// Requests that failed (timeout, CRC, exception, lost link).
+    public var busErrors = 0
+    /// Time spent on the bus by polling cycles, in total and for the last cycle (round trips included).
+    public var busSeconds = 0.0
+    public var lastCycleBusSeconds = 0.0
     public var changes = 0
     public var reboots = 0
     public var commands = 0

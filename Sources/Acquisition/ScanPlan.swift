@@ -22,6 +22,8 @@ struct ScanResult: Sendable {
     var watchdogError: ModbusError?
     var clockError: ModbusError?
     var requests = 0
+    /// Requests that failed (timeout, CRC, exception, link), for the bus error counter.
+    var errors = 0
 }
 
 enum Scan {
@@ -52,7 +54,7 @@ enum Scan {
         var result = ScanResult(device: .failure(.notConnected))
         func attempt(_ body: () throws(ModbusError) -> [UInt16]) -> Result<[UInt16], ModbusError> {
             result.requests += 1
-            do { return .success(try body()) } catch { return .failure(error) }
+            do { return .success(try body()) } catch { result.errors += 1; return .failure(error) }
         }
         let dev = CabinetMap.deviceBlock
         result.device = attempt { () throws(ModbusError) in
@@ -74,12 +76,13 @@ enum Scan {
 
         // Liveness first: the watchdog must not starve behind a slow slot refresh.
         if let value = plan.watchdogValue {
-            do { try conn.writeRegister(unit: unit, address: CabinetMap.watchdog, value: value) } catch { result.watchdogError = error }
+            do { try conn.writeRegister(unit: unit, address: CabinetMap.watchdog, value: value) } catch { result.watchdogError = error; result.errors += 1 }
             result.requests += 1
         }
         if let secs = plan.clockSeconds {
             do { try conn.writeRegisters(unit: unit, address: CabinetMap.clock.start, values: Registers.encodeU32(secs)) } catch {
                 result.clockError = error
+                result.errors += 1
             }
             result.requests += 1
         }
