@@ -35,7 +35,7 @@ trap cleanup EXIT INT TERM
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
-MQTT_PORT=$(free_port); MODBUS_PORT=$(free_port); CONTROL_PORT=$(free_port); ODOO_PORT=$(free_port)
+MQTT_PORT=$(free_port); MODBUS_PORT=$(free_port); CONTROL_PORT=$(free_port); ODOO_PORT=$(free_port); METRICS_PORT=$(free_port)
 STATION=TG-LOME-0007
 
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" > "$RUN/mosquitto.conf"
@@ -57,7 +57,7 @@ PRIV=$(echo "$KEYS" | $PY -c 'import json,sys; print(json.load(sys.stdin)["priva
 PUB=$(echo "$KEYS" | $PY -c 'import json,sys; print(json.load(sys.stdin)["public_key"])')
 printf '%s' "$ODOO_KEY" > "$RUN/odoo.key"; chmod 600 "$RUN/odoo.key"
 
-sed -e "s/@MQTT_PORT@/$MQTT_PORT/; s/@MODBUS_PORT@/$MODBUS_PORT/; s/@ODOO_PORT@/$ODOO_PORT/; s#@RUN@#$RUN#g; s#@PUB@#$PUB#; s/@STATION@/$STATION/" \
+sed -e "s/@MQTT_PORT@/$MQTT_PORT/; s/@MODBUS_PORT@/$MODBUS_PORT/; s/@ODOO_PORT@/$ODOO_PORT/; s#@RUN@#$RUN#g; s#@PUB@#$PUB#; s/@STATION@/$STATION/; s/@METRICS_PORT@/$METRICS_PORT/" \
   configs/demo.yaml.in > "$RUN/swapgate.yaml"
 "$BIN/swapgate" check-config -c "$RUN/swapgate.yaml"
 
@@ -86,8 +86,14 @@ sleep 2
 echo "demo: the rider now holds:"
 "$BIN/station-sim" ctl --control-port "$CONTROL_PORT" '{"cmd":"state"}' \
   | $PY -c 'import json,sys; s=json.load(sys.stdin)["state"]; print("  ", [b["id"] for b in s["rider"]["pocket"]])' || true
-echo "demo: the station's Odoo usage outbox (swapctl usage list):"
-"$BIN/swapctl" usage list --store "$RUN/station.sqlite" || true
+export SWAPCTL_SOCKET="$RUN/control.sock"
+echo "demo: what a technician sees (swapctl status, slots, queues, audit — through the daemon's control socket):"
+"$BIN/swapctl" status || true
+"$BIN/swapctl" slots || true
+"$BIN/swapctl" queues || true
+"$BIN/swapctl" audit --limit 8 || true
+echo "demo: metrics on http://127.0.0.1:$METRICS_PORT/metrics (swaps):"
+curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^swapgate_swaps_total' || true
 if [ -f tools/odoo_standin.py ]; then
   echo "demo: Odoo received:"; curl -s "http://127.0.0.1:$ODOO_PORT/_standin/stats"; echo
 fi

@@ -17,7 +17,7 @@ public enum GatewayVersion {
 /// them together, in one ServiceGroup that owns start-up order and graceful shutdown (SIGTERM/SIGINT).
 ///
 /// Start order (shutdown runs it backwards): MQTT, station publisher, event publisher, event recorder,
-/// maintenance, acquisition, commands. So at shutdown the acquisition stops first, the recorder drains what it saw,
+/// maintenance, [Odoo forwarder], acquisition, [metrics], [control API], systemd notifier, commands. So at shutdown the acquisition stops first, the recorder drains what it saw,
 /// the publisher sends what it can, the offline status goes out, and MQTT disconnects last.
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
@@ -34,10 +34,13 @@ public final class Gateway: Sendable {
     public let metrics = GatewayMetrics()
     public let health = GatewayHealth()
     public let topics: Topics
+    public let control: ControlHandler
+    public let controlServer: ControlServer?
+    public let metricsServer: MetricsServer?
     let configDigest: String
     let logger: Logger
 
-    public init(configuration c: GatewayConfiguration, configText: String, logger: Logger) async throws {
+    public init(configuration c: GatewayConfiguration, configText: String, configPath: String? = nil, logger: Logger) async throws {
         self.configuration = c
         self.logger = logger
         self.topics = Topics(stationID: c.station.id)
@@ -109,6 +112,12 @@ public final class Gateway: Sendable {
         commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
                                   acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
                                   logger: Self.child(logger, "commands"))
+        control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
+                                 store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
+                                 health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"))
+        controlServer = c.control.socket.isEmpty ? nil : ControlServer(path: c.control.socket, handler: control, logger: Self.child(logger, "control"))
+        metricsServer = c.metrics.enabled ? MetricsServer(host: c.metrics.host, port: c.metrics.port, handler: control,
+                                                          logger: Self.child(logger, "metrics")) : nil
     }
 
     /// Runs until SIGTERM/SIGINT (or a fatal service error), then shuts down in order.
@@ -133,9 +142,15 @@ public final class Gateway: Sendable {
                                              logger: Self.child(logger, "maintenance"))
         // Commands last: at shutdown they stop first (no new swap while the rest winds down).
         if forwarder == nil { logger.warning("odoo.base_url is not set: usage records are kept in the outbox, not sent") }
-        let services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance]
-            + (forwarder.map { [$0 as any Service] } ?? [])
-            + [AcquisitionService(acquisition: acquisition), commands]
+        let systemd = SystemdService(notifier: SystemdNotifier(), ready: controlServer?.listening, store: store,
+                                     acquisition: acquisition, logger: Self.child(logger, "systemd"))
+        // The local API and metrics come up after the acquisition (they read it) and go down before it.
+        var services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance]
+        if let forwarder { services.append(forwarder) }
+        services.append(AcquisitionService(acquisition: acquisition))
+        if let metricsServer { services.append(metricsServer) }
+        if let controlServer { services.append(controlServer) }
+        services += [systemd, commands]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],

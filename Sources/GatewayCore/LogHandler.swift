@@ -1,3 +1,4 @@
+import Acquisition
 import Foundation
 import Logging
 
@@ -25,6 +26,7 @@ public struct LogfmtHandler: LogHandler {
         for key in all.keys.sorted() where key == "part" { line += " part=\(Self.quote("\(all[key]!)"))" }
         line += " msg=\(Self.quote("\(event.message)"))"
         for key in all.keys.sorted() where key != "part" { line += " \(key)=\(Self.quote("\(all[key]!)"))" }
+        RecentLog.shared.append(line)
         line += "\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
@@ -33,5 +35,30 @@ public struct LogfmtHandler: LogHandler {
         if !s.isEmpty, !s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) { return s }
         return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+}
+
+/// The last lines logged by this process, for the diagnostics bundle (`swapctl diagnostics`): a support
+/// engineer gets recent history even where the journal is not at hand. Bounded: `capacity` lines.
+public final class RecentLog: Sendable {
+    public static let shared = RecentLog(capacity: 500)
+    private let box: LockedBox<(lines: [String], next: Int)>
+    private let capacity: Int
+
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        box = LockedBox((lines: [], next: 0))
+    }
+
+    public func append(_ line: String) {
+        box.withLock { b in
+            if b.lines.count < capacity { b.lines.append(line) } else { b.lines[b.next] = line }
+            b.next = (b.next + 1) % capacity
+        }
+    }
+
+    /// Oldest first.
+    public var lines: [String] {
+        box.withLock { b in b.lines.count < capacity ? b.lines : Array(b.lines[b.next...] + b.lines[..<b.next]) }
     }
 }

@@ -1,6 +1,7 @@
 import Acquisition
 import ArgumentParser
 import Foundation
+import GatewayCore
 import StationDomain
 
 /// Reads the cabinet once: one full acquisition cycle.
@@ -14,8 +15,8 @@ func readOnce(_ bus: BusOptions) async throws -> (CabinetAcquisition, StationSna
     return (acq, acq.snapshot)
 }
 
-struct Cabinet: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the cabinet controller: identity, uptime, flags, meter.")
+struct DirectCabinet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cabinet", abstract: "Show the cabinet controller: identity, uptime, flags, meter.")
     @OptionGroup var bus: BusOptions
 
     func run() async throws {
@@ -47,8 +48,8 @@ struct CabinetView: Encodable {
     let meter: MeterReading?
 }
 
-struct Slots: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show every slot as a table: state, battery, SoC, SoH, temperatures, faults.")
+struct DirectSlots: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "slots", abstract: "Show every slot as a table: state, battery, SoC, SoH, temperatures, faults.")
     @OptionGroup var bus: BusOptions
 
     func run() async throws {
@@ -56,40 +57,21 @@ struct Slots: AsyncParsableCommand {
         let quarantined = await acq.quarantined
         var ready: Set<Int> = []
         for s in snap.slots where await acq.isReady(slot: s.number) { ready.insert(s.number) }
-        if bus.json {
-            printJSON(snap.slots.map { SlotView(slot: $0, ready: ready.contains($0.number), quarantine: quarantined[$0.number]?.map(\.rawValue)) })
-            return
+        let rows = snap.slots.map { s in
+            SlotRowView(slot: s, ready: ready.contains(s.number), quarantine: quarantined[s.number]?.map(\.rawValue),
+                        status: SlotRowView.status(s, ready: ready.contains(s.number), quarantined: quarantined[s.number] != nil))
         }
-        let rows = snap.slots.map { s -> [String] in
-            let b = s.bms
-            let status: String
-            if s.stale { status = "UNKNOWN" }
-            else if !s.inService { status = "out-of-service" }
-            else if s.faulted { status = "FAULT" }
-            else if quarantined[s.number] != nil { status = "quarantined" }
-            else if !s.batteryPresent { status = "empty" }
-            else if ready.contains(s.number) { status = "ready" }
-            else if s.charging { status = "charging" }
-            else { status = "not ready" }
-            return [String(s.number), status, s.doorClosed ? (s.locked ? "locked" : "closed") : "OPEN",
-                    b?.batteryID ?? (s.batteryPresent ? "?" : "-"), b?.family.name ?? "-",
-                    b.map { fmt($0.socPercent) } ?? "-", b.map { fmt($0.sohPercent) } ?? "-",
-                    b.map { fmt($0.packVoltage, 2) } ?? "-", b.map { fmt($0.packCurrent, 2) } ?? "-",
-                    b.map { "\(fmt($0.tempMin))…\(fmt($0.tempMax))" } ?? "-",
-                    s.fault == .none ? (s.bmsError.map { "data: \($0)" } ?? (quarantined[s.number]?.map(\.rawValue).joined(separator: ",") ?? "-")) : s.fault.description]
-        }
-        print(table(["slot", "status", "door", "battery", "family", "soc%", "soh%", "V", "A", "temp°C", "fault"], rows))
+        let view = SlotsView(cabinetStale: snap.cabinetStale, safeMode: snap.cabinet?.safeMode ?? false,
+                             updatedAt: Timestamp.rfc3339(Date()), slots: rows)
+        if bus.json { printJSON(view); return }
+        print(slotTable(view))
     }
 }
 
-struct SlotView: Encodable {
-    let slot: SlotStatus
-    let ready: Bool
-    let quarantine: [String]?
-}
 
-struct BMS: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show one slot's BMS with its cells.")
+
+struct DirectBMS: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bms", abstract: "Show one slot's BMS with its cells.")
     @Argument(help: "Slot number (1…N).") var slot: Int
     @OptionGroup var bus: BusOptions
 
@@ -100,31 +82,17 @@ struct BMS: AsyncParsableCommand {
         do { cells = s.bms != nil ? try await acq.readCells(slot: slot) : nil } catch {
             throw fail("cell detail of slot \(slot): \(error)", code: ExitStatus.unreachable)
         }
-        if bus.json { printJSON(BMSView(slot: s, cells: cells)); return }
-        print("slot \(slot): \(s.state.description.isEmpty ? "-" : s.state.description), fault \(s.fault), doors opened \(s.doorOpenCount)×, inserts \(s.insertCount)")
-        guard let b = s.bms else {
-            print(s.batteryPresent ? "battery present but no BMS data\(s.bmsError.map { " (\($0))" } ?? "")" : "no battery")
-            return
-        }
-        print("""
-        battery       \(b.batteryID) (\(b.family.name))
-        soc / soh     \(fmt(b.socPercent)) % / \(fmt(b.sohPercent)) %
-        pack          \(fmt(b.packVoltage, 2)) V, \(fmt(b.packCurrent, 2)) A
-        temperature   \(fmt(b.tempMin)) … \(fmt(b.tempMax)) °C
-        capacity      \(fmt(b.remainingCapacityAh, 2)) of \(fmt(b.fullCapacityAh, 2)) Ah
-        cycles        \(b.cycleCount)
-        cell V        \(fmt(b.cellVMin, 3)) … \(fmt(b.cellVMax, 3)) V
-        protection    \(b.protection)
-        warning       \(b.warning)
-        """)
-        if let cells {
-            for (i, v) in cells.cellVoltages.enumerated() { print(String(format: "cell %2d       %.3f V", i + 1, v)) }
-            print("probes        \(cells.probeTemperatures.map { fmt($0) + " °C" }.joined(separator: ", "))")
-        }
+        if bus.json { printJSON(BMSView(slot: s, cells: cells, cellsError: nil)); return }
+        printBMS(slot: s, cells: cells, cellsError: nil)
     }
 }
 
-struct BMSView: Encodable {
-    let slot: SlotStatus
-    let cells: CellDetail?
+
+
+/// Reads the cabinet over the bus directly, for when the daemon is stopped (it owns the bus while it runs).
+struct Direct: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read the cabinet directly over Modbus — ONLY while the daemon is stopped.",
+        discussion: "The daemon owns the bus while it runs; two masters on one RS-485 bus corrupt each other's frames. Stop it first: systemctl stop swapgate.",
+        subcommands: [DirectCabinet.self, DirectSlots.self, DirectBMS.self])
 }

@@ -30,7 +30,7 @@ struct Run: AsyncParsableCommand {
         let level = Logger.Level(rawValue: conf.logLevel) ?? .info
         LoggingSystem.bootstrap { LogfmtHandler(label: $0, level: level) }
         let logger = Logger(label: "swapgate")
-        let gateway = try await Gateway(configuration: conf, configText: text, logger: logger)
+        let gateway = try await Gateway(configuration: conf, configText: text, configPath: config, logger: logger)
         try await gateway.run()
     }
 }

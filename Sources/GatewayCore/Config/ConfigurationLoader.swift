@@ -118,10 +118,36 @@ extension GatewayConfiguration {
         c.odoo.backoffCap = r.double("odoo.backoff_cap", c.odoo.backoffCap, c.odoo.backoffBase ... 86_400)
         c.odoo.credentialsDelay = r.double("odoo.credentials_delay", c.odoo.credentialsDelay, 1 ... 86_400)
 
+        c.control.socket = r.string("control.socket", c.control.socket)
+        if !c.control.socket.isEmpty {
+            if !c.control.socket.hasPrefix("/") { c.control.socket = (baseDirectory as NSString).appendingPathComponent(c.control.socket) }
+            if c.control.socket.utf8.count > 100 {
+                r.errors.append(ConfigurationError("control.socket", "path longer than 100 bytes (a Unix socket path is limited to 108)"))
+            }
+        }
+        c.control.techniciansFile = r.path("control.technicians_file", base: baseDirectory)
+
+        c.metrics.enabled = r.bool("metrics.enabled", c.metrics.enabled)
+        c.metrics.host = r.string("metrics.host", c.metrics.host)
+        if !Self.isLoopback(c.metrics.host) {
+            r.errors.append(ConfigurationError("metrics.host", "must be a loopback address (127.0.0.0/8, ::1 or localhost): metrics are for the board only"))
+        }
+        c.metrics.port = r.int("metrics.port", c.metrics.port, 1 ... 65535)
+
         c.logLevel = r.choice("log_level", c.logLevel, ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         r.reportUnknownKeys()
         if !r.errors.isEmpty { throw ConfigurationErrors(errors: r.errors) }
         return c
+    }
+}
+
+extension GatewayConfiguration {
+    /// 127.0.0.0/8, ::1 or localhost.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "127" else { return false }
+        return parts.allSatisfy { UInt8($0) != nil }
     }
 }
 

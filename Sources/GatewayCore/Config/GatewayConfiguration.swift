@@ -17,7 +17,23 @@ public struct GatewayConfiguration: Sendable {
     public var abs = ABS()
     public var swaps = Swaps()
     public var odoo = Odoo()
+    public var control = Control()
+    public var metrics = Metrics()
     public var logLevel = "info"
+
+    /// The local control API (swapctl talks to the daemon through it).
+    public struct Control: Sendable {
+        /// Unix socket; created 0660 so that only the service user and its group (technicians) reach it. Empty: off.
+        public var socket = "/run/swapgate/control.sock"
+        /// `name:sha256-hex` lines: technicians allowed to unlock a slot or take it out of service.
+        public var techniciansFile: String?
+    }
+    /// Prometheus text and the health endpoint over HTTP, on loopback only.
+    public struct Metrics: Sendable {
+        public var enabled = true
+        public var host = "127.0.0.1"
+        public var port = 9464
+    }
 
     public struct ABS: Sendable {
         /// kid → Ed25519 public key (base64 of the raw 32 bytes, or PEM).

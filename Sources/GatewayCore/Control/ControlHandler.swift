@@ -1,0 +1,374 @@
+import ABSProtocol
+import Acquisition
+import Foundation
+import Logging
+import MQTTLink
+import StationDomain
+import StationStore
+
+/// Answers the local control API's requests (see ControlMessages.swift and docs/control-api.md).
+/// Every answer is one JSON line; every failure is an answer with a code, never a crash or a dropped
+/// connection. Credentials in requests are checked and forgotten: never logged, stored or echoed.
+public struct ControlHandler: Sendable {
+    let configuration: GatewayConfiguration
+    let configPath: String?
+    let configText: String
+    let configDigest: String
+    let store: StationStore
+    let acquisition: CabinetAcquisition
+    let coordinator: SwapCoordinator
+    let recorder: EventRecorder
+    let mqtt: MQTTClient
+    let health: GatewayHealth
+    let metrics: GatewayMetrics
+    let technicians: Technicians
+    let odooConfigured: Bool
+    let logger: Logger
+
+    public init(configuration: GatewayConfiguration, configPath: String?, configText: String, configDigest: String,
+                store: StationStore, acquisition: CabinetAcquisition, coordinator: SwapCoordinator, recorder: EventRecorder,
+                mqtt: MQTTClient, health: GatewayHealth, metrics: GatewayMetrics, odooConfigured: Bool, logger: Logger) {
+        self.configuration = configuration; self.configPath = configPath; self.configText = configText
+        self.configDigest = configDigest; self.store = store; self.acquisition = acquisition; self.coordinator = coordinator
+        self.recorder = recorder; self.mqtt = mqtt; self.health = health; self.metrics = metrics
+        self.technicians = Technicians(path: configuration.control.techniciansFile)
+        self.odooConfigured = odooConfigured; self.logger = logger
+    }
+
+    struct Failure: Error {
+        let code: String
+        let message: String
+        init(_ code: String, _ message: String) { self.code = code; self.message = message }
+    }
+
+    /// One request line in, one response line out (without the newline).
+    public func respond(to line: [UInt8]) async -> [UInt8] {
+        let request: ControlRequest
+        do { request = try JSONDecoder().decode(ControlRequest.self, from: Data(line)) } catch {
+            return encode(ControlResponse<Empty>(ok: false, code: "bad_request", error: "not a control request: \(Self.short(error))"))
+        }
+        do {
+            return try await dispatch(request)
+        } catch let f as Failure {
+            if f.code != "not_found" {
+                logger.info("control request refused", metadata: ["op": "\(request.op)", "code": "\(f.code)", "why": "\(f.message)"])
+            }
+            return encode(ControlResponse<Empty>(ok: false, code: f.code, error: f.message))
+        } catch {
+            logger.warning("control request failed", metadata: ["op": "\(request.op)", "error": "\(error)"])
+            return encode(ControlResponse<Empty>(ok: false, code: "failed", error: "\(error)"))
+        }
+    }
+
+    private func dispatch(_ r: ControlRequest) async throws -> [UInt8] {
+        switch r.op {
+        case "status": return ok(try await status())
+        case "slots": return ok(await slots())
+        case "bms": return ok(try await bms(r))
+        case "read": return ok(try await rawRead(r))
+        case "events": return ok(try await events(r))
+        case "queues": return ok(try await queues())
+        case "usage": return ok(try await usage(r))
+        case "usage_resend": return ok(try await usageResend(r))
+        case "entitlements": return ok(try await entitlements(r))
+        case "audit": return ok(try await audit(limit: r.limit ?? 50))
+        case "unlock": return ok(try await unlock(r))
+        case "service": return ok(try await service(r))
+        case "swap": return ok(try await swap(r))
+        case "config": return ok(config())
+        case "metrics": return ok(MetricsText(text: try await metricsText()))
+        case "diagnostics": return ok(try await diagnostics())
+        default: throw Failure("bad_request", "unknown op '\(r.op)'")
+        }
+    }
+
+    // MARK: - Reads
+
+    func status() async throws -> StatusView {
+        let h = health.state
+        let snap = acquisition.snapshot
+        let stats = acquisition.statistics
+        let cab = snap.cabinet
+        let sync = try await store.entitlementSyncState()
+        let log = try await store.stats()
+        let usage = try await store.usageStats()
+        var alarms: [String] = []
+        if snap.cabinetStale || cab == nil { alarms.append("cabinet not answering" + (stats.lastError.map { ": \($0)" } ?? "")) }
+        if let cab {
+            if cab.safeMode { alarms.append("cabinet in safe mode (no unlocks)") }
+            for flag in cab.flags.intersection(.alarms).names { alarms.append("cabinet: \(flag)") }
+            if !cab.flags.contains(.mainsOK) { alarms.append("cabinet: mains power lost") }
+        }
+        if !mqtt.isConnected { alarms.append("broker not connected" + (h.mqttLastError.map { ": \($0)" } ?? "")) }
+        if let e = h.storeError { alarms.append("store: \(e)") }
+        if let a = h.odooAlarm { alarms.append("odoo: \(a)") }
+        if usage.rejected > 0 { alarms.append("\(usage.rejected) usage record(s) rejected by Odoo (swapctl queues)") }
+        let stale = snap.slots.filter(\.stale).map(\.number)
+        if !stale.isEmpty && !snap.cabinetStale { alarms.append("slots not answering: \(stale.map(String.init).joined(separator: ","))") }
+        let uptime = Date().timeIntervalSince(h.startedAt)
+        return StatusView(
+            stationID: configuration.station.id, version: GatewayVersion.string, startedAt: Timestamp.rfc3339(h.startedAt),
+            uptimeSeconds: Int(uptime), pid: getpid(),
+            cabinet: .init(up: !snap.cabinetStale && cab != nil, detail: "\(configuration.acquisition.transport)", lastError: stats.lastError),
+            broker: .init(up: mqtt.isConnected, detail: "\(configuration.mqtt.host):\(configuration.mqtt.port)", lastError: h.mqttLastError ?? h.lastPublishError),
+            odoo: .init(up: odooConfigured && h.odooAlarm == nil, detail: odooConfigured ? configuration.odoo.baseURL : "not configured (records kept)",
+                        lastError: h.odooAlarm),
+            safeMode: cab?.safeMode ?? false, cabinetFlags: cab?.flags.names ?? [], firmware: cab.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
+            cabinetUptimeSeconds: cab?.uptimeSeconds, alarms: alarms, swapsInProgress: await coordinator.swapsInProgress,
+            entitlements: cacheView(sync), eventsUnsent: log.unsent, usagePending: usage.pending, usageRejected: usage.rejected,
+            acquisition: AcquisitionStatsView(cycles: stats.cycles, failedCycles: stats.failedCycles, requests: stats.requests,
+                                              busErrors: stats.busErrors, reboots: stats.reboots, commands: stats.commands, lastError: stats.lastError))
+    }
+
+    func cacheView(_ s: EntitlementSyncState) -> EntitlementCacheView {
+        EntitlementCacheView(version: s.version, count: s.count, lastSyncAt: s.lastSyncAt.map(Timestamp.rfc3339),
+                             ageHours: s.lastSyncAt.map { (Date().timeIntervalSince($0) / 360).rounded() / 10 })
+    }
+
+    func slots() async -> SlotsView {
+        let snap = acquisition.snapshot
+        let quarantined = await acquisition.quarantined
+        var rows: [SlotRowView] = []
+        for s in snap.slots {
+            let ready = await acquisition.isReady(slot: s.number)
+            let q = quarantined[s.number]?.map(\.rawValue)
+            rows.append(SlotRowView(slot: s, ready: ready, quarantine: q,
+                                    status: SlotRowView.status(s, ready: ready, quarantined: q != nil)))
+        }
+        return SlotsView(cabinetStale: snap.cabinetStale, safeMode: snap.cabinet?.safeMode ?? false,
+                         updatedAt: snap.lastUpdateMillis > 0 ? Timestamp.rfc3339(Date(timeIntervalSince1970: Double(snap.lastUpdateMillis) / 1000)) : nil,
+                         slots: rows)
+    }
+
+    func checkedSlot(_ r: ControlRequest) throws -> Int {
+        guard let slot = r.slot else { throw Failure("bad_request", "slot is required") }
+        let count = acquisition.snapshot.cabinet?.slotCount ?? acquisition.snapshot.slots.count
+        guard count > 0 else { throw Failure("cabinet_unreachable", "the cabinet has not answered yet") }
+        guard (1 ... count).contains(slot) else { throw Failure("invalid_slot", "slot \(slot) outside 1…\(count)") }
+        return slot
+    }
+
+    func bms(_ r: ControlRequest) async throws -> BMSView {
+        let slot = try checkedSlot(r)
+        guard let s = acquisition.snapshot.slot(slot) else { throw Failure("invalid_slot", "slot \(slot) not in the model") }
+        guard s.bms != nil else { return BMSView(slot: s, cells: nil, cellsError: nil) }
+        do { return BMSView(slot: s, cells: try await acquisition.readCells(slot: slot), cellsError: nil) } catch {
+            return BMSView(slot: s, cells: nil, cellsError: "\(error)")
+        }
+    }
+
+    func rawRead(_ r: ControlRequest) async throws -> RawReadView {
+        let unit = r.unit ?? Int(CabinetMap.cabinetUnit)
+        let table = r.table ?? "input"
+        guard table == "input" || table == "holding" else { throw Failure("bad_request", "table must be input or holding") }
+        guard let address = r.address, let count = r.count else { throw Failure("bad_request", "address and count are required") }
+        do {
+            let regs = try await acquisition.rawRead(unit: unit, holding: table == "holding", address: address, count: count)
+            return RawReadView(unit: unit, table: table, address: address, registers: regs)
+        } catch {
+            throw Failure("bus_error", "\(error)")
+        }
+    }
+
+    func events(_ r: ControlRequest) async throws -> [EventView] {
+        let limit = min(max(r.limit ?? 20, 1), 1000)
+        let rows = try await store.events(fromSeq: r.fromSeq, type: r.type, limit: limit, newestFirst: r.fromSeq == nil)
+        return rows.map(Self.view)
+    }
+
+    static func view(_ e: StoredEvent) -> EventView {
+        EventView(seq: e.seq, eventID: e.eventID.uuidString.lowercased(), type: e.type, timestamp: Timestamp.rfc3339(e.timestamp),
+                  sent: e.sentAt != nil, data: String(decoding: e.data, as: UTF8.self))
+    }
+
+    func queues() async throws -> QueuesView {
+        let log = try await store.stats()
+        let usage = try await store.usageStats()
+        let rejected = try await store.listUsage(state: .rejected, limit: 50)
+        let h = health.state
+        return QueuesView(eventsTotal: log.total, eventsUnsent: log.unsent, lastSeq: log.lastSeq,
+                          oldestUnsentAt: log.oldestUnsentTimestamp.map(Timestamp.rfc3339),
+                          oldestUnsentAgeSeconds: log.oldestUnsentTimestamp.map { max(0, Date().timeIntervalSince($0)) },
+                          storeBytes: log.fileBytes, brokerConnected: mqtt.isConnected, lastPublishError: h.lastPublishError,
+                          usagePending: usage.pending, usageRejected: usage.rejected, usageSettled: usage.settled,
+                          oldestPendingUsageAt: usage.oldestPendingAt.map(Timestamp.rfc3339), odooConfigured: odooConfigured,
+                          odooAlarm: h.odooAlarm, rejected: rejected.map(Self.view))
+    }
+
+    public static func view(_ s: StoredUsage) -> UsageView {
+        UsageView(key: s.record.idempotencyKey, state: s.state.rawValue, attempts: s.attempts, lastError: s.lastError,
+                  occurredAt: Timestamp.rfc3339(s.record.occurredAt), customerID: s.record.customerID,
+                  energyKWh: s.record.lines.first { $0.unit == "kWh" }?.quantity, record: s.record)
+    }
+
+    func usage(_ r: ControlRequest) async throws -> [UsageView] {
+        var state: UsageState?
+        if let s = r.state {
+            guard let parsed = UsageState(rawValue: s) else { throw Failure("bad_request", "state must be pending, rejected or settled") }
+            state = parsed
+        }
+        return try await store.listUsage(state: state, limit: min(max(r.limit ?? 50, 1), 10_000)).map(Self.view)
+    }
+
+    func usageResend(_ r: ControlRequest) async throws -> UsageView {
+        guard let key = r.key, !key.isEmpty else { throw Failure("bad_request", "key is required") }
+        guard try await store.resendUsage(key: key, now: Date()), let u = try await store.usage(key: key) else {
+            throw Failure("not_found", "no usage record \(key)")
+        }
+        try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:local", action: "usage.resend",
+                                                detail: String(decoding: JSON.encode(["key": key]), as: UTF8.self))])
+        logger.notice("usage record queued again by a technician", metadata: ["key": "\(key)"])
+        return Self.view(u)
+    }
+
+    func entitlements(_ r: ControlRequest) async throws -> EntitlementLookupView {
+        guard let customer = r.customerID, !customer.isEmpty else { throw Failure("bad_request", "customer_id is required") }
+        let list = try await store.effectiveEntitlements(customerID: customer)
+        return EntitlementLookupView(customerID: customer, cache: cacheView(try await store.entitlementSyncState()), entitlements: list)
+    }
+
+    func audit(limit: Int) async throws -> [AuditView] {
+        try await store.audit(limit: min(max(limit, 1), 10_000)).map {
+            AuditView(timestamp: Timestamp.rfc3339($0.timestamp), actor: $0.actor, action: $0.action, detail: $0.detail)
+        }
+    }
+
+    func config() -> ConfigView {
+        ConfigView(path: configPath ?? "-", digest: configDigest, text: Self.redact(configText))
+    }
+
+    /// Replaces the value of every secret-bearing key (password, api_key, token, secret, credential) by `<redacted>`.
+    static func redact(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            let trimmed = line.drop { $0 == " " }
+            guard let colon = trimmed.firstIndex(of: ":") else { return String(line) }
+            let key = trimmed[..<colon].lowercased()
+            let secretKey = ["password", "api_key", "token", "secret", "credential"].contains { key == $0 || key.hasSuffix("_" + $0) }
+            guard secretKey, !key.hasSuffix("_file") else { return String(line) }
+            let indent = line.prefix { $0 == " " }
+            return "\(indent)\(trimmed[..<colon]): <redacted>"
+        }.joined(separator: "\n")
+    }
+
+    func metricsText() async throws -> String {
+        MetricsExposition.render(metrics: metrics, acquisition: acquisition.statistics, snapshot: acquisition.snapshot,
+                                 log: try? await store.stats(), usage: try? await store.usageStats(), mqttConnected: mqtt.isConnected)
+    }
+
+    func diagnostics() async throws -> DiagnosticsBundle {
+        DiagnosticsBundle(createdAt: Timestamp.rfc3339(Date()), status: try await status(), queues: try await queues(),
+                          slots: await slots(), config: config(),
+                          recentEvents: try await store.events(fromSeq: nil, type: nil, limit: 200, newestFirst: true).map(Self.view),
+                          audit: try await audit(limit: 200), recentLog: RecentLog.shared.lines, metrics: try await metricsText())
+    }
+
+    // MARK: - Actions (technician credential required, audited)
+
+    func authorise(_ r: ControlRequest, action: String, slot: Int) async throws -> String {
+        guard let name = r.technician, !name.isEmpty, name.count <= 64,
+              name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
+            try? await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:?", action: action + ".refused",
+                                                     detail: "{\"slot\":\(slot),\"why\":\"no technician name\"}")])
+            throw Failure("unauthorized", "a technician name is required (letters, digits, - _ . @)")
+        }
+        switch technicians.verify(name: name, credential: r.credential ?? "") {
+        case .accepted:
+            return name
+        case let .refused(why):
+            try? await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: action + ".refused",
+                                                     detail: String(decoding: JSON.encode(["slot": slot, "why": why]), as: UTF8.self))])
+            logger.warning("technician action refused", metadata: ["action": "\(action)", "technician": "\(name)", "slot": "\(slot)", "why": "\(why)"])
+            throw Failure("unauthorized", why)
+        }
+    }
+
+    func unlock(_ r: ControlRequest) async throws -> ActionView {
+        let slot = try checkedSlot(r)
+        let name = try await authorise(r, action: "maintenance.unlock", slot: slot)
+        let reason = String((r.reason ?? "maintenance").prefix(200))
+        let requestID = "local-" + UUID().uuidString.lowercased()
+        // Audited (durably) and recorded for ABS before the door opens; no audit, no unlock.
+        do {
+            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: "maintenance.unlock",
+                                                    detail: String(decoding: JSON.encode(["slot": slot, "reason": reason, "request_id": requestID]), as: UTF8.self))])
+        } catch {
+            throw Failure("storage_error", "the unlock cannot be audited, so the door stays shut: \(error)")
+        }
+        await recorder.record([ContractEvent("maintenance.unlock", ["slot": slot, "operator_id": "technician:\(name)", "reason": reason,
+                                                                   "request_id": requestID])])
+        logger.notice("maintenance unlock by a technician", metadata: ["technician": "\(name)", "slot": "\(slot)", "reason": "\(reason)"])
+        return try await execute(.unlock, slot: slot)
+    }
+
+    func service(_ r: ControlRequest) async throws -> ActionView {
+        let slot = try checkedSlot(r)
+        guard let inService = r.inService else { throw Failure("bad_request", "in_service is required") }
+        let action = inService ? "slot.in_service" : "slot.out_of_service"
+        let name = try await authorise(r, action: action, slot: slot)
+        do {
+            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: action,
+                                                    detail: String(decoding: JSON.encode(["slot": slot, "reason": r.reason ?? ""]), as: UTF8.self))])
+        } catch {
+            throw Failure("storage_error", "cannot audit the change: \(error)")
+        }
+        let view = try await execute(inService ? .returnToService : .outOfService, slot: slot)
+        await acquisition.requestRefresh(slots: [slot])
+        return view
+    }
+
+    func execute(_ command: CabinetCommand, slot: Int) async throws -> ActionView {
+        let result: CommandResult
+        do { result = try await acquisition.execute(command, slot: slot) } catch {
+            throw Failure("cabinet_unreachable", "the cabinet did not confirm the command: \(error)")
+        }
+        guard result == .ok else { throw Failure(result == .invalidSlot ? "invalid_slot" : "cabinet_refused", "cabinet answered: \(result)") }
+        return ActionView(slot: slot, result: "\(result)")
+    }
+
+    /// A swap request relayed by a local terminal (a kiosk or rider app on the station's own network): the same
+    /// decision, recording and state machine as an ABS command; decided offline when the broker is down.
+    func swap(_ r: ControlRequest) async throws -> SwapReplyView {
+        guard let customer = r.customerID, !customer.isEmpty, customer.count <= 128 else { throw Failure("bad_request", "customer_id is required") }
+        let now = Date()
+        let header = CommandHeader(requestID: "local-" + UUID().uuidString.lowercased(), issuedAt: now,
+                                   expiresAt: now.addingTimeInterval(120), kid: nil)
+        let reply = await coordinator.request(header: header, customerID: customer, planInstanceID: r.planInstanceID, channel: "local")
+        metrics.countCommand("swap.local", result: reply.ok ? "ok" : (reply.code ?? "error"))
+        return SwapReplyView(requestID: header.requestID, accepted: reply.ok, code: reply.code, message: reply.message,
+                             data: reply.data.map { String(decoding: JSON.encode($0), as: UTF8.self) })
+    }
+
+    // MARK: - Encoding
+
+    func ok<T: Codable & Sendable>(_ value: T) -> [UInt8] { encode(ControlResponse(ok: true, data: value)) }
+
+    func encode<T: Codable & Sendable>(_ response: ControlResponse<T>) -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? enc.encode(response)) ?? Data(#"{"ok":false,"code":"failed","error":"cannot encode the answer"}"#.utf8))
+    }
+
+    static func short(_ error: Error) -> String {
+        if let e = error as? DecodingError {
+            switch e {
+            case let .keyNotFound(k, _): return "missing field \(k.stringValue)"
+            case let .typeMismatch(_, c), let .valueNotFound(_, c): return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
+            case .dataCorrupted: return "malformed JSON"
+            @unknown default: return "malformed"
+            }
+        }
+        return "\(error)"
+    }
+}
+
+public struct SwapReplyView: Codable, Sendable {
+    public var requestID: String
+    public var accepted: Bool
+    public var code: String?
+    public var message: String?
+    public var data: String?
+}
+
+public struct MetricsText: Codable, Sendable {
+    public var text: String
+}

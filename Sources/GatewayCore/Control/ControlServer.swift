@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The local control API's transport: a Unix socket (`control.socket`), one JSON request per line and one
+/// JSON response per line, several requests per connection allowed (`swapctl slots --watch` keeps one open).
+///
+/// Access is the socket file's: mode 0660, so only the service user and its group (technicians) connect;
+/// cabinet actions additionally need a technician's credential (see Technicians). Nothing listens on the network.
+public final class ControlServer: Service, Sendable {
+    let path: String
+    let handler: ControlHandler
+    let logger: Logger
+    /// Lines longer than this are refused and the connection closed (no request needs more).
+    static let maxLine = 64 * 1024
+    /// Set once the socket accepts connections (readiness for systemd).
+    public let listening = ReadyFlag()
+
+    public init(path: String, handler: ControlHandler, logger: Logger) {
+        self.path = path; self.handler = handler; self.logger = logger
+    }
+
+    public func run() async throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !FileManager.default.fileExists(atPath: dir) {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        }
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 16)
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            logger.error("cannot open the control socket; swapctl will not reach the daemon", metadata: ["path": "\(path)", "error": "\(error)"])
+            throw error
+        }
+        if chmod(path, 0o660) != 0 {
+            logger.warning("cannot set the control socket's mode to 0660", metadata: ["path": "\(path)", "errno": "\(errno)"])
+        }
+        logger.info("control API listening", metadata: ["socket": "\(path)"])
+        listening.set()
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+        unlink(path)
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var pending: [UInt8] = []
+                for try await var chunk in inbound {
+                    pending += chunk.readBytes(length: chunk.readableBytes) ?? []
+                    while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = Array(pending[..<nl])
+                        pending.removeFirst(nl + 1)
+                        if line.isEmpty { continue }
+                        var answer = await handler.respond(to: line)
+                        answer.append(UInt8(ascii: "\n"))
+                        try await outbound.write(ByteBuffer(bytes: answer))
+                    }
+                    if pending.count > Self.maxLine {
+                        try await outbound.write(ByteBuffer(string: #"{"ok":false,"code":"bad_request","error":"request line too long"}"# + "\n"))
+                        return
+                    }
+                }
+            }
+        } catch {
+            logger.debug("control connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// A one-way flag that tasks can wait for.
+public final class ReadyFlag: Sendable {
+    private let box = LockedBoxWaiters()
+    public init() {}
+    public func set() { box.set() }
+    public var isSet: Bool { box.isSet }
+    public func wait() async { await box.wait() }
+}
+
+final class LockedBoxWaiters: @unchecked Sendable {
+    // @unchecked: all state under `lock`.
+    private let lock = NSLock()
+    private var done = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    func set() {
+        lock.lock()
+        done = true
+        let w = waiters
+        waiters = []
+        lock.unlock()
+        for c in w { c.resume() }
+    }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return done }
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if done { lock.unlock(); c.resume(); return }
+            waiters.append(c)
+            lock.unlock()
+        }
+    }
+}

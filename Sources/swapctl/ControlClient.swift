@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import GatewayCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Talks to the running daemon over its control socket: one JSON line out, one JSON line back.
+/// The daemon owns the bus, so everything a technician reads or does on a running station goes through here.
+final class ControlClient {
+    let path: String
+    private var fd: Int32 = -1
+    private var buffer: [UInt8] = []
+
+    init(path: String, timeout: Double) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw fail("cannot create a socket: \(String(cString: strerror(errno)))", code: ExitStatus.unreachable) }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw fail("socket path too long: \(path)", code: 1)
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            fd = -1
+            let hint = errno == EACCES ? " (are you in the swapgate group?)" : (errno == ENOENT || errno == ECONNREFUSED ? " (is swapgate running? `systemctl status swapgate`)" : "")
+            throw fail("cannot reach the daemon at \(path): \(why)\(hint)", code: ExitStatus.unreachable)
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Sends a request and decodes the answer's data as `T`. A refusal becomes an error with its code.
+    func call<T: Decodable>(_ request: ControlRequest, as: T.Type) throws -> T {
+        let line = try roundTrip(request)
+        let envelope: Envelope<T>
+        do { envelope = try JSONDecoder().decode(Envelope<T>.self, from: Data(line)) } catch {
+            throw fail("unexpected answer from the daemon: \(error)", code: ExitStatus.dataError)
+        }
+        guard envelope.ok, let data = envelope.data else {
+            let code = envelope.code ?? "failed"
+            let exit: Int32 = ["unauthorized", "invalid_slot", "cabinet_refused", "bad_request", "not_found"].contains(code)
+                ? ExitStatus.refused : (code == "cabinet_unreachable" || code == "bus_error" ? ExitStatus.unreachable : ExitStatus.dataError)
+            throw fail("\(code): \(envelope.error ?? "refused")", code: exit)
+        }
+        return data
+    }
+
+    /// The raw answer line (for --json, printed as the daemon sent it).
+    func roundTrip(_ request: ControlRequest) throws -> [UInt8] {
+        var out = try JSONEncoder().encode(request)
+        out.append(UInt8(ascii: "\n"))
+        try out.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n <= 0 { throw fail("lost the daemon while sending: \(String(cString: strerror(errno)))", code: ExitStatus.unreachable) }
+                off += n
+            }
+        }
+        while true {
+            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffer[..<nl])
+                buffer.removeFirst(nl + 1)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw fail("the daemon did not answer in time", code: ExitStatus.unreachable) }
+            if n <= 0 { throw fail("the daemon closed the connection", code: ExitStatus.unreachable) }
+            buffer += chunk[..<n]
+        }
+    }
+
+    struct Envelope<T: Decodable>: Decodable {
+        let ok: Bool
+        let code: String?
+        let error: String?
+        let data: T?
+    }
+}
+
+/// Where the daemon is.
+struct DaemonOptions: ParsableArguments {
+    @Option(name: .long, help: "The daemon's control socket (default: $SWAPCTL_SOCKET or /run/swapgate/control.sock).")
+    var socket: String?
+    @Option(name: .long, help: "Seconds to wait for the daemon's answer.")
+    var timeout: Double = 10
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    var socketPath: String { socket ?? ProcessInfo.processInfo.environment["SWAPCTL_SOCKET"] ?? "/run/swapgate/control.sock" }
+
+    func client() throws -> ControlClient { try ControlClient(path: socketPath, timeout: timeout) }
+
+    /// Sends the request and prints the answer: as JSON (`--json`) or through `render`.
+    func run<T: Codable>(_ request: ControlRequest, as type: T.Type, render: (T) -> Void) throws {
+        let value = try client().call(request, as: type)
+        if json { printJSON(value) } else { render(value) }
+    }
+}
