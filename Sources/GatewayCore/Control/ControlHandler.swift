@@ -237,17 +237,12 @@ public struct ControlHandler: Sendable {
         ConfigView(path: configPath ?? "-", digest: configDigest, text: Self.redact(configText))
     }
 
-    /// Replaces the value of every secret-bearing key (password, api_key, token, secret, credential) by `<redacted>`.
-    static func redact(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            let trimmed = line.drop { $0 == " " }
-            guard let colon = trimmed.firstIndex(of: ":") else { return String(line) }
-            let key = trimmed[..<colon].lowercased()
-            let secretKey = ["password", "api_key", "token", "secret", "credential"].contains { key == $0 || key.hasSuffix("_" + $0) }
-            guard secretKey, !key.hasSuffix("_file") else { return String(line) }
-            let indent = line.prefix { $0 == " " }
-            return "\(indent)\(trimmed[..<colon]): <redacted>"
-        }.joined(separator: "\n")
+    /// Replaces the value of every secret-bearing key (password, api_key, token, secret, credential, and
+    /// `*_password` etc.; not `*_file`, which name files) by `<redacted>`, in block and flow (`{k: v}`) style.
+    public static func redact(_ text: String) -> String {
+        let pattern = #"(^|[\s{,])((?:[A-Za-z0-9_]*_)?(?:password|api_key|token|secret|credential))(\s*:\s*)("[^"]*"|'[^']*'|[^,}\n#]+)"#
+        guard let re = try? NSRegularExpression(pattern: pattern, options: [.anchorsMatchLines, .caseInsensitive]) else { return "<redacted>" }
+        return re.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "$1$2: <redacted>")
     }
 
     func metricsText() async throws -> String {

@@ -23,12 +23,12 @@ public final class ControlServer: Service, Sendable {
     }
 
     public func run() async throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        if !FileManager.default.fileExists(atPath: dir) {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-        }
         let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
         do {
+            let dir = (path as NSString).deletingLastPathComponent
+            if !FileManager.default.fileExists(atPath: dir) {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+            }
             server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.backlog, value: 16)
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
@@ -37,8 +37,11 @@ public final class ControlServer: Service, Sendable {
                     }
                 }
         } catch {
+            // The station swaps without it: log, stay up, and let the technician use `swapctl direct` after stopping us.
             logger.error("cannot open the control socket; swapctl will not reach the daemon", metadata: ["path": "\(path)", "error": "\(error)"])
-            throw error
+            listening.set()
+            try? await gracefulShutdown()
+            return
         }
         if chmod(path, 0o660) != 0 {
             logger.warning("cannot set the control socket's mode to 0660", metadata: ["path": "\(path)", "errno": "\(errno)"])
