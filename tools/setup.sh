@@ -18,6 +18,8 @@ PACKAGES=(
   sqlite3              # crash tests of the store and technicians' inspection
   openssl              # TLS certificates made by the tests
   procps               # ps/pkill used by scripts
+  curl                 # the demo and tests scrape /metrics and /health
+  python3-prometheus-client  # outside peer: parses the /metrics exposition in tests
 )
 
 missing=()

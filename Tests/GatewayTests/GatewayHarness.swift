@@ -12,6 +12,11 @@ final class Station: @unchecked Sendable {
     var gateway: ManagedProcess?
     let configPath: String
     var extraConfig: String
+    /// The daemon's control socket and metrics port (each test station has its own).
+    let controlSocket: String
+    let metricsPort: Int
+    /// A technician in the station's technicians file: name and credential.
+    static let technician = (name: "alice", credential: "s3cret-Alice-42")
 
     init(slots: Int = 8, brokerOptions: MosquittoBrokerOptions = MosquittoBrokerOptions(persistence: true),
          simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil,
@@ -21,6 +26,14 @@ final class Station: @unchecked Sendable {
         sim = try SimulatorProcess(["--slots", "\(slots)", "--port", "0", "--control-port", "0"] + simArguments)
         configPath = dir.path("swapgate.yaml")
         self.extraConfig = extraConfig
+        controlSocket = dir.path("control.sock")
+        metricsPort = freeLoopbackPort()
+        let digest = try runCommand("/usr/bin/sha256sum", [], input: Self.technician.credential).output.prefix(64)
+        try "# test technicians\n\(Self.technician.name):\(digest)\n".write(toFile: dir.path("technicians"), atomically: true, encoding: .utf8)
+        let local = extraConfig.contains("control:") ? "" : """
+        control: {socket: \(controlSocket), technicians_file: \(dir.path("technicians"))}
+        metrics: {port: \(metricsPort)}
+        """
         let mqtt = mqttSection ?? "mqtt: {host: 127.0.0.1, port: \(broker.port), reconnect_delay_min: 1, reconnect_delay_max: 2}"
         try """
         station: {id: \(Self.id), network_code: NET-TEST, outlet_code: OUT-1}
@@ -30,6 +43,7 @@ final class Station: @unchecked Sendable {
         publishing: {telemetry_interval: 2, inventory_debounce: 0.2}
         \(absSection)
         log_level: debug
+        \(local)
         \(extraConfig)
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
@@ -50,6 +64,19 @@ final class Station: @unchecked Sendable {
     }
 
     func control(_ json: [String: Any]) throws { _ = try sim.control(json) }
+
+    /// Runs swapctl against this station's daemon.
+    @discardableResult
+    func swapctl(_ arguments: [String], socket: Bool = true) throws -> (status: Int32, output: String) {
+        try runCommand(try productPath("swapctl"), arguments + (socket ? ["--socket", controlSocket] : []), timeout: 60)
+    }
+
+    /// Runs swapctl and decodes its `--json` output.
+    func swapctlJSON(_ arguments: [String]) throws -> Any {
+        let r = try swapctl(arguments + ["--json"])
+        guard r.status == 0 else { throw TestSupportError.processFailed("swapctl \(arguments): \(r.status) \(r.output)") }
+        return try JSONSerialization.jsonObject(with: Data(r.output.utf8))
+    }
 
     func stop() {
         gateway?.stop()
