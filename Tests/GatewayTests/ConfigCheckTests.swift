@@ -30,9 +30,12 @@ import TestSupport
         ("cabinet: {fast_interval: 3, watchdog_interval: 2}", "cabinet.fast_interval"), // keys that contradict
         ("odoo: {base_url: \"https://erp.example.com\"}", "odoo.api_key_file"),        // secret missing
         ("control: {technicians_file: /nonexistent/technicians}", "control.technicians_file"),
+        ("odoo: {base_url: \"https://erp.example.com\", api_key_file: /nonexistent/key}", "odoo.api_key_file"), // unreadable secret
+        ("abs: {public_keys: {abs-1: \"BASE64-OF-32-BYTES=\"}}", "abs.public_keys"),  // a placeholder, not a key
     ])
     func eachKindOfErrorNamesItsKey(extra: String, key: String) throws {
-        let r = try Self.check(Self.base + "\n" + extra)
+        let base = extra.hasPrefix("abs:") ? Self.base.replacingOccurrences(of: "abs: {allow_unsigned: true}\n", with: "") : Self.base
+        let r = try Self.check(base + "\n" + extra)
         #expect(r.status == 78, "\(r.output)")
         #expect(r.output.contains(key), "\(r.output)")
     }

@@ -1,3 +1,4 @@
+import ABSProtocol
 import Foundation
 import Yams
 
@@ -90,6 +91,9 @@ extension GatewayConfiguration {
         c.abs.publicKeys = r.stringMap("abs.public_keys")
         c.abs.allowUnsigned = r.bool("abs.allow_unsigned", c.abs.allowUnsigned)
         c.abs.maxClockSkew = r.double("abs.max_clock_skew", c.abs.maxClockSkew, 0 ... 3600)
+        do { _ = try KeyRing(keys: c.abs.publicKeys) } catch {
+            r.errors.append(ConfigurationError("abs.public_keys", "\(error)"))
+        }
         if c.abs.publicKeys.isEmpty && !c.abs.allowUnsigned {
             r.errors.append(ConfigurationError("abs.public_keys", "no ABS public key: every command would be refused (set allow_unsigned: true only for development)"))
         }

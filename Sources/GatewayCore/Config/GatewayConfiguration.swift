@@ -102,7 +102,7 @@ public struct GatewayConfiguration: Sendable {
         public var certFile: String?
         public var keyFile: String?
         public var tlsInsecure = false
-        public var maxInflight = 20
+        public var maxInflight = 100
         public var reconnectDelayMin = 1
         public var reconnectDelayMax = 30
     }
@@ -114,7 +114,7 @@ public struct GatewayConfiguration: Sendable {
     public struct Publishing: Sendable {
         public var telemetryInterval = 60.0
         public var inventoryDebounce = 1.0
-        public var publishWindow = 20
+        public var publishWindow = 100
     }
     public struct Batteries: Sendable {
         public var readySoC = 95.0
