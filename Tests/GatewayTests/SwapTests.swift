@@ -154,3 +154,30 @@ import TestSupport
         #expect(events(in: sub.lines()).filter { $0.type == "entitlements.applied" }.count == 2)
     }
 }
+
+/// swaps.max_concurrent above 1: the store must take as many swaps in progress as the configuration allows
+/// (it refused the second one before, whatever the setting).
+@Suite(.serialized) struct ConcurrentSwapTests {
+    @Test func twoSwapsAtOnceWhenTheStationAllowsTwo() throws {
+        let abs = try ABS.generate()
+        let st = try Station(slots: 8, extraConfig: "swaps: {return_timeout: 30, pickup_timeout: 30, max_concurrent: 2}",
+                             absSection: "abs: {public_keys: {\(abs.kid): \"\(abs.publicKey)\"}}")
+        defer { st.stop() }
+        let sub = try st.subscriber()
+        try st.startGateway()
+        let snap = try st.command("entitlements", ["kind": "snapshot", "version": 1, "entitlements": [
+            SwapTests.entitlement(1, out: []), SwapTests.entitlement(2, family: "MOBBAT-30AH", out: []),
+            SwapTests.entitlement(3, family: "MOBBAT-30AH", out: []),
+        ]], abs: abs, subscriber: sub)
+        #expect(snap["ok"] as? Bool == true, "\(snap)")
+        // No rider: both swaps stay in progress (doors unlocked, batteries not taken).
+        let first = try st.command("swap", ["customer_id": "cust-1"], abs: abs, subscriber: sub)
+        let second = try st.command("swap", ["customer_id": "cust-2"], abs: abs, subscriber: sub)
+        #expect(first["ok"] as? Bool == true, "\(first)")
+        #expect(second["ok"] as? Bool == true, "\(second)")
+        let third = try st.command("swap", ["customer_id": "cust-3"], abs: abs, subscriber: sub)
+        #expect(third["ok"] as? Bool == false && third["code"] as? String == "station_busy", "\(third)")
+        let status = try #require(try st.swapctlJSON(["status"]) as? [String: Any])
+        #expect(status["swapsInProgress"] as? Int == 2)
+    }
+}

@@ -134,9 +134,9 @@ public actor SwapCoordinator {
         do {
             // The cached records with the station's not-yet-counted swaps on top, read in one transaction.
             let entitlements = try await store.effectiveEntitlements(customerID: customerID)
-            let sync = try await store.entitlementSyncState()
+            let lastSync = try await store.entitlementLastSync()   // not entitlementSyncState: no COUNT(*) of 100k rows per swap
             decision = SwapRules.decide(customerID: customerID, planInstanceID: planInstanceID, entitlements: entitlements,
-                                        pending: [], now: now, cacheLastSync: sync.lastSyncAt, cachePolicy: settings.cachePolicy,
+                                        pending: [], now: now, cacheLastSync: lastSync, cachePolicy: settings.cachePolicy,
                                         station: conditions, snapshot: snapshot, readySlots: ready, reservedSlots: reserved)
         } catch {
             logger.error("cannot read the entitlement cache; refusing the swap", metadata: ["error": "\(error)"])
@@ -182,7 +182,8 @@ public actor SwapCoordinator {
         do {
             _ = try await store.insertSwap(record, events: [ContractEvent("swap.accepted", data).newEvent(at: now)],
                                            audit: [AuditEntry(timestamp: now, actor: "abs:\(header.requestID)", action: "swap.accepted",
-                                                              detail: String(decoding: JSON.encode(data), as: UTF8.self))])
+                                                              detail: String(decoding: JSON.encode(data), as: UTF8.self))],
+                                           allowConcurrent: settings.maxConcurrentSwaps)
             wake.signal()
         } catch {
             logger.error("cannot record the accepted swap: no door opens", metadata: ["error": "\(error)", "request_id": "\(header.requestID)"])
