@@ -318,6 +318,11 @@ extension StationStore {
 
     // MARK: Reads
 
+    /// When the cache was last synced (the staleness rule's input), without counting the cache's rows.
+    public func entitlementLastSync() async throws -> Date? {
+        try await read { db in try Self.metaValue(EntitlementMetaKey.lastSyncAtMs, in: db).flatMap { Int64($0) }.map(Self.date) }
+    }
+
     public func entitlementSyncState() async throws -> EntitlementSyncState {
         try await read { db in
             let version = try Self.entitlementVersion(in: db)

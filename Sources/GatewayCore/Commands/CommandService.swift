@@ -10,7 +10,9 @@ import StationStore
 /// Takes ABS's commands from `cmd/V01/BSS/{sid}/+`: verifies the signed envelope before parsing, refuses
 /// expired and replayed ones (request ids remembered durably until they expire), dispatches, and answers
 /// every command on `…/reply` (and on the MQTT 5 response topic with its correlation data when given).
-public actor CommandService: Service {
+/// Not an actor: it holds no mutable state, so the entitlement-sync lane (seconds of verifying and parsing a
+/// 100k snapshot) and the swap lane run side by side.
+public final class CommandService: Service, Sendable {
     private let mqtt: MQTTClient
     private let topics: Topics
     private let verifier: CommandVerifier
@@ -42,8 +44,19 @@ public actor CommandService: Service {
         await coordinator.reconcileAfterRestart()
         logger.notice("accepting commands", metadata: ["topic": "\(topics.commands)"])
         await cancelWhenGracefulShutdown {
+            // Two lanes: entitlement sync (a 100k snapshot takes seconds to verify, parse and apply) runs beside
+            // the rest, so swaps keep being decided — on the cache as it is until the new one swaps in atomically.
+            // Each lane keeps its own order (snapshot before the deltas built on it).
+            let (syncLane, syncSink) = AsyncStream.makeStream(of: MQTTMessage.self, bufferingPolicy: .bufferingNewest(64))
+            let syncTopic = self.topics.command("entitlements")
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { for await message in messages { await self.handle(message) } }
+                group.addTask {
+                    for await message in messages {
+                        if message.topic == syncTopic { syncSink.yield(message) } else { await self.handle(message) }
+                    }
+                    syncSink.finish()
+                }
+                group.addTask { for await message in syncLane { await self.handle(message) } }
                 group.addTask {
                     // Drive running swaps: timeouts need a clock even when nothing changes.
                     while !Task.isCancelled {
