@@ -90,8 +90,10 @@ let package = Package(
         ]),
         .executableTarget(name: "swapbench", dependencies: [
             // CModbus/CMosquitto: the benchmark's baselines are bare libmodbus and libmosquitto loops.
-            "GatewayCore", "Acquisition", "ModbusLink", "MQTTLink", "StationStore", "SimulatorCore", "CModbus", "CMosquitto",
+            "GatewayCore", "Acquisition", "ModbusLink", "MQTTLink", "StationStore", "StationDomain", "SimulatorCore", "CModbus", "CMosquitto",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),     // signs the benchmark's ABS commands
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The simulated cabinet controller firmware. It implements the map on its own,

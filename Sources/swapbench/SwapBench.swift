@@ -8,7 +8,7 @@ struct SwapBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swapbench",
         abstract: "Benchmarks against same-run baselines (raw libmodbus, raw libmosquitto, raw SQLite).",
-        subcommands: [ModbusBench.self, EventsBench.self, RSSBench.self, OdooBench.self, All.self])
+        subcommands: [ModbusBench.self, EventsBench.self, DecisionBench.self, RSSBench.self, OdooBench.self, All.self])
 }
 
 struct All: AsyncParsableCommand {
@@ -16,6 +16,7 @@ struct All: AsyncParsableCommand {
     func run() async throws {
         try await ModbusBench.parse([]).run()
         try await EventsBench.parse([]).run()
+        try await DecisionBench.parse([]).run()
         try await RSSBench.parse([]).run()
         try await OdooBench.parse([]).run()
     }
