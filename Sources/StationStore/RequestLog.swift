@@ -21,7 +21,8 @@ extension StationStore {
         let expiresMs = Self.millis(expiresAt)
         let cutoffMs = Self.millis(now.addingTimeInterval(-Self.requestMemoryMargin))
         let batch = Self.requestPurgeBatch
-        return try await write { db in
+        // A swap needs its request remembered first: on a full disk the store makes room as for a swap record.
+        return try await withSwapDiskFullRecovery { try await write { db in
             try db.execute(sql: """
                 DELETE FROM seen_request WHERE request_id IN (
                     SELECT request_id FROM seen_request INDEXED BY seen_request_expiry
@@ -41,7 +42,7 @@ extension StationStore {
                 ON CONFLICT(request_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
                 """, arguments: [requestID, expiresMs])
             return true
-        }
+        } }
     }
 
     /// Request ids remembered now (diagnostics).

@@ -40,6 +40,8 @@ public actor SwapCoordinator {
     private let wake: Wakeup
     private let metrics: GatewayMetrics
     private var running: [String: SwapMachine] = [:]
+    /// Swaps that ended physically and whose completion is being recorded (retried until it lands).
+    private var finishing: [String: SwapRecord] = [:]
     /// Until an interrupted swap has been reconciled with a fresh cabinet reading, no new swap starts.
     private var needsReconcile = true
     private var reconcileWaitSince: Date?
@@ -50,7 +52,7 @@ public actor SwapCoordinator {
         self.wake = wake; self.logger = logger; self.isOnline = isOnline
     }
 
-    public var swapsInProgress: Int { running.count }
+    public var swapsInProgress: Int { running.count + finishing.count }
 
     // MARK: Start-up: finish what a power cut interrupted
 
@@ -125,10 +127,11 @@ public actor SwapCoordinator {
         let conditions = StationConditions(
             cabinetReachable: !snapshot.cabinetStale && cab != nil, safeMode: cab?.safeMode ?? false,
             emergencyStop: cab?.flags.contains(.emergencyStop) ?? false, tamper: cab?.flags.contains(.tamper) ?? false,
-            swapsInProgress: running.count, maxConcurrentSwaps: settings.maxConcurrentSwaps, networkCode: settings.networkCode)
+            swapsInProgress: running.count + finishing.count, maxConcurrentSwaps: settings.maxConcurrentSwaps, networkCode: settings.networkCode)
         var ready: Set<Int> = []
         for s in snapshot.slots where await acquisition.isReady(slot: s.number) { ready.insert(s.number) }
         let reserved = Set(running.values.flatMap { [$0.record.returnSlot, $0.record.issueSlot].compactMap { $0 } })
+            .union(finishing.values.flatMap { [$0.returnSlot, $0.issueSlot].compactMap { $0 } })
 
         let decision: Result<SwapPlan, SwapRefusal>
         do {
@@ -248,7 +251,10 @@ public actor SwapCoordinator {
                 Task { await self.unlock(swapID: id, slot: slot, seq: seq, seconds: seconds) }
             case let .finish(outcome):
                 running[id] = nil
+                // Still counted (and its slots reserved) until its end is recorded: on a full disk that can take a while.
+                finishing[id] = m.record
                 await finish(m.record, outcome: outcome, reconciled: false)
+                finishing[id] = nil
             }
         }
     }
