@@ -20,12 +20,13 @@ final class Station: @unchecked Sendable {
 
     init(slots: Int = 8, brokerOptions: MosquittoBrokerOptions = MosquittoBrokerOptions(persistence: true),
          simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil,
-         absSection: String = "abs: {allow_unsigned: true}") throws {
+         absSection: String = "abs: {allow_unsigned: true}", storeDirectory: String? = nil) throws {
         dir = try TempDir("swapgate-e2e")
         broker = try MosquittoBroker(options: brokerOptions)
         sim = try SimulatorProcess(["--slots", "\(slots)", "--port", "0", "--control-port", "0"] + simArguments)
         configPath = dir.path("swapgate.yaml")
         self.extraConfig = extraConfig
+        self.storeDirectory = storeDirectory
         controlSocket = dir.path("control.sock")
         metricsPort = freeLoopbackPort()
         let digest = try runCommand("/usr/bin/sha256sum", [], input: Self.technician.credential).output.prefix(64)
@@ -39,7 +40,7 @@ final class Station: @unchecked Sendable {
         station: {id: \(Self.id), network_code: NET-TEST, outlet_code: OUT-1}
         cabinet: {host: 127.0.0.1, port: \(sim.modbusPort!), fast_interval: 0.2, watchdog_interval: 1, detail_interval: 1, response_timeout: 0.5}
         \(mqtt)
-        store: {path: \(dir.path("station.sqlite"))}
+        store: {path: \(storeDirectory.map { $0 + "/station.sqlite" } ?? dir.path("station.sqlite"))}
         publishing: {telemetry_interval: 2, inventory_debounce: 0.2}
         \(absSection)
         log_level: debug
@@ -48,7 +49,8 @@ final class Station: @unchecked Sendable {
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    var storePath: String { dir.path("station.sqlite") }
+    var storePath: String { storeDirectory.map { $0 + "/station.sqlite" } ?? dir.path("station.sqlite") }
+    let storeDirectory: String?
 
     @discardableResult
     func startGateway() throws -> ManagedProcess {
