@@ -51,8 +51,13 @@ final class ControlClient {
         }
         guard envelope.ok, let data = envelope.data else {
             let code = envelope.code ?? "failed"
-            let exit: Int32 = ["unauthorized", "invalid_slot", "cabinet_refused", "bad_request", "not_found"].contains(code)
-                ? ExitStatus.refused : (code == "cabinet_unreachable" || code == "bus_error" ? ExitStatus.unreachable : ExitStatus.dataError)
+            let exit: Int32
+            switch code {
+            case "bad_request": exit = 1
+            case "unauthorized", "invalid_slot", "cabinet_refused", "not_found": exit = ExitStatus.refused
+            case "cabinet_unreachable", "bus_error": exit = ExitStatus.unreachable
+            default: exit = ExitStatus.dataError
+            }
             throw fail("\(code): \(envelope.error ?? "refused")", code: exit)
         }
         return data

@@ -226,7 +226,7 @@ struct TechnicianOptions: ParsableArguments {
     @Option(name: .long, help: "Your technician name (as in the technicians file).") var technician: String
     @Option(name: .customLong("credential-file"), help: "File holding your credential (else $SWAPCTL_CREDENTIAL, else a prompt).")
     var credentialFile: String?
-    @Option(help: "Why (recorded in the audit trail and sent to ABS).") var reason = "maintenance"
+    @Option(help: "Why (recorded in the audit trail; an unlock's reason is also sent to ABS).") var reason = "maintenance"
 
     func credential() throws -> String {
         if let credentialFile {

@@ -162,6 +162,10 @@ public struct ControlHandler: Sendable {
         let table = r.table ?? "input"
         guard table == "input" || table == "holding" else { throw Failure("bad_request", "table must be input or holding") }
         guard let address = r.address, let count = r.count else { throw Failure("bad_request", "address and count are required") }
+        guard (1 ... 247).contains(unit) else { throw Failure("bad_request", "unit \(unit) outside 1…247") }
+        guard (0 ... 65535).contains(address), (1 ... CabinetMap.maxRegistersPerRead).contains(count), address + count <= 65536 else {
+            throw Failure("bad_request", "address 0…65535 and count 1…\(CabinetMap.maxRegistersPerRead) within the address space")
+        }
         do {
             let regs = try await acquisition.rawRead(unit: unit, holding: table == "holding", address: address, count: count)
             return RawReadView(unit: unit, table: table, address: address, registers: regs)
@@ -222,7 +226,7 @@ public struct ControlHandler: Sendable {
     }
 
     func entitlements(_ r: ControlRequest) async throws -> EntitlementLookupView {
-        guard let customer = r.customerID, !customer.isEmpty else { throw Failure("bad_request", "customer_id is required") }
+        guard let customer = r.customerID, !customer.isEmpty else { throw Failure("bad_request", "customerID is required") }
         let list = try await store.effectiveEntitlements(customerID: customer)
         return EntitlementLookupView(customerID: customer, cache: cacheView(try await store.entitlementSyncState()), entitlements: list)
     }
@@ -292,12 +296,19 @@ public struct ControlHandler: Sendable {
         await recorder.record([ContractEvent("maintenance.unlock", ["slot": slot, "operator_id": "technician:\(name)", "reason": reason,
                                                                    "request_id": requestID])])
         logger.notice("maintenance unlock by a technician", metadata: ["technician": "\(name)", "slot": "\(slot)", "reason": "\(reason)"])
-        return try await execute(.unlock, slot: slot)
+        do {
+            return try await execute(.unlock, slot: slot)
+        } catch let f as Failure {
+            // The intent was recorded (and sent to ABS) before the door was asked; record that it stayed shut.
+            try? await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: "maintenance.unlock.failed",
+                                                     detail: String(decoding: JSON.encode(["slot": slot, "request_id": requestID, "why": f.message]), as: UTF8.self))])
+            throw f
+        }
     }
 
     func service(_ r: ControlRequest) async throws -> ActionView {
         let slot = try checkedSlot(r)
-        guard let inService = r.inService else { throw Failure("bad_request", "in_service is required") }
+        guard let inService = r.inService else { throw Failure("bad_request", "inService is required") }
         let action = inService ? "slot.in_service" : "slot.out_of_service"
         let name = try await authorise(r, action: action, slot: slot)
         do {
@@ -323,7 +334,7 @@ public struct ControlHandler: Sendable {
     /// A swap request relayed by a local terminal (a kiosk or rider app on the station's own network): the same
     /// decision, recording and state machine as an ABS command; decided offline when the broker is down.
     func swap(_ r: ControlRequest) async throws -> SwapReplyView {
-        guard let customer = r.customerID, !customer.isEmpty, customer.count <= 128 else { throw Failure("bad_request", "customer_id is required") }
+        guard let customer = r.customerID, !customer.isEmpty, customer.count <= 128 else { throw Failure("bad_request", "customerID is required") }
         let now = Date()
         let header = CommandHeader(requestID: "local-" + UUID().uuidString.lowercased(), issuedAt: now,
                                    expiresAt: now.addingTimeInterval(120), kid: nil)
