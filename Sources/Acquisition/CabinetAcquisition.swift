@@ -57,6 +57,12 @@ public actor CabinetAcquisition {
         return tracker.isReady(s)
     }
 
+    /// Every slot whose battery is ready to hand out, in one hop onto the actor (the swap decision's input).
+    public func readySlots() -> Set<Int> {
+        guard let current = tracker.current else { return [] }
+        return Set(current.slots.filter { tracker.isReady($0) }.map(\.number))
+    }
+
     /// Polls until the task is cancelled. Reconnects with exponential backoff while the cabinet is unreachable.
     public func run() async {
         var backoff = configuration.reconnectDelayMin

@@ -128,9 +128,10 @@ public struct ControlHandler: Sendable {
     func slots() async -> SlotsView {
         let snap = acquisition.snapshot
         let quarantined = await acquisition.quarantined
+        let readySet = await acquisition.readySlots()
         var rows: [SlotRowView] = []
         for s in snap.slots {
-            let ready = await acquisition.isReady(slot: s.number)
+            let ready = readySet.contains(s.number)
             let q = quarantined[s.number]?.map(\.rawValue)
             rows.append(SlotRowView(slot: s, ready: ready, quarantine: q,
                                     status: SlotRowView.status(s, ready: ready, quarantined: q != nil)))

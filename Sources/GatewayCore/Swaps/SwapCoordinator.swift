@@ -128,8 +128,7 @@ public actor SwapCoordinator {
             cabinetReachable: !snapshot.cabinetStale && cab != nil, safeMode: cab?.safeMode ?? false,
             emergencyStop: cab?.flags.contains(.emergencyStop) ?? false, tamper: cab?.flags.contains(.tamper) ?? false,
             swapsInProgress: running.count + finishing.count, maxConcurrentSwaps: settings.maxConcurrentSwaps, networkCode: settings.networkCode)
-        var ready: Set<Int> = []
-        for s in snapshot.slots where await acquisition.isReady(slot: s.number) { ready.insert(s.number) }
+        let ready = await acquisition.readySlots()
         let reserved = Set(running.values.flatMap { [$0.record.returnSlot, $0.record.issueSlot].compactMap { $0 } })
             .union(finishing.values.flatMap { [$0.returnSlot, $0.issueSlot].compactMap { $0 } })
 
