@@ -81,10 +81,12 @@ import TestSupport
             let (rows, meta) = try Self.cache(st)
             // One whole cache: a single version, all of its rows, and meta agreeing.
             #expect(rows.count == 1, "mixed cache after a kill: \(rows)")
-            let whole = rows == ["\(version):\(Self.count)"] || rows == [before]
-            #expect(whole, "cache \(rows) is neither the old \(before) nor the whole new snapshot")
+            // The old cache, or one of the 100k snapshots sent so far whole (a snapshot killed in an earlier round
+            // may be redelivered by the broker's persistent session and applied after that restart).
+            let whole = rows == [before] || (2 ... version).contains { rows == ["\($0):\(Self.count)"] }
+            #expect(whole, "cache \(rows) is neither the old \(before) nor a whole snapshot")
             #expect(rows.first?.hasPrefix(meta + ":") == true, "meta version \(meta) vs rows \(rows)")
-            outcomes.append(rows.first == before ? "old kept" : "new whole")
+            outcomes.append(rows.first == before ? "old kept" : "\(rows.first ?? "?") whole")
             try st.startGateway()
         }
         print("snapshot kills (apply ≈ \(String(format: "%.1f", duration)) s): \(outcomes)")
