@@ -139,6 +139,9 @@ public final class Gateway: Sendable {
 
         let maintenance = MaintenanceService(store: store, policy: RetentionPolicy(keepSentDays: configuration.store.keepSentDays,
                                                                                  maxSentRows: configuration.store.maxSentRows),
+                                             records: RecordRetention(keepSettledUsageDays: configuration.store.keepSettledDays,
+                                                                      keepFinishedSwapDays: configuration.store.keepSettledDays,
+                                                                      keepAuditDays: configuration.store.keepAuditDays),
                                              logger: Self.child(logger, "maintenance"))
         // Commands last: at shutdown they stop first (no new swap while the rest winds down).
         if forwarder == nil { logger.warning("odoo.base_url is not set: usage records are kept in the outbox, not sent") }
@@ -177,6 +180,7 @@ public final class Gateway: Sendable {
 public struct MaintenanceService: Service {
     let store: StationStore
     let policy: RetentionPolicy
+    let records: RecordRetention
     let logger: Logger
     var interval: Double = 600
 
@@ -186,6 +190,8 @@ public struct MaintenanceService: Service {
                 do {
                     let deleted = try await store.applyRetention(policy, now: Date())
                     if deleted > 0 { logger.info("retention removed sent events", metadata: ["rows": "\(deleted)"]) }
+                    let old = try await store.applyRecordRetention(records, now: Date())
+                    if old > 0 { logger.info("retention removed settled usage, finished swaps and old audit lines", metadata: ["rows": "\(old)"]) }
                     try await store.checkpoint()
                 } catch {
                     logger.warning("store maintenance failed", metadata: ["error": "\(error)"])

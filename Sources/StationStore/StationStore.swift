@@ -317,7 +317,7 @@ public actor StationStore {
 
     /// Gives free pages beyond `freePageReserve` back to the file system (incremental vacuum).
     /// Kept pages are reused by later appends without growing the file.
-    private func releaseFreePages() async throws {
+    func releaseFreePages() async throws {
         let reserve = Self.freePageReserve
         try checkOpen()
         do {

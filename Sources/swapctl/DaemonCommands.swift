@@ -299,13 +299,9 @@ struct ConfigCheck: ParsableCommand {
     @Option(name: .shortAndLong, help: "The file.") var config = "/etc/swapgate/swapgate.yaml"
 
     func run() throws {
-        do {
-            let c = try GatewayConfiguration.load(path: config)
-            print("\(config): ok (station \(c.station.id), cabinet \(c.acquisition.transport), broker \(c.mqtt.host):\(c.mqtt.port))")
-        } catch {
-            print("\(config): \(error)")
-            throw ExitCode(1)
-        }
+        let (ok, text) = GatewayConfiguration.checkReport(path: config)
+        print(text)
+        if !ok { throw ExitCode(1) }
     }
 }
 

@@ -42,12 +42,8 @@ struct CheckConfig: AsyncParsableCommand {
     var config: String = "/etc/swapgate/swapgate.yaml"
 
     func run() async throws {
-        do {
-            let c = try GatewayConfiguration.load(path: config)
-            print("\(config): ok (station \(c.station.id), cabinet \(c.acquisition.transport), broker \(c.mqtt.host):\(c.mqtt.port))")
-        } catch {
-            print("\(config): \(error)")
-            throw ExitCode(78)
-        }
+        let (ok, text) = GatewayConfiguration.checkReport(path: config)
+        print(text)
+        if !ok { throw ExitCode(78) }
     }
 }

@@ -114,3 +114,48 @@ struct UsageOutboxTests {
         try await store.close()
     }
 }
+
+@Suite("Record retention")
+struct RecordRetentionTests {
+    /// Settled usage past its days goes, with its swap; pending and rejected usage and their swaps stay; old audit goes.
+    @Test func settledUsageFinishedSwapsAndOldAuditAreDeletedNothingElse() async throws {
+        let dir = try StoreDir(); defer { dir.remove() }
+        let store = try dir.open()
+        for i in 0 ..< 4 {
+            try await insertAndComplete(store, makeSwap("s-\(i)", at: at(Double(i) * 100)), at: at(Double(i) * 100 + 60))
+        }
+        // s-0 and s-1 settled on day 0, s-2 rejected, s-3 still pending.
+        try await store.markUsageSettled(key: "key-s-0", odooLogID: 1, at: at(1_000))
+        try await store.markUsageSettled(key: "key-s-1", odooLogID: 2, at: at(1_000))
+        try await store.markUsageRejected(key: "key-s-2", error: "Unknown subscription", at: at(1_000))
+        try await store.appendAudit([AuditEntry(timestamp: at(2_000), actor: "technician:alice", action: "maintenance.unlock", detail: "{}")])
+        let auditBefore = try await rowCount(store, "audit")
+
+        // Within every retention period: nothing goes.
+        #expect(try await store.applyRecordRetention(RecordRetention(), now: at(86_400 * 30)) == 0)
+
+        // 100 days later: the settled records and their swaps go; the audit (365 days) stays.
+        let policy = RecordRetention(keepSettledUsageDays: 90, keepFinishedSwapDays: 90, keepAuditDays: 365)
+        #expect(try await store.applyRecordRetention(policy, now: at(86_400 * 100)) == 2, "the 2 settled usage records")
+        #expect(try await store.usage(key: "key-s-0") == nil)
+        #expect(try await store.usage(key: "key-s-1") == nil)
+        #expect(try await store.usage(key: "key-s-2")?.state == .rejected)
+        #expect(try await store.usage(key: "key-s-3")?.state == .pending)
+        // Their swaps stay while ABS has not counted them yet (pending local swaps) …
+        #expect(try await store.swap(id: "s-0") != nil)
+        // … and go once it has (a snapshot issued after the PUBACK clears those rows).
+        try await store.write { db in try db.execute(sql: "DELETE FROM pending_local_swap WHERE swap_id IN ('s-0', 's-1')") }
+        #expect(try await store.applyRecordRetention(policy, now: at(86_400 * 100)) == 2, "their 2 swaps")
+        #expect(try await store.swap(id: "s-0") == nil)
+        #expect(try await store.swap(id: "s-1") == nil)
+        #expect(try await store.swap(id: "s-2") != nil)
+        #expect(try await store.swap(id: "s-3") != nil)
+        #expect(try await rowCount(store, "audit") == auditBefore)
+
+        // 400 days later: the audit lines go too; rejected and pending records never do.
+        #expect(try await store.applyRecordRetention(policy, now: at(86_400 * 400)) == auditBefore)
+        #expect(try await store.usage(key: "key-s-2") != nil)
+        #expect(try await store.usage(key: "key-s-3") != nil)
+        try await store.close()
+    }
+}

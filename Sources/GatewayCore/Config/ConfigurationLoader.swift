@@ -76,6 +76,8 @@ extension GatewayConfiguration {
         if !c.store.path.hasPrefix("/") { c.store.path = (baseDirectory as NSString).appendingPathComponent(c.store.path) }
         c.store.keepSentDays = r.double("store.keep_sent_days", c.store.keepSentDays, 0 ... 3650)
         c.store.maxSentRows = r.int("store.max_sent_rows", c.store.maxSentRows, 100 ... 100_000_000)
+        c.store.keepSettledDays = r.double("store.keep_settled_days", c.store.keepSettledDays, 1 ... 3650)
+        c.store.keepAuditDays = r.double("store.keep_audit_days", c.store.keepAuditDays, 1 ... 3650)
 
         c.publishing.telemetryInterval = r.double("publishing.telemetry_interval", c.publishing.telemetryInterval, 1 ... 86_400)
         c.publishing.inventoryDebounce = r.double("publishing.inventory_debounce", c.publishing.inventoryDebounce, 0 ... 1)
@@ -146,6 +148,16 @@ extension GatewayConfiguration {
 }
 
 extension GatewayConfiguration {
+    /// `swapgate check-config` and `swapctl config check`: one line for a good file, every problem with its key otherwise.
+    public static func checkReport(path: String) -> (ok: Bool, text: String) {
+        do {
+            let c = try load(path: path)
+            return (true, "\(path): ok (station \(c.station.id), cabinet \(c.acquisition.transport), broker \(c.mqtt.host):\(c.mqtt.port))")
+        } catch {
+            return (false, "\(path): \(error)")
+        }
+    }
+
     /// 127.0.0.0/8, ::1 or localhost.
     static func isLoopback(_ host: String) -> Bool {
         if host == "localhost" || host == "::1" || host == "[::1]" { return true }

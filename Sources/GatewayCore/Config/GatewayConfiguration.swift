@@ -110,6 +110,8 @@ public struct GatewayConfiguration: Sendable {
         public var path = "/var/lib/swapgate/station.sqlite"
         public var keepSentDays = 7.0
         public var maxSentRows = 200_000
+        public var keepSettledDays = 90.0
+        public var keepAuditDays = 365.0
     }
     public struct Publishing: Sendable {
         public var telemetryInterval = 60.0

@@ -50,17 +50,7 @@ public final class ControlServer: Service, Sendable {
         }
         logger.info("control API listening", metadata: ["socket": "\(path)"])
         listening.set()
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            server.channel.close(promise: nil)
-        }
+        try await acceptUntilShutdown(server) { await self.serve($0) }
         unlink(path)
     }
 
@@ -87,6 +77,20 @@ public final class ControlServer: Service, Sendable {
         } catch {
             logger.debug("control connection ended", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// Accepts connections until graceful shutdown (which closes the listening socket), each served in a child task.
+func acceptUntilShutdown<Connection: Sendable>(_ server: NIOAsyncChannel<Connection, Never>,
+                                                serve: @escaping @Sendable (Connection) async -> Void) async throws {
+    try await withGracefulShutdownHandler {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound { group.addTask { await serve(connection) } }
+            }
+        }
+    } onGracefulShutdown: {
+        server.channel.close(promise: nil)
     }
 }
 

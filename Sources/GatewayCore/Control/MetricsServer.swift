@@ -1,3 +1,4 @@
+import Acquisition
 import Foundation
 import Logging
 import NIOCore
@@ -41,17 +42,7 @@ public final class MetricsServer: Service, Sendable {
         }
         boundPort.set(server.channel.localAddress?.port ?? port)
         logger.info("metrics and health listening", metadata: ["address": "http://\(host):\(boundPort.value)/metrics"])
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            server.channel.close(promise: nil)
-        }
+        try await acceptUntilShutdown(server) { await self.serve($0) }
     }
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
@@ -125,16 +116,8 @@ extension ControlHandler {
 }
 
 public final class BoundPort: Sendable {
-    private let box = LockedBoxInt()
+    private let box = LockedBox(0)
     public init() {}
-    func set(_ p: Int) { box.set(p) }
-    public var value: Int { box.get() }
-}
-
-final class LockedBoxInt: @unchecked Sendable {
-    // @unchecked: `v` only under `lock`.
-    private let lock = NSLock()
-    private var v = 0
-    func set(_ x: Int) { lock.lock(); v = x; lock.unlock() }
-    func get() -> Int { lock.lock(); defer { lock.unlock() }; return v }
+    func set(_ p: Int) { box.withLock { $0 = p } }
+    public var value: Int { box.current }
 }
