@@ -101,7 +101,7 @@ public struct ControlHandler: Sendable {
         }
         if !mqtt.isConnected { alarms.append("broker not connected" + (h.mqttLastError.map { ": \($0)" } ?? "")) }
         if let e = h.storeError { alarms.append("store: \(e)") }
-        if let a = h.odooAlarm { alarms.append("odoo: \(a)") }
+        if let a = h.odooAlarm { alarms.append("odoo: \(a)") } else if let e = h.odooLastError { alarms.append("odoo not reachable: \(e)") }
         if usage.rejected > 0 { alarms.append("\(usage.rejected) usage record(s) rejected by Odoo (swapctl queues)") }
         let stale = snap.slots.filter(\.stale).map(\.number)
         if !stale.isEmpty && !snap.cabinetStale { alarms.append("slots not answering: \(stale.map(String.init).joined(separator: ","))") }
@@ -111,8 +111,9 @@ public struct ControlHandler: Sendable {
             uptimeSeconds: Int(uptime), pid: getpid(),
             cabinet: .init(up: !snap.cabinetStale && cab != nil, detail: "\(configuration.acquisition.transport)", lastError: stats.lastError),
             broker: .init(up: mqtt.isConnected, detail: "\(configuration.mqtt.host):\(configuration.mqtt.port)", lastError: h.mqttLastError ?? h.lastPublishError),
-            odoo: .init(up: odooConfigured && h.odooAlarm == nil, detail: odooConfigured ? configuration.odoo.baseURL : "not configured (records kept)",
-                        lastError: h.odooAlarm),
+            odoo: .init(up: odooConfigured && h.odooAlarm == nil && h.odooLastError == nil,
+                        detail: odooConfigured ? configuration.odoo.baseURL : "not configured (records kept)",
+                        lastError: h.odooAlarm ?? h.odooLastError),
             safeMode: cab?.safeMode ?? false, cabinetFlags: cab?.flags.names ?? [], firmware: cab.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
             cabinetUptimeSeconds: cab?.uptimeSeconds, alarms: alarms, swapsInProgress: await coordinator.swapsInProgress,
             entitlements: cacheView(sync), eventsUnsent: log.unsent, usagePending: usage.pending, usageRejected: usage.rejected,

@@ -83,7 +83,9 @@ public final class MetricsServer: Service, Sendable {
             }
         case "/health", "/healthz":
             let report = await handler.health()
-            let body = String(decoding: (try? JSONEncoder().encode(report)) ?? Data(), as: UTF8.self) + "\n"
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let body = String(decoding: (try? encoder.encode(report)) ?? Data(), as: UTF8.self) + "\n"
             return (report.healthy ? .ok : .serviceUnavailable, "application/json", body)
         default:
             return (.notFound, "text/plain", "try /metrics or /health\n")

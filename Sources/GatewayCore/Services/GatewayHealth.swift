@@ -11,6 +11,8 @@ public struct GatewayHealthState: Sendable, Codable {
     public var eventsDroppedUnrecorded = 0
     public var lastPublishError: String?
     public var odooAlarm: String?
+    /// The last transient failure reaching Odoo (transport, 5xx, non-JSON answer); nil once a record lands.
+    public var odooLastError: String?
     public var startedAt = Date()
 }
 

@@ -81,6 +81,7 @@ public actor UsageForwarder: Service {
             }
         }
         if !settledNow.isEmpty {
+            if health.state.odooLastError != nil { health.update { $0.odooLastError = nil } }
             do {
                 try await store.markUsageSettled(settledNow, at: Date())
                 settled += settledNow.count
@@ -116,6 +117,7 @@ public actor UsageForwarder: Service {
             case let .recorded(id), let .duplicate(id):
                 try await store.markUsageSettled(key: key, odooLogID: id, at: now)
                 settled += 1
+                if health.state.odooLastError != nil { health.update { $0.odooLastError = nil } }
                 if credentialAlarm {
                     credentialAlarm = false
                     logger.notice("Odoo accepts the credentials again")
@@ -143,6 +145,7 @@ public actor UsageForwarder: Service {
                 let delay = backoff.delay(attempt: item.attempts + 1, outcome: outcome, random: Double.random(in: 0 ..< 1))
                 try await store.deferUsage(key: key, error: reason, nextAttemptAt: now.addingTimeInterval(delay))
                 pausedUntil = max(pausedUntil, now.addingTimeInterval(delay))
+                health.update { $0.odooLastError = reason }
                 if item.attempts == 0 || item.attempts % 10 == 0 {
                     logger.warning("Odoo not reachable; usage records stay queued", metadata: ["reason": "\(reason)", "retry_in_s": "\(Int(delay))"])
                 }
