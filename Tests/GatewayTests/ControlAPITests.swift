@@ -94,6 +94,25 @@ import TestSupport
         let garbage = try runCommand("/bin/sh", ["-c", "echo 'not json' | socat - UNIX-CONNECT:\(st.controlSocket)"])
         #expect(garbage.output.contains("bad_request"), "\(garbage)")
 
+        // A client that opens connections and never lets go cannot starve the socket: past 32, new ones are closed.
+        let hog = """
+        import socket, sys, time
+        socks = []
+        for _ in range(40):
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(0.05); socks.append(s)
+        time.sleep(0.5)
+        closed = 0
+        for s in socks:
+            try:
+                if s.recv(1) == b"": closed += 1
+            except socket.timeout:
+                pass
+        print("closed", closed)
+        """
+        let hogged = try runCommand("/usr/bin/python3", ["-c", hog, st.controlSocket], timeout: 120)
+        #expect(hogged.output.contains("closed 8"), "\(hogged.output)")
+        #expect(try st.swapctl(["status"]).status == 0, "the daemon stopped answering after a connection flood")
+
         // A daemon that is not there: exit 2 and a hint.
         let missing = try runCommand(try productPath("swapctl"), ["status", "--socket", st.dir.path("nope.sock")])
         #expect(missing.status == 2 && missing.output.contains("is swapgate running"), "\(missing)")

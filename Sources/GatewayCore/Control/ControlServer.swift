@@ -1,3 +1,4 @@
+import Acquisition
 import Foundation
 import Logging
 import NIOCore
@@ -35,7 +36,8 @@ public final class ControlServer: Service, Sendable {
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        try channel.pipeline.syncOperations.addHandlers(LocalConnectionGuard.handlers())
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {
@@ -77,6 +79,34 @@ public final class ControlServer: Service, Sendable {
         } catch {
             logger.debug("control connection ended", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// Keeps a local server small and alive whatever its clients do: a connection idle for 5 minutes is closed
+/// (`swapctl slots --watch` asks every second), and beyond 32 open connections new ones are closed at once.
+final class LocalConnectionGuard: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked: used on its channel's event loop only; the counter is shared through a lock.
+    typealias InboundIn = ByteBuffer
+    static let maxConnections = 32
+    private static let open = LockedBox(0)
+
+    static func handlers() -> [any ChannelHandler] {
+        [IdleStateHandler(readTimeout: .minutes(5)), LocalConnectionGuard()]
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let count = Self.open.withLock { $0 += 1; return $0 }
+        if count > Self.maxConnections { context.close(promise: nil) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        Self.open.withLock { $0 -= 1 }
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
     }
 }
 

@@ -30,6 +30,7 @@ public final class MetricsServer: Service, Sendable {
                 .serverChannelOption(.backlog, value: 16)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(LocalConnectionGuard.handlers())
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                         return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                     }
