@@ -91,7 +91,7 @@ struct DecisionBench: AsyncParsableCommand {
 
         // 2. A 100k snapshot through MQTT: published → verified → parsed → applied → replied.
         let snapshot = try Self.signed(key, Self.snapshotBody(count: entitlements, version: 1), raw: true)
-        var t = monotonic()
+        let t = monotonic()
         try await abs.publish(topic: topics.command("entitlements"), payload: snapshot, qos: 1, retain: false)
         let applied = try await inbox.waitReply("snap-1", timeout: 300)
         let viaMQTT = applied.at - t

@@ -21,21 +21,18 @@ final class ControlClient {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw fail("socket path too long: \(path)", code: 1)
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if rc != 0 {
-            let why = String(cString: strerror(errno))
+        guard let address = UnixSocketAddress(path: path) else {
             close(fd)
             fd = -1
-            let hint = errno == EACCES ? " (are you in the swapgate group?)" : (errno == ENOENT || errno == ECONNREFUSED ? " (is swapgate running? `systemctl status swapgate`)" : "")
+            throw fail("socket path too long: \(path)", code: 1)
+        }
+        let rc = address.withSockaddr { connect(fd, $0, $1) }
+        let err = errno
+        if rc != 0 {
+            let why = String(cString: strerror(err))
+            close(fd)
+            fd = -1
+            let hint = err == EACCES ? " (are you in the swapgate group?)" : (err == ENOENT || err == ECONNREFUSED ? " (is swapgate running? `systemctl status swapgate`)" : "")
             throw fail("cannot reach the daemon at \(path): \(why)\(hint)", code: ExitStatus.unreachable)
         }
     }

@@ -124,21 +124,16 @@ func acceptUntilShutdown<Connection: Sendable>(_ server: NIOAsyncChannel<Connect
     }
 }
 
-/// A one-way flag that tasks can wait for.
-public final class ReadyFlag: Sendable {
-    private let box = LockedBoxWaiters()
-    public init() {}
-    public func set() { box.set() }
-    public var isSet: Bool { box.isSet }
-    public func wait() async { await box.wait() }
-}
-
-final class LockedBoxWaiters: @unchecked Sendable {
-    // @unchecked: all state under `lock`.
+/// A one-way flag that tasks can wait for (systemd's READY=1 waits for the control socket).
+public final class ReadyFlag: @unchecked Sendable {
+    // @unchecked: `done` and `waiters` only under `lock`.
     private let lock = NSLock()
     private var done = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
-    func set() {
+
+    public init() {}
+
+    public func set() {
         lock.lock()
         done = true
         let w = waiters
@@ -146,8 +141,8 @@ final class LockedBoxWaiters: @unchecked Sendable {
         lock.unlock()
         for c in w { c.resume() }
     }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return done }
-    func wait() async {
+
+    public func wait() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             lock.lock()
             if done { lock.unlock(); c.resume(); return }

@@ -1,4 +1,3 @@
-import Acquisition
 import Foundation
 import Logging
 import NIOCore
@@ -15,8 +14,6 @@ public final class MetricsServer: Service, Sendable {
     let port: Int
     let handler: ControlHandler
     let logger: Logger
-    /// The port actually bound (useful with port 0 in tests).
-    public let boundPort = BoundPort()
 
     public init(host: String, port: Int, handler: ControlHandler, logger: Logger) {
         self.host = host; self.port = port; self.handler = handler; self.logger = logger
@@ -41,8 +38,7 @@ public final class MetricsServer: Service, Sendable {
             try? await gracefulShutdown()
             return
         }
-        boundPort.set(server.channel.localAddress?.port ?? port)
-        logger.info("metrics and health listening", metadata: ["address": "http://\(host):\(boundPort.value)/metrics"])
+        logger.info("metrics and health listening", metadata: ["address": "http://\(host):\(port)/metrics"])
         try await acceptUntilShutdown(server) { await self.serve($0) }
     }
 
@@ -116,11 +112,4 @@ extension ControlHandler {
         return HealthReport(healthy: problems.isEmpty, problems: problems, cabinetUp: cabinetUp,
                             brokerConnected: mqtt.isConnected, storeOK: storeOK)
     }
-}
-
-public final class BoundPort: Sendable {
-    private let box = LockedBox(0)
-    public init() {}
-    func set(_ p: Int) { box.withLock { $0 = p } }
-    public var value: Int { box.current }
 }
