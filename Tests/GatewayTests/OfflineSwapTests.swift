@@ -48,9 +48,12 @@ import TestSupport
         #expect(queued.count == 1 && queued.first?["key"] as? String == swapID, "\(queued)")
         #expect(((queued.first?["record"] as? [String: Any])?["recordedOffline"] as? Bool) == true)
         #expect(try odoo.records().isEmpty)
-        // The technician sees both links down, with the reason.
-        let status = try #require(try st.swapctlJSON(["status"]) as? [String: Any])
-        #expect((status["odoo"] as? [String: Any])?["up"] as? Bool == false, "\(status)")
+        // The technician sees both links down, with the reason (once the forwarder has tried Odoo).
+        var status: [String: Any] = [:]
+        #expect(eventually(timeout: 20, interval: 0.3) {
+            status = ((try? st.swapctlJSON(["status"])) as? [String: Any]) ?? [:]
+            return (status["odoo"] as? [String: Any])?["up"] as? Bool == false
+        }, "\(status)")
         #expect(((status["alarms"] as? [String]) ?? []).contains { $0.hasPrefix("odoo not reachable") }, "\(status)")
 
         // The links come back: the event reaches ABS and the usage record Odoo, once each, still marked offline.
