@@ -42,6 +42,8 @@ struct ParsedCommand {
     var entitlements: Field<[Entitlement]> = .absent
     var upsert: Field<[Entitlement]> = .absent
     var remove: Field<[String]> = .absent
+    /// Contract 1.1, optional (snapshot and delta).
+    var countedThroughSeq: Field<Int64> = .absent
     /// The first problem inside an element of `entitlements`, `upsert` or `remove`, with its path.
     var elementIssue: String?
 
@@ -90,6 +92,7 @@ struct ParsedCommand {
             upsert = try r.entitlementArray(path: "upsert", issue: &elementIssue)
         case ("remove", .entitlements):
             remove = try r.stringArray(path: "remove", issue: &elementIssue)
+        case ("counted_through_seq", .entitlements): countedThroughSeq = try r.int64Field()
         default:
             try r.skipValue()
             return false

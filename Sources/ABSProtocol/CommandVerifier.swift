@@ -268,6 +268,14 @@ public struct CommandVerifier: Sendable {
         func mustBeAbsent(_ present: Bool, _ key: String) throws(BodyProblem) {
             if present { throw BodyProblem(message: "a \(kind) must not carry \(key)") }
         }
+        // Contract 1.1: optional; when present, an integer ≥ 0.
+        let countedThroughSeq: Int64?
+        switch c.countedThroughSeq {
+        case .absent: countedThroughSeq = nil
+        case .value(let v) where v >= 0: countedThroughSeq = v
+        case .value(let v): throw BodyProblem(message: "counted_through_seq must be ≥ 0 (got \(v))")
+        case .null, .wrongType: throw BodyProblem(message: "counted_through_seq must be an integer ≥ 0")
+        }
         switch kind {
         case "snapshot":
             try mustBeAbsent(!c.baseVersion.isAbsent, "base_version")
@@ -277,7 +285,7 @@ public struct CommandVerifier: Sendable {
             let list = try records(c.entitlements, "entitlements")
             if let issue = c.elementIssue { throw BodyProblem(message: issue) }
             try checkUnique(list, "entitlements")
-            return .entitlementSnapshot(version: version, entitlements: list)
+            return .entitlementSnapshot(version: version, entitlements: list, countedThroughSeq: countedThroughSeq)
         case "delta":
             try mustBeAbsent(!c.entitlements.isAbsent, "entitlements")
             let base = try version(c.baseVersion, "base_version")
@@ -304,7 +312,8 @@ public struct CommandVerifier: Sendable {
                     throw BodyProblem(message: "remove[\(i)] (\(Validation.quote(id))) is also upsert[\(j)]")
                 }
             }
-            return .entitlementDelta(baseVersion: base, version: version, upsert: upsert, remove: remove)
+            return .entitlementDelta(baseVersion: base, version: version, upsert: upsert, remove: remove,
+                                     countedThroughSeq: countedThroughSeq)
         default:
             throw BodyProblem(message: "kind must be \"snapshot\" or \"delta\" (got \(Validation.quote(kind)))")
         }

@@ -70,8 +70,10 @@ public enum CommandBody: Sendable, Equatable {
     case swap(customerID: String, planInstanceID: String?, channel: String?)
     case unlock(slot: Int, operatorID: String, reason: String)
     case slot(slot: Int, inService: Bool)
-    case entitlementSnapshot(version: Int64, entitlements: [Entitlement])
-    case entitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String])
+    /// `countedThroughSeq`: contract 1.1's acknowledgement (the highest event seq of this station
+    /// that ABS's records count); nil when the message has none (it then acknowledges nothing).
+    case entitlementSnapshot(version: Int64, entitlements: [Entitlement], countedThroughSeq: Int64?)
+    case entitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String], countedThroughSeq: Int64?)
     case ping
 
     public var name: CommandName {

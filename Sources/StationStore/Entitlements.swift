@@ -21,11 +21,15 @@ public struct EntitlementSyncState: Sendable, Equatable {
     public let lastSyncAt: Date?
     /// Records in the cache.
     public let count: Int
+    /// The acknowledgement watermark (contract 1.1): the highest `counted_through_seq` of a snapshot
+    /// or delta applied so far; nil while no applied message carried the field. Only moves forward.
+    public let countedThroughSeq: Int64?
 
-    public init(version: Int64?, lastSyncAt: Date?, count: Int) {
+    public init(version: Int64?, lastSyncAt: Date?, count: Int, countedThroughSeq: Int64? = nil) {
         self.version = version
         self.lastSyncAt = lastSyncAt
         self.count = count
+        self.countedThroughSeq = countedThroughSeq
     }
 }
 
@@ -43,9 +47,10 @@ public enum DeltaOutcome: Sendable, Equatable {
 /// A pending local swap with what the store knows about its acknowledgement (diagnostics).
 public struct StoredPendingLocalSwap: Sendable, Equatable {
     public let swap: PendingLocalSwap
-    /// Seq of its `swap.completed` event.
+    /// Seq of its `swap.completed` (or `swap.returned`) event.
     public let eventSeq: Int64
-    /// When the broker acknowledged that event (PUBACK), nil while unsent.
+    /// When the broker acknowledged that event (PUBACK), nil while unsent. A PUBACK is not ABS
+    /// counting the swap (only `counted_through_seq` is); see `acknowledgeLocalSwaps`.
     public let ackedAt: Date?
     /// Whether the cached record already includes it (`completeSwap` folded it in and no snapshot
     /// or delta has replaced that record since).
@@ -122,14 +127,16 @@ extension StationStore {
 
     // MARK: Snapshot
 
-    /// Replaces the whole cache with `entitlements` (ABS's snapshot `version`, built at `issuedAt`).
+    /// Replaces the whole cache with `entitlements` (ABS's snapshot `version`, built at `issuedAt`,
+    /// with ABS's `counted_through_seq`, nil when the message has none).
     ///
     /// Stages the rows in transactions of `snapshotChunkRows` (other writes run in between),
     /// then, in one short transaction: swaps the staged table in (two renames, no row is copied),
-    /// deletes the pending local swaps whose `swap.completed` was acknowledged by the broker at or
-    /// before `issuedAt` (ABS counted them in this snapshot), marks the others as not included in
-    /// the cache, and records `version` and `receivedAt` in `meta`. Readers see the old cache until
-    /// that commit. Then the old cache's rows are deleted, again in short transactions.
+    /// marks every pending local swap as not included in the cache, moves the acknowledgement
+    /// watermark forward to `countedThroughSeq` and deletes the pending local swaps it covers (ABS
+    /// counted them: see `acknowledgeLocalSwaps`), and records `version` and `receivedAt` in `meta`.
+    /// Readers see the old cache until that commit. Then the old cache's rows are deleted, again in
+    /// short transactions.
     ///
     /// A snapshot is applied whatever its version (ABS owns the data; a restored ABS may restart
     /// its versions). Two applies at once: the later one wins, the earlier throws
@@ -137,7 +144,7 @@ extension StationStore {
     /// rows are deleted (or, if the process died, by the next apply or
     /// `discardInterruptedEntitlementStaging()`).
     public func applyEntitlementSnapshot(version: Int64, entitlements: [Entitlement], issuedAt: Date,
-                                         receivedAt: Date) async throws {
+                                         receivedAt: Date, countedThroughSeq: Int64? = nil) async throws {
         let token = UUID().uuidString
         try await write { db in
             // A staging table left by a killed (or still running, now superseded) apply is
@@ -165,7 +172,6 @@ extension StationStore {
                 start = end
                 await Task.yield()
             }
-            let issuedMs = Self.millis(issuedAt)
             let receivedMs = Self.millis(receivedAt)
             let retired = Self.retiredTableName()
             try await write { db in
@@ -174,8 +180,8 @@ extension StationStore {
                     ALTER TABLE entitlement RENAME TO \(retired);
                     ALTER TABLE entitlement_staging RENAME TO entitlement;
                     """)
-                try db.execute(sql: "DELETE FROM pending_local_swap WHERE acked_at_ms <= ?", arguments: [issuedMs])
                 try db.execute(sql: "UPDATE pending_local_swap SET in_cache = 0 WHERE in_cache = 1")
+                try Self.acknowledgeLocalSwaps(countedThroughSeq: countedThroughSeq, in: db)
                 try Self.setMetaValue(String(version), for: EntitlementMetaKey.version, in: db)
                 try Self.setMetaValue(String(receivedMs), for: EntitlementMetaKey.lastSyncAtMs, in: db)
                 try Self.setMetaValue(nil, for: EntitlementMetaKey.stagingToken, in: db)
@@ -278,16 +284,19 @@ extension StationStore {
     // MARK: Delta
 
     /// Applies a delta if `baseVersion` is the cache's version, in one transaction: removes, then
-    /// upserts, deletes the pending local swaps of the upserted plans whose `swap.completed` was
-    /// acknowledged at or before `issuedAt`, and records `version` and `receivedAt` in `meta`.
+    /// upserts (the pending local swaps of those plans are no longer included in the cached record),
+    /// moves the acknowledgement watermark forward to `countedThroughSeq` and deletes the pending
+    /// local swaps it covers (whatever their plan: a delta applied on top of its base leaves the whole
+    /// cache equal to ABS's state at `version`), and records `version` and `receivedAt` in `meta`.
     /// `version` ≤ the cache's version: `.alreadyApplied`; another base (or no snapshot yet):
-    /// `.needSnapshot`; in both cases nothing changes (not even `lastSyncAt`).
+    /// `.needSnapshot`; in both cases nothing changes (not even `lastSyncAt` or the watermark: a
+    /// delta that is not applied acknowledges nothing).
     public func applyEntitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String],
-                                      issuedAt: Date, receivedAt: Date) async throws -> DeltaOutcome {
+                                      issuedAt: Date, receivedAt: Date,
+                                      countedThroughSeq: Int64? = nil) async throws -> DeltaOutcome {
         guard version > baseVersion else {
             throw EntitlementStoreError.invalidDelta(baseVersion: baseVersion, version: version)
         }
-        let issuedMs = Self.millis(issuedAt)
         let receivedMs = Self.millis(receivedAt)
         return try await write { db in
             let current = try Self.entitlementVersion(in: db)
@@ -297,9 +306,6 @@ extension StationStore {
             let notInCache = try db.cachedStatement(sql: """
                 UPDATE pending_local_swap SET in_cache = 0 WHERE plan_instance_id = ? AND in_cache = 1
                 """)
-            let clearCounted = try db.cachedStatement(sql: """
-                DELETE FROM pending_local_swap WHERE plan_instance_id = ? AND acked_at_ms <= ?
-                """)
             for id in remove {
                 try deleteRecord.execute(arguments: [id])
                 try notInCache.execute(arguments: [id])
@@ -307,9 +313,9 @@ extension StationStore {
             let insert = try db.cachedStatement(sql: Self.entitlementInsertSQL(table: "entitlement"))
             for e in upsert {
                 try insert.execute(arguments: Self.entitlementArguments(e))
-                try clearCounted.execute(arguments: [e.planInstanceID, issuedMs])
                 try notInCache.execute(arguments: [e.planInstanceID])
             }
+            try Self.acknowledgeLocalSwaps(countedThroughSeq: countedThroughSeq, in: db)
             try Self.setMetaValue(String(version), for: EntitlementMetaKey.version, in: db)
             try Self.setMetaValue(String(receivedMs), for: EntitlementMetaKey.lastSyncAtMs, in: db)
             return .applied
@@ -328,8 +334,14 @@ extension StationStore {
             let version = try Self.entitlementVersion(in: db)
             let last = try Self.metaValue(EntitlementMetaKey.lastSyncAtMs, in: db).flatMap { Int64($0) }
             let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM entitlement") ?? 0
-            return EntitlementSyncState(version: version, lastSyncAt: last.map(Self.date), count: count)
+            return EntitlementSyncState(version: version, lastSyncAt: last.map(Self.date), count: count,
+                                        countedThroughSeq: try Self.countedThroughSeq(in: db))
         }
+    }
+
+    /// The acknowledgement watermark: the highest `counted_through_seq` applied so far (nil: none yet).
+    public func entitlementCountedThroughSeq() async throws -> Int64? {
+        try await read { db in try Self.countedThroughSeq(in: db) }
     }
 
     /// The customer's records as cached (ABS's copy, plus the swaps `completeSwap` folded in
@@ -383,6 +395,29 @@ extension StationStore {
                                               ackedAt: acked.map(Self.date), inCachedRecord: (row["in_cache"] as Int) == 1)
             }
         }
+    }
+
+    // MARK: Acknowledgement (contract 1.1, `counted_through_seq`)
+
+    /// Inside the transaction that applies a snapshot's swap-in or a delta: moves the watermark
+    /// (table `abs_counted_through`) forward to `countedThroughSeq` (never back: a message built
+    /// earlier, with a lower value, leaves it where it is) and deletes the pending local swaps it
+    /// covers (`event_seq` ≤ watermark): ABS's numbers count them now. nil (a message without the
+    /// field) acknowledges nothing. A swap whose event the broker has not acknowledged yet stays
+    /// pending whatever the watermark says (ABS cannot have counted an event it never received).
+    static func acknowledgeLocalSwaps(countedThroughSeq: Int64?, in db: Database) throws {
+        guard let countedThroughSeq, countedThroughSeq >= 0 else { return }
+        try db.execute(sql: """
+            UPDATE abs_counted_through SET counted_through_seq = max(coalesce(counted_through_seq, -1), ?) WHERE id = 1
+            """, arguments: [countedThroughSeq])
+        guard let mark = try Self.countedThroughSeq(in: db) else { return }
+        try db.execute(sql: """
+            DELETE FROM pending_local_swap WHERE event_seq <= ? AND acked_at_ms IS NOT NULL
+            """, arguments: [mark])
+    }
+
+    static func countedThroughSeq(in db: Database) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT counted_through_seq FROM abs_counted_through WHERE id = 1")
     }
 
     // MARK: SQL helpers (usable inside any transaction)

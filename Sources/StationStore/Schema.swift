@@ -172,6 +172,21 @@ extension StationStore {
                 """)
         }
 
+        migrator.registerMigration("v3-counted-through-seq") { db in
+            // Contract 1.1: ABS acknowledges the station's swaps with `counted_through_seq` (the
+            // highest event seq its records count). The highest value applied so far, in one row:
+            // it only moves forward (Entitlements.swift, `acknowledgeLocalSwaps`). NULL: no applied
+            // snapshot or delta carried the field yet. A pending local swap is deleted only when
+            // this covers its event's seq; PUBACK times (`acked_at_ms`) no longer acknowledge.
+            try db.execute(sql: """
+                CREATE TABLE abs_counted_through (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    counted_through_seq INTEGER CHECK (counted_through_seq >= 0)
+                );
+                INSERT INTO abs_counted_through (id, counted_through_seq) VALUES (1, NULL);
+                """)
+        }
+
         return migrator
     }
 }

@@ -23,7 +23,7 @@ import Testing
         let result = try verify(snapshot([record(123), record(124, ["status": "restricted", "swap_quota": -1,
                                                                      "energy_quota_kwh": -1, "batteries_out": [],
                                                                      "overage_allowed": true, "max_batteries": 0])]))
-        guard case .entitlementSnapshot(let version, let list)? = result.command?.body else {
+        guard case .entitlementSnapshot(let version, let list, _)? = result.command?.body else {
             Issue.record("not a snapshot: \(String(describing: result.refusal))")
             return
         }
@@ -46,12 +46,12 @@ import Testing
     }
 
     @Test func emptySnapshotIsValid() throws {
-        #expect(try verify(snapshot([])).command?.body == .entitlementSnapshot(version: 5120, entitlements: []))
+        #expect(try verify(snapshot([])).command?.body == .entitlementSnapshot(version: 5120, entitlements: [], countedThroughSeq: nil))
     }
 
     @Test func validDelta() throws {
         let result = try verify(delta([record(7)], remove: ["pi-000044"]))
-        guard case .entitlementDelta(let base, let version, let upsert, let remove)? = result.command?.body else {
+        guard case .entitlementDelta(let base, let version, let upsert, let remove, _)? = result.command?.body else {
             Issue.record("not a delta: \(String(describing: result.refusal))")
             return
         }
@@ -64,7 +64,7 @@ import Testing
 
     @Test func integralEnergyValuesAreAccepted() throws {
         let result = try verify(snapshot([record(1, ["energy_quota_kwh": 130, "energy_used_kwh": 0])]))
-        guard case .entitlementSnapshot(_, let list)? = result.command?.body else {
+        guard case .entitlementSnapshot(_, let list, _)? = result.command?.body else {
             Issue.record("\(String(describing: result.refusal))")
             return
         }
@@ -133,6 +133,26 @@ import Testing
         let text = "{\"request_id\":\"r-91\",\"issued_at\":\"\(rfc3339(testNow))\",\"expires_at\":\"\(rfc3339(testNow.addingTimeInterval(60)))\",\"kind\":\"snapshot\",\"version\":1,\"entitlements\":[\(r)]}"
         let result = try key.verifier().verify(command: "entitlements", payload: try key.envelope(Array(text.utf8)), retained: false, now: testNow)
         expectRefused(result, .malformed, mentioning: "entitlements[0]", "swaps_used appears twice")
+    }
+
+    /// Contract 1.1: `counted_through_seq` is optional on both kinds, an integer ≥ 0 when present,
+    /// and passed through with the body (absent: nil, which acknowledges nothing).
+    @Test func countedThroughSeqIsOptionalAndPassedThrough() throws {
+        #expect(try verify(merged(snapshot([]), ["counted_through_seq": 1042])).command?.body
+                == .entitlementSnapshot(version: 5120, entitlements: [], countedThroughSeq: 1042))
+        #expect(try verify(merged(snapshot([]), ["counted_through_seq": 0])).command?.body
+                == .entitlementSnapshot(version: 5120, entitlements: [], countedThroughSeq: 0))
+        #expect(try verify(snapshot([])).command?.body == .entitlementSnapshot(version: 5120, entitlements: [], countedThroughSeq: nil))
+        #expect(try verify(merged(delta([]), ["counted_through_seq": 1057])).command?.body
+                == .entitlementDelta(baseVersion: 5120, version: 5121, upsert: [], remove: [], countedThroughSeq: 1057))
+        #expect(try verify(delta([])).command?.body
+                == .entitlementDelta(baseVersion: 5120, version: 5121, upsert: [], remove: [], countedThroughSeq: nil))
+        let bad: [(Any, String)] = [(-1, "counted_through_seq must be ≥ 0"), (NSNull(), "counted_through_seq must be an integer"),
+                                    ("1042", "counted_through_seq must be an integer"), (1.5, "counted_through_seq must be an integer")]
+        for (value, mention) in bad {
+            expectRefused(try verify(merged(snapshot([]), ["counted_through_seq": value])), .malformed, mentioning: mention)
+            expectRefused(try verify(merged(delta([]), ["counted_through_seq": value])), .malformed, mentioning: mention)
+        }
     }
 
     @Test func snapshotRules() throws {

@@ -93,7 +93,7 @@ import Testing
                         #expect((1...48).contains(slot), "iteration \(iteration)")
                     case .swap(let customer, _, _):
                         #expect(!customer.isEmpty, "iteration \(iteration)")
-                    case .entitlementDelta(let base, let version, let upsert, _):
+                    case .entitlementDelta(let base, let version, let upsert, _, _):
                         #expect(version > base && upsert.allSatisfy { $0.validFrom < $0.validUntil && $0.swapsUsed >= 0 },
                                 "iteration \(iteration)")
                     case .entitlementSnapshot, .ping:

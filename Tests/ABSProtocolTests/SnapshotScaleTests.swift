@@ -41,7 +41,7 @@ import Testing
         let signedTime = clock.measure {
             result = verifier.verify(command: "entitlements", payload: envelope, retained: false, now: testNow)
         }
-        guard case .entitlementSnapshot(let version, let list)? = result.command?.body else {
+        guard case .entitlementSnapshot(let version, let list, _)? = result.command?.body else {
             Issue.record("refused: \(String(describing: result.refusal))")
             return
         }
