@@ -41,8 +41,10 @@ public enum SwapStoreError: Error, Sendable, Equatable, CustomStringConvertible 
 }
 
 extension StationStore {
-    /// The event type a pending local swap is linked to by default.
+    /// The event types a pending local swap is linked to by default (the first of either): the
+    /// custody-changing events that ABS acknowledges with `counted_through_seq`.
     public static let swapCompletedEventType = "swap.completed"
+    public static let swapReturnedEventType = "swap.returned"
 
     // MARK: Writes
 
@@ -97,7 +99,8 @@ extension StationStore {
     /// Finishes a swap, all or nothing, in one transaction:
     /// - the swap row, in its final stage (`.completed`, or e.g. `.returnedWithoutIssue`);
     /// - the events (the pending local swap is linked to the seq of the event at
-    ///   `completedEventIndex`, by default the first of type `swap.completed`);
+    ///   `completedEventIndex`, by default the first of type `swap.completed` or `swap.returned`:
+    ///   it stays counted until a snapshot or delta whose `counted_through_seq` covers that seq);
     /// - with `pending`: the cached record of its plan folded (`swaps_used`, `energy_used_kwh`,
     ///   `batteries_out`: `Entitlement.applying`) and the `pending_local_swap` row, kept until ABS
     ///   has provably counted the swap;
@@ -130,7 +133,9 @@ extension StationStore {
                     let linked: StoredEvent
                     if let completedEventIndex {
                         linked = stored[completedEventIndex]
-                    } else if let first = stored.first(where: { $0.type == Self.swapCompletedEventType }) {
+                    } else if let first = stored.first(where: {
+                        $0.type == Self.swapCompletedEventType || $0.type == Self.swapReturnedEventType
+                    }) {
                         linked = first
                     } else {
                         throw SwapStoreError.missingCompletedEvent(swap.swapID)

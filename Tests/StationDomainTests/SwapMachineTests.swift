@@ -77,11 +77,13 @@ import Testing
         _ = b.start(station(), now: t0)
         let returned = station { $0[4] = Self.returnedEmpty }
         _ = b.observe(returned, now: t0.addingTimeInterval(10))
-        guard case .finish(.returnedWithoutIssue(let r))? = b.observe(returned, now: t0.addingTimeInterval(70)).first else {
+        guard case .finish(.returnedWithoutIssue(let r, let stage, let reason))? = b.observe(returned, now: t0.addingTimeInterval(70)).first else {
             Issue.record("expected return without issue"); return
         }
         #expect(r.id == "B45-000123")
-        #expect(b.record.stage == .returnedWithoutIssue)
+        #expect(stage == .awaitingPickup && reason == .pickupTimeout)
+        #expect(b.record.stage == .returnedWithoutIssue && b.record.stageReached == .awaitingPickup)
+        #expect(b.record.abortReason == "pickup timeout")
     }
 
     @Test func firstIssueAndReturnOnly() {
@@ -93,10 +95,13 @@ import Testing
         #expect(i.id == "B45-2" && kwh == 2.112)
         var r = SwapMachine(record: record(kind: .returnOnly), batteriesOut: ["B45-000123"], timeouts: SwapTimeouts(), now: t0)
         #expect(r.start(station(), now: t0) == [.unlock(slot: 4, seconds: 120)])
-        guard case .finish(.returnOnlyCompleted(let ret))? = r.observe(station { $0[4] = Self.returnedEmpty }, now: t0.addingTimeInterval(9)).first else {
-            Issue.record("return only not completed"); return
+        // A restricted rider's one-way return is a return without issue (swap.returned, reason restricted), never completed.
+        guard case .finish(.returnedWithoutIssue(let ret, let stage, let reason))? = r.observe(station { $0[4] = Self.returnedEmpty }, now: t0.addingTimeInterval(9)).first else {
+            Issue.record("return only not finished as a return"); return
         }
         #expect(ret.id == "B45-000123")
+        #expect(stage == .awaitingReturn && reason == .restricted)
+        #expect(r.record.stage == .returnedWithoutIssue && r.record.energyKWh == 0)
     }
 
     @Test func doorClosedEmptyAbortsAndBatteryLeftIsNotTaken() {
@@ -110,9 +115,8 @@ import Testing
         _ = n.start(station(), now: t0)
         _ = n.observe(station { $0[4] = Self.returnedEmpty }, now: t0.addingTimeInterval(5))
         let openedClosedStillThere = station { $0[4] = Self.returnedEmpty; $0[2] = Fixture.slot(id: "B45-2", soc: 995, family: 2, doorOpens: 11) }
-        guard case .finish(.returnedWithoutIssue)? = n.observe(openedClosedStillThere, now: t0.addingTimeInterval(8)).first else {
-            Issue.record("expected return without issue"); return
-        }
+        #expect(n.observe(openedClosedStillThere, now: t0.addingTimeInterval(8))
+            == [.finish(.returnedWithoutIssue(returned: n.record.returned!, stage: .awaitingPickup, reason: .pickupTimeout))])
     }
 
     @Test func staleSlotsDecideNothing() {
@@ -128,8 +132,9 @@ import Testing
         var rec = record(kind: .exchange)
         rec.stage = .awaitingReturn
         // Battery returned, then power cut: return without issue (no second door opens).
+        // It is published as returned, at the stage the swap was really in (awaiting_return), reason power loss.
         #expect(SwapMachine.reconcile(rec, batteriesOut: ["B45-000123"], snapshot: station { $0[4] = Self.returnedEmpty })
-            == .returnedWithoutIssue(returned: SwapBattery(id: "B45-000123", family: .mobbat45, socPercent: 9.5, remainingCapacityAh: 4, slot: 4)))
+            == .returnedWithoutIssue(returned: SwapBattery(id: "B45-000123", family: .mobbat45, socPercent: 9.5, remainingCapacityAh: 4, slot: 4), stage: .awaitingReturn, reason: .powerLoss))
         #expect(SwapMachine.reconcile(rec, batteriesOut: ["B45-000123"], snapshot: station())
             == .aborted(stage: .awaitingReturn, reason: "power loss"))
         // Issue slot unlocked: taken → completed; still there → returned without issue.
@@ -140,10 +145,46 @@ import Testing
             Issue.record("expected completed"); return
         }
         #expect(i.id == "B45-2" && kwh == 1.92)
-        guard case .returnedWithoutIssue = SwapMachine.reconcile(rec, batteriesOut: [], snapshot: station()) else {
-            Issue.record("expected return without issue"); return
-        }
-        let done = SwapMachine.finalize(rec, with: .returnedWithoutIssue(returned: rec.returned!), now: t0)
+        #expect(SwapMachine.reconcile(rec, batteriesOut: [], snapshot: station())
+            == .returnedWithoutIssue(returned: rec.returned!, stage: .awaitingPickup, reason: .powerLoss))
+        let done = SwapMachine.finalize(rec, with: .returnedWithoutIssue(returned: rec.returned!, stage: .awaitingPickup, reason: .powerLoss), now: t0)
         #expect(done.stage == .returnedWithoutIssue && done.finishedAt == t0)
+        #expect(done.stageReached == .awaitingPickup && done.abortReason == "power loss")
+    }
+
+    /// Every end names the stage the swap was really in: a swap interrupted while awaiting the return is
+    /// aborted (nothing returned) or returned (battery in the slot) *at awaiting_return*, never at awaiting_pickup
+    /// and never with "pickup timeout"; a restricted rider's interrupted return is a return for "restricted".
+    @Test func interruptedSwapsNameTheirRealStage() {
+        var rec = record(kind: .exchange)
+        rec.stage = .awaitingReturn
+        let aborted = SwapMachine.reconcile(rec, batteriesOut: ["B45-000123"], snapshot: station())
+        #expect(aborted == .aborted(stage: .awaitingReturn, reason: "power loss"))
+        let final = SwapMachine.finalize(rec, with: aborted, now: t0)
+        #expect(final.stage == .aborted && final.stageReached == .awaitingReturn && final.abortReason == "power loss")
+
+        var restricted = record(kind: .returnOnly)
+        restricted.stage = .awaitingReturn
+        #expect(SwapMachine.reconcile(restricted, batteriesOut: ["B45-000123"], snapshot: station { $0[4] = Self.returnedEmpty })
+            == .returnedWithoutIssue(returned: SwapBattery(id: "B45-000123", family: .mobbat45, socPercent: 9.5, remainingCapacityAh: 4, slot: 4), stage: .awaitingReturn, reason: .restricted))
+
+        var refused = record(kind: .exchange)
+        refused.stage = .returnRefused
+        guard case .aborted(.returnRefused, let why) = SwapMachine.reconcile(refused, batteriesOut: [], snapshot: station()) else {
+            Issue.record("expected an abort at return_refused"); return
+        }
+        #expect(why.hasPrefix("power loss"))
+
+        // The issue door cannot be unlocked after a verified return: returned, at awaiting_pickup, reason fault.
+        var m = SwapMachine(record: record(kind: .exchange), batteriesOut: ["B45-000123"], timeouts: SwapTimeouts(), now: t0)
+        _ = m.start(station(), now: t0)
+        _ = m.observe(station { $0[4] = Self.returnedEmpty }, now: t0.addingTimeInterval(5))
+        #expect(m.unlockFailed(reason: "lock jammed", now: t0.addingTimeInterval(6))
+            == [.finish(.returnedWithoutIssue(returned: m.record.returned!, stage: .awaitingPickup, reason: .fault))])
+        // The return door cannot be unlocked: aborted at awaiting_return.
+        var u = SwapMachine(record: record(kind: .exchange), batteriesOut: ["B45-000123"], timeouts: SwapTimeouts(), now: t0)
+        _ = u.start(station(), now: t0)
+        #expect(u.unlockFailed(reason: "lock jammed", now: t0.addingTimeInterval(1))
+            == [.finish(.aborted(stage: .awaitingReturn, reason: "fault: lock jammed"))])
     }
 }

@@ -309,32 +309,29 @@ public actor SwapCoordinator {
                 batteryIn: returned.map { .init(id: $0.id, socPercent: JSON.round($0.socPercent), slot: $0.slot) })
             auditAction = "swap.completed"
             metrics.countSwap(outcome: "completed")
-        case let .returnOnlyCompleted(returned), let .returnedWithoutIssue(returned):
-            // Custody changes (the rider no longer holds the returned battery); no usage.
-            let data: JSONObject = ["swap_id": record.swapID, "stage": record.stage.rawValue,
-                                    "reason": record.kind == .returnOnly ? "one-way return" : "returned without issue",
-                                    "battery_in": ["id": returned.id, "soc": JSON.round(returned.socPercent), "slot": returned.slot] as JSONObject]
-            if record.kind == .returnOnly {
-                events.append(ContractEvent("swap.completed", [
-                    "swap_id": record.swapID, "customer_id": record.customerID, "plan_instance_id": record.planInstanceID,
-                    "battery_in": ["id": returned.id, "soc": JSON.round(returned.socPercent), "slot": returned.slot] as JSONObject,
-                    "battery_out": NSNull(), "energy_kwh": 0, "recorded_offline": record.recordedOffline,
-                ]).newEvent(at: now))
-            } else {
-                events.append(ContractEvent("swap.aborted", data.merging(["stage": "awaiting_pickup", "reason": "pickup timeout: returned without issue"]) { $1 }).newEvent(at: now))
-            }
+        case let .returnedWithoutIssue(returned, stage, reason):
+            // A battery came back, none was issued (contract 1.1): `swap.returned`, never `swap.completed` (which ABS
+            // may bill). Custody changes (the rider no longer holds the returned battery): a pending local swap
+            // linked to this event, counted until ABS's counted_through_seq covers it. No usage record.
+            events.append(ContractEvent("swap.returned", [
+                "swap_id": record.swapID, "customer_id": record.customerID, "plan_instance_id": record.planInstanceID,
+                "battery_in": ["id": returned.id, "soc": JSON.round(returned.socPercent), "slot": returned.slot] as JSONObject,
+                "reason": reason.rawValue, "stage": stage.rawValue,
+            ]).newEvent(at: now))
             pending = PendingLocalSwap(swapID: record.swapID, planInstanceID: record.planInstanceID, swaps: 0, energyKWh: 0,
                                        returnedBatteryID: returned.id, issuedBatteryID: nil, completedAt: now)
-            auditAction = record.kind == .returnOnly ? "swap.return_only" : "swap.returned_without_issue"
-            metrics.countSwap(outcome: record.kind == .returnOnly ? "return_only" : "returned_without_issue")
+            auditAction = reason == .restricted ? "swap.return_only" : "swap.returned_without_issue"
+            metrics.countSwap(outcome: reason == .restricted ? "return_only" : "returned_without_issue")
         case let .aborted(stage, reason):
             events.append(ContractEvent("swap.aborted", ["swap_id": record.swapID, "stage": stage.rawValue, "reason": reason]).newEvent(at: now))
             auditAction = "swap.aborted"
             metrics.countSwap(outcome: "aborted")
         }
+        var auditDetail: JSONObject = ["swap_id": record.swapID, "stage": record.stage.rawValue, "energy_kwh": record.energyKWh ?? 0]
+        if let reached = record.stageReached { auditDetail["stage_reached"] = reached.rawValue }
+        if record.stage != .completed, let why = record.abortReason { auditDetail["reason"] = why }
         let audit = AuditEntry(timestamp: now, actor: reconciled ? "gateway:restart" : "swap:\(record.swapID)", action: auditAction,
-                               detail: String(decoding: JSON.encode(["swap_id": record.swapID, "stage": record.stage.rawValue,
-                                                                     "energy_kwh": record.energyKWh ?? 0]), as: UTF8.self))
+                               detail: String(decoding: JSON.encode(auditDetail), as: UTF8.self))
         // One transaction. A storage failure (disk full, I/O) is retried until it lands: the swap physically
         // happened, it must be recorded. The pending row links to the event that carries the custody change.
         var attempt = 0

@@ -23,12 +23,26 @@ public enum SwapAction: Sendable, Hashable {
     case finish(SwapOutcome)
 }
 
+/// Why a battery came back and none was issued (`swap.returned`'s `reason`, abs-mqtt.md 1.1).
+public enum ReturnReason: String, Sendable, Codable, Hashable {
+    /// A `restricted` rider's one-way return.
+    case restricted
+    /// The issue door was unlocked, the battery not taken (door closed with it inside, or the timeout).
+    case pickupTimeout = "pickup timeout"
+    /// The station restarted before the issued battery was taken (or before the issue door opened).
+    case powerLoss = "power loss"
+    /// The issue door could not be unlocked (the cabinet refused or did not answer). The contract lists
+    /// restricted, pickup timeout and power loss; this one is the station's own (docs/swaps.md).
+    case fault
+}
+
 public enum SwapOutcome: Sendable, Hashable {
     case completed(returned: SwapBattery?, issued: SwapBattery, energyKWh: Double)
-    case returnedWithoutIssue(returned: SwapBattery)
-    /// `returned`: a battery this swap accepted back and kept (a return-only swap).
+    /// A battery came back and none was issued: custody changes, no usage (`swap.returned`). `stage`:
+    /// the stage the swap was really in when it ended.
+    case returnedWithoutIssue(returned: SwapBattery, stage: SwapStage, reason: ReturnReason)
+    /// Nothing changed hands (`swap.aborted`); `stage`: the stage the swap was really in.
     case aborted(stage: SwapStage, reason: String)
-    case returnOnlyCompleted(returned: SwapBattery)
 }
 
 /// The swap, step by step (entitlements.md "The swap, step by step"), as a pure state machine.
@@ -88,7 +102,7 @@ public struct SwapMachine: Sendable {
         switch record.stage {
         case .awaitingPickup where record.returned != nil:
             // The return was accepted; nothing can be issued: the rider keeps no battery of ours, custody shows it.
-            return finish(.returnedWithoutIssue(returned: record.returned!), now)
+            return finish(.returnedWithoutIssue(returned: record.returned!, stage: .awaitingPickup, reason: .fault), now)
         default:
             return finish(.aborted(stage: record.stage, reason: "fault: \(reason)"), now)
         }
@@ -113,8 +127,12 @@ public struct SwapMachine: Sendable {
             }
             if let why = verify(bms) { return refuseReturn(slot, snapshot, now, why: why) }
             record.returned = SwapBattery(bms, slot: n)
-            if record.kind == .returnOnly { return finish(.returnOnlyCompleted(returned: record.returned!), now) }
-            guard let issue = record.issueSlot else { return finish(.returnedWithoutIssue(returned: record.returned!), now) }
+            if record.kind == .returnOnly {
+                return finish(.returnedWithoutIssue(returned: record.returned!, stage: .awaitingReturn, reason: .restricted), now)
+            }
+            guard let issue = record.issueSlot else {
+                return finish(.returnedWithoutIssue(returned: record.returned!, stage: .awaitingReturn, reason: .fault), now)
+            }
             return enter(.awaitingPickup, unlocking: issue, snapshot, now, seconds: timeouts.pickupTimeout)
         }
         if timedOut(timeouts.returnTimeout, now) && slot.doorClosed {
@@ -171,7 +189,7 @@ public struct SwapMachine: Sendable {
     }
 
     private mutating func notTaken(_ now: Date, reason: String) -> [SwapAction] {
-        if let r = record.returned { return finish(.returnedWithoutIssue(returned: r), now) }
+        if let r = record.returned { return finish(.returnedWithoutIssue(returned: r, stage: .awaitingPickup, reason: .pickupTimeout), now) }
         return finish(.aborted(stage: .awaitingPickup, reason: reason), now)
     }
 
@@ -209,12 +227,13 @@ public struct SwapMachine: Sendable {
         case .completed(_, _, let kwh):
             record.stage = .completed
             record.energyKWh = kwh
-        case .returnOnlyCompleted:
-            record.stage = .completed
-            record.energyKWh = 0
-        case .returnedWithoutIssue:
+        case let .returnedWithoutIssue(_, stage, reason):
+            record.stageReached = stage
             record.stage = .returnedWithoutIssue
-        case let .aborted(_, reason):
+            record.energyKWh = 0
+            record.abortReason = reason.rawValue
+        case let .aborted(stage, reason):
+            record.stageReached = stage
             record.stage = .aborted
             record.abortReason = reason
         }
@@ -240,8 +259,10 @@ public struct SwapMachine: Sendable {
         }
         switch record.stage {
         case .accepted, .awaitingReturn:
+            // A restricted rider's return is what the swap was for; any other return without issue is the power cut's.
             if let r = returned {
-                return record.kind == .returnOnly ? .returnOnlyCompleted(returned: r) : .returnedWithoutIssue(returned: r)
+                return .returnedWithoutIssue(returned: r, stage: record.stage,
+                                             reason: record.kind == .returnOnly ? .restricted : .powerLoss)
             }
             return .aborted(stage: record.stage, reason: "power loss")
         case .returnRefused:
@@ -255,7 +276,7 @@ public struct SwapMachine: Sendable {
                                                                remainingInAh: returned?.remainingCapacityAh ?? 0, family: issued.family))
                 }
             }
-            if let r = returned { return .returnedWithoutIssue(returned: r) }
+            if let r = returned { return .returnedWithoutIssue(returned: r, stage: .awaitingPickup, reason: .powerLoss) }
             return .aborted(stage: .awaitingPickup, reason: "power loss: battery not taken")
         case .completed, .returnedWithoutIssue, .aborted:
             return .aborted(stage: record.stage, reason: "already final")
@@ -281,8 +302,7 @@ public struct SwapMachine: Sendable {
     public static func finalize(_ record: SwapRecord, with outcome: SwapOutcome, now: Date) -> SwapRecord {
         var m = SwapMachine(record: record, batteriesOut: [], timeouts: SwapTimeouts(), now: now)
         if case let .completed(r, i, _) = outcome { m.record.returned = r; m.record.issued = i }
-        if case let .returnedWithoutIssue(r) = outcome { m.record.returned = r }
-        if case let .returnOnlyCompleted(r) = outcome { m.record.returned = r }
+        if case let .returnedWithoutIssue(r, _, _) = outcome { m.record.returned = r }
         _ = m.finish(outcome, now)
         return m.record
     }

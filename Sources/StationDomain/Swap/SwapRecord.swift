@@ -21,8 +21,10 @@ public enum SwapStage: String, Sendable, Codable, Hashable, CaseIterable {
     /// The return was verified; the issue slot is unlocked; waiting for the rider to take the battery.
     case awaitingPickup = "awaiting_pickup"
     // Final stages.
+    /// A battery was issued (and one returned, unless a first issue): billed once.
     case completed
-    /// A battery was returned but none taken (pickup timeout): custody updated, no usage.
+    /// A battery came back and none was issued (a restricted rider's one-way return, pickup timeout,
+    /// power loss or a fault before the issue): custody updated, no usage, published `swap.returned`.
     case returnedWithoutIssue = "returned_without_issue"
     case aborted
 
@@ -71,8 +73,11 @@ public struct SwapRecord: Sendable, Codable, Hashable {
     public var acceptedAt: Date
     public var updatedAt: Date
     public var finishedAt: Date?
-    /// Stage reached and why, for `swap.aborted`.
+    /// Why the swap ended without a completion: the reason of `swap.aborted` or `swap.returned`.
     public var abortReason: String?
+    /// For a final stage other than `.completed`: the stage the swap was really in when it ended
+    /// (named by `swap.aborted` and `swap.returned`). nil in records written before it existed.
+    public var stageReached: SwapStage?
     public var energyKWh: Double?
 
     public init(swapID: String, requestID: String, customerID: String, planInstanceID: String, subscriptionRef: String,
