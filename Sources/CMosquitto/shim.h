@@ -3,6 +3,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <errno.h>
+#include <malloc.h>
 static inline int cmosquitto_errno(void) { return errno; }
 
 /* Plain-int views of the C enums and macros MQTTLink needs, so the Swift side does not
@@ -10,6 +11,11 @@ static inline int cmosquitto_errno(void) { return errno; }
 static inline int cmosquitto_prop_response_topic(void) { return MQTT_PROP_RESPONSE_TOPIC; }
 static inline int cmosquitto_prop_correlation_data(void) { return MQTT_PROP_CORRELATION_DATA; }
 static inline int cmosquitto_prop_session_expiry_interval(void) { return MQTT_PROP_SESSION_EXPIRY_INTERVAL; }
+static inline int cmosquitto_prop_maximum_packet_size(void) { return MQTT_PROP_MAXIMUM_PACKET_SIZE; }
+static inline int cmosquitto_sub_opt_retain_as_published(void) { return MQTT_SUB_OPT_RETAIN_AS_PUBLISHED; }
+static inline int cmosquitto_rc_unsupported_protocol_version(void) { return MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION; }
+/* glibc: give the heap's free pages back to the system (after a large message). */
+static inline void cmosquitto_malloc_trim(void) { (void)malloc_trim(0); }
 static inline int cmosquitto_protocol_v311(void) { return MQTT_PROTOCOL_V311; }
 static inline int cmosquitto_protocol_v5(void) { return MQTT_PROTOCOL_V5; }
 static inline unsigned int cmosquitto_max_payload(void) { return MQTT_MAX_PAYLOAD; }

@@ -48,9 +48,13 @@ final class ClientCore: Sendable {
     private let exited = DispatchSemaphore(value: 0)
 
     let events: AsyncStream<MQTTConnectionEvent>
-    let messages: AsyncStream<MQTTMessage>
     private let eventSink: AsyncStream<MQTTConnectionEvent>.Continuation
-    private let messageSink: AsyncStream<MQTTMessage>.Continuation
+    /// Received messages, bounded by payload bytes (`maxQueuedBytes`).
+    let queue: MessageQueue
+    /// Set by the message callback when it saw a large packet: the network thread then gives the
+    /// heap's free pages back (malloc_trim) once libmosquitto has freed the packet.
+    private let sawLargePacket = Atomic<Bool>(false)
+    static let largePacketBytes = 1 << 20
 
     /// How long stop() waits for the network thread to send DISCONNECT and exit.
     static let stopWaitSeconds = 5
@@ -69,14 +73,14 @@ final class ClientCore: Sendable {
         self.handle = handle
         (events, eventSink) = AsyncStream.makeStream(of: MQTTConnectionEvent.self,
                                                      bufferingPolicy: .bufferingNewest(256))
-        (messages, messageSink) = AsyncStream.makeStream(of: MQTTMessage.self,
-                                                         bufferingPolicy: .unbounded)
+        queue = MessageQueue(limit: configuration.maxQueuedBytes)
+        protocolState = Mutex(configuration.protocolVersion == .v311 ? .v311 : .v5)
         do {
             try configureHandle()
         } catch {
             mosquitto_destroy(handle)
             eventSink.finish()
-            messageSink.finish()
+            queue.finish()
             throw error
         }
         // The handle's userdata owns one reference to this core; released right after
@@ -100,6 +104,8 @@ final class ClientCore: Sendable {
 
     private struct Subscription {
         var qos: Int32
+        /// MQTT 5 subscription options (Retain As Published); libmosquitto drops them with 3.1.1.
+        var options: Int32
         /// SUBACK seen within the current broker session.
         var acknowledged: Bool
     }
@@ -158,6 +164,18 @@ final class ClientCore: Sendable {
 
     var isConnected: Bool { state.withLock { $0.connected } }
 
+    /// The protocol the next (or current) connection speaks: `.v5` or `.v311`, never `.auto`.
+    /// Changed only by the network thread, between connections (auto fallback).
+    private let protocolState: Mutex<MQTTProtocolVersion>
+    var protocolInUse: MQTTProtocolVersion { protocolState.withLock { $0 } }
+    /// Set by the CONNACK callback when an `.auto` client is refused protocol 5: retry at once with 3.1.1.
+    private let fallBackNow = Atomic<Bool>(false)
+
+    var messages: AsyncStream<MQTTMessage> {
+        let queue = self.queue
+        return AsyncStream(unfolding: { await queue.next() })
+    }
+
     // Test hooks (internal, used through @testable import).
     /// Runs on the publishing thread between handing a message to the library and
     /// registering for its acknowledgement: lets a test make the PUBACK overtake us.
@@ -181,6 +199,12 @@ final class ClientCore: Sendable {
         }
         if !(5...65535).contains(c.keepAliveSeconds) { throw invalid("keepAliveSeconds \(c.keepAliveSeconds) is not in 5…65535") }
         if !(1...65535).contains(c.maxInflight) { throw invalid("maxInflight \(c.maxInflight) is not in 1…65535") }
+        if c.maximumPacketSize < 0 || c.maximumPacketSize > 268_435_460 { throw invalid("maximumPacketSize is not in 0…268435460") }
+        if c.maxQueuedBytes < 0 { throw invalid("maxQueuedBytes must be ≥ 0") }
+        for limit in c.payloadLimits {
+            try checkTopicFilter(limit.filter)
+            if limit.maxBytes < 0 { throw invalid("payload limit for \(limit.filter) must be ≥ 0") }
+        }
         if c.reconnectDelayMin < 1 || c.reconnectDelayMax < c.reconnectDelayMin || c.reconnectDelayMax > 86_400 {
             throw invalid("reconnect delays must satisfy 1 ≤ min ≤ max ≤ 86400 (got \(c.reconnectDelayMin), \(c.reconnectDelayMax))")
         }
@@ -228,7 +252,7 @@ final class ClientCore: Sendable {
         func check(_ rc: Int32, _ what: String) throws {
             if rc != CMOSQ_ERR_SUCCESS { throw MQTTError.library(code: rc, message: "\(what): \(Self.errorText(rc))") }
         }
-        try check(cmosquitto_set_protocol_version(handle, c.protocolVersion == .v5 ? cmosquitto_protocol_v5() : cmosquitto_protocol_v311()),
+        try check(cmosquitto_set_protocol_version(handle, protocolInUse == .v5 ? cmosquitto_protocol_v5() : cmosquitto_protocol_v311()),
                   "protocol version")
         try check(cmosquitto_set_send_maximum(handle, Int32(c.maxInflight)), "maxInflight")
         _ = cmosquitto_set_tcp_nodelay(handle, 1)  // best effort: small messages, low latency
@@ -329,7 +353,7 @@ final class ClientCore: Sendable {
         for continuation in pendings { continuation.resume(throwing: MQTTError.shutdown) }
         if wasConnected { eventSink.yield(.disconnected(code: 0, reason: "stopped")) }
         eventSink.finish()
-        messageSink.finish()
+        queue.finish()
         if wasStarted {
             _ = exited.wait(timeout: .now() + .seconds(Self.stopWaitSeconds))
         } else {
@@ -361,6 +385,12 @@ final class ClientCore: Sendable {
             }
             if stopRequested.load(ordering: .acquiring) { break }
             if state.withLock({ $0.connackThisAttempt }) { failures = 0 }
+            if fallBackNow.exchange(false, ordering: .acquiringAndReleasing) {
+                // The broker refused MQTT 5: speak 3.1.1 from now on, and try again at once.
+                protocolState.withLock { $0 = .v311 }
+                _ = cmosquitto_set_protocol_version(handle, cmosquitto_protocol_v311())
+                continue
+            }
             _ = wake.wait(timeout: .now() + .milliseconds(backoffMilliseconds(failures: failures)))
             failures = min(failures + 1, 32)
         }
@@ -385,8 +415,13 @@ final class ClientCore: Sendable {
         let c = configuration
         var props: OpaquePointer? = nil
         defer { mosquitto_property_free_all(&props) }
-        if c.protocolVersion == .v5 && !c.cleanSession {
+        if protocolInUse == .v5 && !c.cleanSession {
             let rc = mosquitto_property_add_int32(&props, cmosquitto_prop_session_expiry_interval(), UInt32(c.sessionExpirySeconds))
+            if rc != CMOSQ_ERR_SUCCESS { return rc }
+        }
+        if protocolInUse == .v5 && c.maximumPacketSize > 0 {
+            // The broker sends nothing larger (MQTT 5 §3.1.2.11.4); mosquitto drops such a message for us.
+            let rc = mosquitto_property_add_int32(&props, cmosquitto_prop_maximum_packet_size(), UInt32(c.maximumPacketSize))
             if rc != CMOSQ_ERR_SUCCESS { return rc }
         }
         return mosquitto_connect_bind_v5(handle, c.host, Int32(c.port), Int32(c.keepAliveSeconds), nil, props)
@@ -395,6 +430,10 @@ final class ClientCore: Sendable {
     private func serveConnection() {
         while !stopRequested.load(ordering: .acquiring) {
             let rc = mosquitto_loop(handle, 1000, 1)
+            if sawLargePacket.exchange(false, ordering: .relaxed) {
+                // libmosquitto has freed the packet by now; without this glibc keeps the pages.
+                cmosquitto_malloc_trim()
+            }
             if rc != CMOSQ_ERR_SUCCESS || mosquitto_socket(handle) < 0 {
                 // Usually the library already called on_disconnect; if not, this reports it.
                 linkDown(code: rc == CMOSQ_ERR_SUCCESS ? CMOSQ_ERR_CONN_LOST : rc)
@@ -430,14 +469,17 @@ final class ClientCore: Sendable {
 
     fileprivate func didConnect(code: Int32, flags: Int32) {
         guard code == 0 else {
-            let reason = configuration.protocolVersion == .v5
-                ? String(cString: mosquitto_reason_string(code))
-                : String(cString: mosquitto_connack_string(code))
+            let v5 = protocolInUse == .v5
+            var reason = v5 ? String(cString: mosquitto_reason_string(code)) : String(cString: mosquitto_connack_string(code))
+            if v5 && configuration.protocolVersion == .auto && code == cmosquitto_rc_unsupported_protocol_version() {
+                fallBackNow.store(true, ordering: .releasing)
+                reason += "; falling back to MQTT 3.1.1"
+            }
             reportAttemptFailure(code: code, reason: reason)
             return
         }
         let sessionPresent = flags & 1 != 0
-        let toSubscribe = state.withLock { s -> [(String, Int32)]? in
+        let toSubscribe = state.withLock { s -> [(String, Int32, Int32)]? in
             if s.stopped { return nil }
             s.connected = true
             s.attemptReported = true
@@ -446,15 +488,15 @@ final class ClientCore: Sendable {
             if !sessionPresent {
                 for key in s.subscriptions.keys { s.subscriptions[key]!.acknowledged = false }
             }
-            return s.subscriptions.filter { !$0.value.acknowledged }.map { ($0.key, $0.value.qos) }
+            return s.subscriptions.filter { !$0.value.acknowledged }.map { ($0.key, $0.value.qos, $0.value.options) }
                 .sorted { $0.0 < $1.0 }
         }
         guard let toSubscribe else { return }
         // Subscribing from inside the callback is allowed; the SUBACK cannot overtake us
         // because it is read by this same thread.
-        for (filter, qos) in toSubscribe {
+        for (filter, qos, options) in toSubscribe {
             var mid: Int32 = 0
-            if mosquitto_subscribe(handle, &mid, filter, qos) == CMOSQ_ERR_SUCCESS {
+            if mosquitto_subscribe_v5(handle, &mid, filter, qos, options, nil) == CMOSQ_ERR_SUCCESS {
                 state.withLock { $0.subscribeMids[mid, default: []].append(filter) }
             }
         }
@@ -522,17 +564,34 @@ final class ClientCore: Sendable {
 
     fileprivate func didReceive(_ message: MQTTMessage) {
         if state.withLock({ $0.stopped }) { return }
-        messageSink.yield(message)
+        queue.push(message)
     }
+
+    /// The payload limit for a received message on `topic` (0: none): the first matching
+    /// `payloadLimits` entry, and never above `maximumPacketSize`.
+    fileprivate func payloadLimit(topic: UnsafePointer<CChar>) -> Int {
+        var limit = configuration.maximumPacketSize
+        for l in configuration.payloadLimits {
+            var matches = false
+            if mosquitto_topic_matches_sub(l.filter, topic, &matches) == CMOSQ_ERR_SUCCESS, matches {
+                limit = limit == 0 ? l.maxBytes : min(limit, l.maxBytes)
+                break
+            }
+        }
+        return limit
+    }
+
+    fileprivate func noteLargePacket() { sawLargePacket.store(true, ordering: .relaxed) }
 
     // MARK: - Caller API
 
-    func subscribe(_ filter: String, qos: Int) throws {
+    func subscribe(_ filter: String, qos: Int, retainAsPublished: Bool = false) throws {
+        let options: Int32 = retainAsPublished ? Int32(cmosquitto_sub_opt_retain_as_published()) : 0
         try Self.checkTopicFilter(filter)
         guard (0...2).contains(qos) else { throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "qos \(qos) is not 0, 1 or 2") }
         let sendNow = try state.withLock { s throws(MQTTError) -> Bool in
             if s.stopped { throw .shutdown }
-            s.subscriptions[filter] = Subscription(qos: Int32(qos), acknowledged: false)
+            s.subscriptions[filter] = Subscription(qos: Int32(qos), options: options, acknowledged: false)
             if s.connected { s.subscribesInProgress += 1 }
             return s.connected
         }
@@ -541,7 +600,7 @@ final class ClientCore: Sendable {
         var mid: Int32 = 0
         let rc = gate.withLock { open -> Int32 in
             guard open else { return -1000 }
-            return mosquitto_subscribe(handle, &mid, filter, Int32(qos))
+            return mosquitto_subscribe_v5(handle, &mid, filter, Int32(qos), options, nil)
         }
         state.withLock { s in
             s.subscribesInProgress -= 1
@@ -590,7 +649,7 @@ final class ClientCore: Sendable {
         try Self.checkTopicName(topic)
         guard (0...2).contains(qos) else { throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "qos \(qos) is not 0, 1 or 2") }
         guard payload.count <= Int(cmosquitto_max_payload()) else { throw MQTTError.payloadTooLarge }
-        let useProperties = configuration.protocolVersion == .v5 ? properties : nil
+        let useProperties = protocolInUse == .v5 ? properties : nil
         if let rt = useProperties?.responseTopic { try Self.checkTopicName(rt) }
         if let cd = useProperties?.correlationData, cd.count > 65535 {
             throw MQTTError.library(code: Int32(CMOSQ_ERR_INVAL), message: "correlation data longer than 65535 bytes")
@@ -712,7 +771,17 @@ private let onSubscribeCallback: @convention(c) (OpaquePointer?, UnsafeMutableRa
 private let onMessageCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?, OpaquePointer?) -> Void = {
     _, userdata, message, props in
     guard let core = core(userdata), let m = message?.pointee, let topicPointer = m.topic else { return }
-    let payload: [UInt8] = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(max(m.payloadlen, 0)))) } ?? []
+    let size = Int(max(m.payloadlen, 0))
+    if size >= ClientCore.largePacketBytes { core.noteLargePacket() }
+    // Oversize or no room: keep nothing of the payload (libmosquitto frees its copy after we return).
+    var discarded: MQTTDiscard? = nil
+    let limit = core.payloadLimit(topic: topicPointer)
+    if limit > 0 && size > limit {
+        discarded = .oversize(limit: limit)
+    } else if !core.queue.hasRoom(for: size) {
+        discarded = .queueFull(limit: core.queue.limit)
+    }
+    let payload: [UInt8] = discarded != nil ? [] : (m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? [])
     var responseTopic: String? = nil
     var correlationData: [UInt8]? = nil
     if let props {
@@ -729,7 +798,8 @@ private let onMessageCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawP
         free(data)
     }
     core.didReceive(MQTTMessage(topic: String(cString: topicPointer), payload: payload, qos: Int(m.qos),
-                                retain: m.retain, responseTopic: responseTopic, correlationData: correlationData))
+                                retain: m.retain, responseTopic: responseTopic, correlationData: correlationData,
+                                discarded: discarded, size: size))
 }
 
 /// Refuses to prompt for a key passphrase (OpenSSL would otherwise read the terminal).

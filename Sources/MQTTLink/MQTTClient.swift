@@ -6,8 +6,9 @@
 ///   reconnects forever with exponential backoff (`reconnectDelayMin`…`reconnectDelayMax`).
 /// - `connectionEvents` and `messages` are each meant for a single consumer (an
 ///   `AsyncStream` hands every element to one iterator). `connectionEvents` keeps the
-///   newest 256 undelivered events; `messages` buffers without bound (QoS 1 messages are
-///   acknowledged to the broker on receipt, so dropping them here would lose them).
+///   newest 256 undelivered events; `messages` buffers up to `maxQueuedBytes` of payload
+///   (QoS 1 messages are acknowledged to the broker on receipt, so a message that does not
+///   fit is delivered without its payload, `discarded`, rather than dropped).
 /// - This module never logs: it reports through `connectionEvents` and thrown errors,
 ///   neither of which ever contains the password.
 public final class MQTTClient: Sendable {
@@ -29,8 +30,16 @@ public final class MQTTClient: Sendable {
     public var connectionEvents: AsyncStream<MQTTConnectionEvent> { core.events }
 
     /// Messages for this client's subscriptions (and, with a persistent session, those the
-    /// broker queued while it was offline). Finishes after `stop()`.
+    /// broker queued while it was offline). Finishes after `stop()`, and for an iterating
+    /// task that is cancelled.
     public var messages: AsyncStream<MQTTMessage> { core.messages }
+
+    /// The protocol the current (or next) connection speaks: `.v5` or `.v311` (an `.auto` client
+    /// says `.v311` after the broker refused MQTT 5).
+    public var protocolInUse: MQTTProtocolVersion { core.protocolInUse }
+
+    /// Test hook: payload bytes waiting for the consumer of `messages`.
+    var queuedBytes: Int { core.queue.queuedBytes }
 
     /// True between a successful CONNACK and the loss of that link.
     public var isConnected: Bool { core.isConnected }
@@ -52,8 +61,10 @@ public final class MQTTClient: Sendable {
 
     /// Subscribes now if connected, and remembers the subscription: it is sent again after
     /// every connect whose session is not present (or whose SUBACK never came).
-    public func subscribe(_ filter: String, qos: Int) throws {
-        try core.subscribe(filter, qos: qos)
+    /// `retainAsPublished` (MQTT 5 only; ignored by libmosquitto with 3.1.1) asks the broker to keep
+    /// the retain flag of messages published while subscribed, so the consumer can refuse them.
+    public func subscribe(_ filter: String, qos: Int, retainAsPublished: Bool = false) throws {
+        try core.subscribe(filter, qos: qos, retainAsPublished: retainAsPublished)
     }
 
     /// QoS 0: returns once handed to the library. QoS 1/2: returns after the broker's PUBACK/PUBCOMP.

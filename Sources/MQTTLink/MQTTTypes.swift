@@ -5,6 +5,29 @@
 public enum MQTTProtocolVersion: Sendable, Hashable {
     case v311
     case v5
+    /// MQTT 5, falling back to 3.1.1 when the broker refuses protocol 5 in its CONNACK
+    /// (reason 0x84, or a 3.1.1 CONNACK "unacceptable protocol version"). Once fallen back, the
+    /// client stays on 3.1.1 for its life (`MQTTClient.protocolInUse` says which one it speaks).
+    case auto
+}
+
+/// A limit on the size of the payloads the client takes for the topics matching `filter`
+/// (MQTT wildcards allowed). The first matching limit of `MQTTConfiguration.payloadLimits` applies.
+public struct MQTTPayloadLimit: Sendable, Hashable {
+    public var filter: String
+    public var maxBytes: Int
+    public init(filter: String, maxBytes: Int) {
+        self.filter = filter
+        self.maxBytes = maxBytes
+    }
+}
+
+/// Why a received message reached the consumer without its payload.
+public enum MQTTDiscard: Sendable, Hashable {
+    /// Larger than `maximumPacketSize` or than the topic's `payloadLimits` entry.
+    case oversize(limit: Int)
+    /// The receive queue already held `maxQueuedBytes`: the consumer is behind.
+    case queueFull(limit: Int)
 }
 
 /// TLS settings. `nil` for `MQTTConfiguration.tls` means plain TCP.
@@ -77,6 +100,19 @@ public struct MQTTConfiguration: Sendable, Hashable {
     /// MQTT 5 only, and only when `cleanSession` is false: how long the broker keeps the
     /// session after the link drops. Default 7 days.
     public var sessionExpirySeconds: Int
+    /// The largest packet the client takes, in bytes (0: no limit). With MQTT 5 it is sent in
+    /// CONNECT (Maximum Packet Size), so the broker does not send larger packets at all; with
+    /// either protocol a larger message that still arrives has its payload discarded at once
+    /// (`MQTTMessage.discarded`).
+    public var maximumPacketSize: Int
+    /// Per-topic payload limits, checked on receipt (first match wins); a message over its limit
+    /// reaches the consumer without its payload (`discarded == .oversize`).
+    public var payloadLimits: [MQTTPayloadLimit]
+    /// The most payload bytes the receive queue holds for a slow consumer (0: no limit). A message
+    /// that does not fit (when the queue is not empty) reaches the consumer without its payload
+    /// (`discarded == .queueFull`): libmosquitto has already acknowledged it, so it is reported,
+    /// never silently dropped.
+    public var maxQueuedBytes: Int
 
     public init(host: String, port: Int, clientID: String) {
         self.host = host
@@ -93,6 +129,9 @@ public struct MQTTConfiguration: Sendable, Hashable {
         self.reconnectDelayMin = 1
         self.reconnectDelayMax = 30
         self.sessionExpirySeconds = 7 * 24 * 3600
+        self.maximumPacketSize = 0
+        self.payloadLimits = []
+        self.maxQueuedBytes = 0
     }
 }
 
@@ -119,7 +158,8 @@ extension MQTTConfiguration: CustomStringConvertible, CustomDebugStringConvertib
             "username": username as Any, "password": password == nil ? "nil" : "<redacted>",
             "tls": tls as Any, "will": will as Any, "maxInflight": maxInflight,
             "reconnectDelayMin": reconnectDelayMin, "reconnectDelayMax": reconnectDelayMax,
-            "sessionExpirySeconds": sessionExpirySeconds,
+            "sessionExpirySeconds": sessionExpirySeconds, "maximumPacketSize": maximumPacketSize,
+            "payloadLimits": payloadLimits, "maxQueuedBytes": maxQueuedBytes,
         ], displayStyle: .struct)
     }
 }
@@ -129,21 +169,32 @@ public struct MQTTMessage: Sendable, Hashable {
     public let topic: String
     public let payload: [UInt8]
     public let qos: Int
-    /// Set when the broker delivered a retained message (typically right after SUBSCRIBE).
+    /// Set when the broker delivered a retained message: from its retained store (right after
+    /// SUBSCRIBE), and, with MQTT 5 and a subscription made with `retainAsPublished`, also for a
+    /// message published with retain while subscribed (and queued in the session meanwhile).
+    /// With MQTT 3.1.1 a broker clears the flag on live delivery.
     public let retain: Bool
     /// MQTT 5 Response Topic property; always nil with MQTT 3.1.1.
     public let responseTopic: String?
     /// MQTT 5 Correlation Data property; always nil with MQTT 3.1.1.
     public let correlationData: [UInt8]?
+    /// Set when the payload was not kept (too large, or the receive queue was full); `payload` is
+    /// then empty and `size` is the payload's size on the wire.
+    public let discarded: MQTTDiscard?
+    /// The payload's size as received (equals `payload.count` unless `discarded`).
+    public let size: Int
 
     public init(topic: String, payload: [UInt8], qos: Int, retain: Bool,
-                responseTopic: String? = nil, correlationData: [UInt8]? = nil) {
+                responseTopic: String? = nil, correlationData: [UInt8]? = nil,
+                discarded: MQTTDiscard? = nil, size: Int? = nil) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
         self.responseTopic = responseTopic
         self.correlationData = correlationData
+        self.discarded = discarded
+        self.size = size ?? payload.count
     }
 }
 

@@ -6,6 +6,21 @@ import StationStore
 /// The Prometheus text the daemon serves on loopback (`/metrics`): its own counters (GatewayMetrics) plus
 /// gauges read at scrape time from the acquisition, the store and the MQTT link.
 public enum MetricsExposition {
+    /// A label value as the Prometheus text format wants it: backslash, double quote and line feed escaped.
+    public static func escapeLabelValue(_ value: String) -> String {
+        var out = ""
+        out.reserveCapacity(value.utf8.count)
+        for ch in value.unicodeScalars {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+
     public static func render(metrics: GatewayMetrics, acquisition a: AcquisitionStatistics, snapshot: StationSnapshot,
                               log: EventLogStats?, usage: UsageStats?, mqttConnected: Bool, now: Date = Date()) -> String {
         var out = metrics.prometheusText()
@@ -39,7 +54,7 @@ public enum MetricsExposition {
             states[key, default: 0] += 1
         }
         family("swapgate_slots", "gauge", "Slots by state.")
-        for (k, v) in states.sorted(by: { $0.key < $1.key }) { out += "swapgate_slots{state=\"\(k)\"} \(v)\n" }
+        for (k, v) in states.sorted(by: { $0.key < $1.key }) { out += "swapgate_slots{state=\"\(escapeLabelValue(k))\"} \(v)\n" }
 
         family("swapgate_mqtt_connected", "gauge", "1 while the MQTT session to the broker is up.")
         out += "swapgate_mqtt_connected \(mqttConnected ? 1 : 0)\n"

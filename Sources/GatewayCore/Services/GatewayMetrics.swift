@@ -1,3 +1,4 @@
+import ABSProtocol
 import Acquisition
 import Foundation
 
@@ -19,7 +20,13 @@ public final class GatewayMetrics: Sendable {
     public init() {}
 
     public func countSwap(outcome: String) { box.withLock { $0.swaps[outcome, default: 0] += 1 } }
-    public func countCommand(_ name: String, result: String) { box.withLock { $0.commands["\(name)|\(result)", default: 0] += 1 } }
+    /// The command name comes from the topic (anyone may publish there): names the contract does not know are
+    /// counted under `unknown`, so a stranger cannot add series; results are the station's own codes.
+    public func countCommand(_ name: String, result: String) {
+        let known = Self.knownCommands.contains(name) ? name : "unknown"
+        box.withLock { $0.commands["\(known)|\(result)", default: 0] += 1 }
+    }
+    static let knownCommands: Set<String> = Set(CommandName.allCases.map(\.rawValue)).union(["rebirth"])
     public func observeDecision(seconds: Double) {
         box.withLock { s in
             s.decisionCount += 1
@@ -40,14 +47,15 @@ public final class GatewayMetrics: Sendable {
     public func prometheusText() -> String {
         let s = box.current
         var out = "# HELP swapgate_swaps_total Swap requests by outcome.\n# TYPE swapgate_swaps_total counter\n"
-        for (k, v) in s.swaps.sorted(by: { $0.key < $1.key }) { out += "swapgate_swaps_total{outcome=\"\(k)\"} \(v)\n" }
+        let esc = MetricsExposition.escapeLabelValue
+        for (k, v) in s.swaps.sorted(by: { $0.key < $1.key }) { out += "swapgate_swaps_total{outcome=\"\(esc(k))\"} \(v)\n" }
         out += "# HELP swapgate_commands_total ABS commands by name and result.\n# TYPE swapgate_commands_total counter\n"
         for (k, v) in s.commands.sorted(by: { $0.key < $1.key }) {
             let parts = k.split(separator: "|", maxSplits: 1).map(String.init)
-            out += "swapgate_commands_total{command=\"\(parts[0])\",result=\"\(parts.count > 1 ? parts[1] : "")\"} \(v)\n"
+            out += "swapgate_commands_total{command=\"\(esc(parts[0]))\",result=\"\(esc(parts.count > 1 ? parts[1] : ""))\"} \(v)\n"
         }
         out += "# HELP swapgate_odoo_usage_total Usage-log attempts by outcome.\n# TYPE swapgate_odoo_usage_total counter\n"
-        for (k, v) in s.odoo.sorted(by: { $0.key < $1.key }) { out += "swapgate_odoo_usage_total{outcome=\"\(k)\"} \(v)\n" }
+        for (k, v) in s.odoo.sorted(by: { $0.key < $1.key }) { out += "swapgate_odoo_usage_total{outcome=\"\(esc(k))\"} \(v)\n" }
         out += "# HELP swapgate_odoo_credentials_alarm 1 while Odoo refuses the station's credentials.\n# TYPE swapgate_odoo_credentials_alarm gauge\n"
         out += "swapgate_odoo_credentials_alarm \(s.odooCredentialAlarm ? 1 : 0)\n"
         out += "# HELP swapgate_decision_seconds Swap decision latency (request received to reply built).\n# TYPE swapgate_decision_seconds histogram\n"
