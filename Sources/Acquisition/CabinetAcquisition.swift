@@ -24,10 +24,12 @@ public actor CabinetAcquisition {
     private var lastMeter: ContinuousClock.Instant?
     private var lastWatchdog: ContinuousClock.Instant?
     private var lastClock: ContinuousClock.Instant?
-    private var watchdogCounter: UInt16 = 0
+    /// The last watchdog value written; seeded at random so that two runs (daemon, swapctl direct) differ.
+    private var watchdogCounter = UInt16.random(in: 0 ... UInt16.max)
     private var needsFullResync = true
     private var meter: MeterReading?
-    private var commandSeq: UInt16?
+    /// Command seqs: a counter and the last seq written (readable off the actor, for `proposeSeq`).
+    private nonisolated let seqState = LockedBox(SeqState())
     private var reportedSlotMismatch = false
     /// Slots read again in the next cycle whatever the summary says (see `requestRefresh`).
     private var refreshRequested: Set<Int> = []
@@ -41,7 +43,7 @@ public actor CabinetAcquisition {
         self.configuration = configuration
         self.bus = BusOwner(transport: configuration.transport, timings: configuration.timings)
         var tracker = StationTracker(policy: configuration.batteryPolicy)
-        if let seed { tracker.seed(seed.snapshot, quarantine: seed.quarantine) }
+        if let seed { tracker.seed(seed.snapshot, quarantine: seed.quarantine, openDoors: seed.openDoors) }
         self.tracker = tracker
         self.logger = logger
     }
@@ -168,7 +170,7 @@ public actor CabinetAcquisition {
         if let old = lastDevice, device.uptimeSeconds < old.uptimeSeconds {
             logger.warning("cabinet controller rebooted", metadata: ["old_uptime": "\(old.uptimeSeconds)", "new_uptime": "\(device.uptimeSeconds)"])
             needsFullResync = true
-            commandSeq = nil
+            seqState.withLock { $0.lastWritten = nil }   // the controller's last_cmd_seq restarted
             lastClock = nil
             stats.withLock { $0.reboots += 1 }
         } else if plan.allSlots {
@@ -182,6 +184,7 @@ public actor CabinetAcquisition {
         lastDevice = device
         if plan.watchdogValue != nil {
             if let e = result.watchdogError { logger.warning("watchdog write failed", metadata: ["error": "\(e)"]) } else { lastWatchdog = now }
+            if let written = result.watchdogWritten { watchdogCounter = written }
         }
         if plan.clockSeconds != nil {
             if let e = result.clockError { logger.warning("clock write failed", metadata: ["error": "\(e)"]) } else { lastClock = now }
@@ -242,12 +245,13 @@ public actor CabinetAcquisition {
         let now = ContinuousClock.now
         unlockGrants = unlockGrants.filter { $0.value > now }
         let changes = tracker.apply(snapshot, at: millis, unlockedByGateway: Set(unlockGrants.keys))
-        for case let .doorClosed(slot) in changes { unlockGrants[slot] = nil }
+        for case let .doorClosed(slot, _) in changes { unlockGrants[slot] = nil }
         latest.withLock { $0 = snapshot }
         if !changes.isEmpty {
             stats.withLock { $0.changes += changes.count }
             broadcast.publish(ChangeBatch(changes: changes, snapshot: snapshot, inventory: tracker.inventory(),
-                                          quarantined: tracker.quarantine, timestamp: Date(timeIntervalSince1970: Double(millis) / 1000)))
+                                          quarantined: tracker.quarantine, timestamp: Date(timeIntervalSince1970: Double(millis) / 1000),
+                                          openDoors: tracker.openDoors))
         }
     }
 
@@ -279,63 +283,156 @@ public actor CabinetAcquisition {
 
     /// Sends one command through the command block and waits for the controller's result.
     ///
-    /// A fresh `seq` per command; the write is retried with the *same* seq on a timeout (the controller
-    /// executes a seq once, so a retry never unlocks twice), and after exception 06 (busy).
+    /// The seq is chosen here (`proposeSeq`) and checked against register 19 on the bus before it is written;
+    /// the write is retried with the *same* seq on a timeout (the controller executes a seq once, so a retry
+    /// never unlocks twice), and after exception 06 (busy).
     public func execute(_ command: CabinetCommand, slot: Int, param: UInt16 = 0,
                         timeout: Double = 3) async throws -> CommandResult {
-        let seq = nextSeq()
-        return try await execute(command, slot: slot, seq: seq, param: param, timeout: timeout)
+        try await executeReporting(command, slot: slot, seq: proposeSeq(), param: param, timeout: timeout).result
     }
 
-    /// As above with a caller-chosen seq (a swap records its seq durably before writing it).
+    /// As above with a caller-chosen seq (a swap records its seq durably before writing it; take it from
+    /// `proposeSeq()`). If register 19 already holds that seq when the command is written (a second writer used
+    /// it), or this gateway wrote it for its previous command, another seq is written instead (logged): the
+    /// controller would ignore the write and the old 19/20 would pass for its result.
     public func execute(_ command: CabinetCommand, slot: Int, seq: UInt16, param: UInt16 = 0,
                         timeout: Double = 3) async throws -> CommandResult {
-        let values: [UInt16] = [command.rawValue, UInt16(clamping: slot), seq, param]
+        try await executeReporting(command, slot: slot, seq: seq, param: param, timeout: timeout).result
+    }
+
+    /// The command as `execute`, returning the seq actually written too.
+    ///
+    /// A command is confirmed only by seeing register 19 change to its seq after it was written: 19 is read
+    /// before the first write, the seq written always differs from it, and 19/20 are then polled for that seq.
+    public func executeReporting(_ command: CabinetCommand, slot: Int, seq proposed: UInt16, param: UInt16 = 0,
+                                 timeout: Double = 3) async throws -> (result: CommandResult, seq: UInt16) {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         var lastError: Error?
+        /// Set once a write of `seq` may have reached the controller: from then on the seq never changes.
+        var written: UInt16?
+        let previous = seqState.withLock { $0.lastWritten }
         while ContinuousClock.now < deadline {
+            let fixed = written
+            let outcome: CommandAttempt
             do {
-                let outcome: (UInt16, UInt16)? = try await bus.run { conn in
-                    try conn.writeRegisters(unit: CabinetMap.cabinetUnit, address: CabinetMap.commandBlock.start, values: values)
-                    // Then wait for the result registers to show our seq.
-                    for _ in 0 ..< 50 {
-                        let r = try conn.readInputRegisters(unit: CabinetMap.cabinetUnit,
-                                                            address: UInt16(CabinetMap.Device.lastCommandSeq), count: 2)
-                        if r[0] == seq { return (r[0], r[1]) }
-                        usleep(20_000)
-                    }
-                    return nil
+                outcome = try await bus.run { conn in
+                    Self.attempt(command, slot: slot, param: param, proposed: proposed, written: fixed, previous: previous, on: conn)
                 }
-                if let (_, raw) = outcome {
-                    stats.withLock { $0.commands += 1 }
-                    let result = CommandResult(rawValue: raw) ?? .unknownCommand
-                    if command == .unlock, result == .ok {
-                        // The door may be opened until the lock re-engages (param s, 0 = 30 s), then closed later.
-                        let window = Double(param == 0 ? 30 : Int(param)) + 600
-                        unlockGrants[slot] = ContinuousClock.now.advanced(by: .seconds(window))
-                    }
-                    return result
-                }
-            } catch ModbusError.exception(.serverBusy) {
-                lastError = ModbusError.exception(.serverBusy)
-            } catch let e as ModbusError where !e.needsReconnect {
-                if case .exception = e { throw e }
-                lastError = e
             } catch {
-                lastError = error
+                outcome = CommandAttempt(seq: nil, status: .failed((error as? ModbusError) ?? .link("\(error)")))
+            }
+            if let seq = outcome.seq {
+                if written == nil {
+                    written = seq
+                    seqState.withLock { $0.lastWritten = seq; $0.counter = seq }
+                    if seq != proposed {
+                        logger.notice("command seq already in the controller's register 19 or used last; wrote another",
+                                      metadata: ["proposed": "\(proposed)", "written": "\(seq)", "slot": "\(slot)", "cmd": "\(command)"])
+                    }
+                }
+            }
+            switch outcome.status {
+            case let .confirmed(raw):
+                stats.withLock { $0.commands += 1 }
+                let result = CommandResult(rawValue: raw) ?? .unknownCommand
+                if command == .unlock, result == .ok {
+                    // The door may be opened until the lock re-engages (param s, 0 = 30 s), then closed later.
+                    let window = Double(param == 0 ? 30 : Int(param)) + 600
+                    unlockGrants[slot] = ContinuousClock.now.advanced(by: .seconds(window))
+                }
+                return (result, written ?? proposed)
+            case .unconfirmed:
+                lastError = ModbusError.timeout
+            case let .failed(e):
+                if case .exception(.serverBusy) = e {
+                    lastError = e
+                } else if !e.needsReconnect, case .exception = e {
+                    throw e
+                } else {
+                    lastError = e
+                }
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw lastError ?? ModbusError.timeout
     }
 
-    private func nextSeq() -> UInt16 {
-        let base = commandSeq ?? latest.current.cabinet?.lastCommandSeq ?? UInt16.random(in: 1 ... 60000)
-        var seq = base &+ 1
-        if seq == 0 { seq = 1 }
-        commandSeq = seq
+    enum CommandStatus: Sendable { case confirmed(UInt16), unconfirmed, failed(ModbusError) }
+    struct CommandAttempt: Sendable {
+        /// The seq written (or about to be, when the write itself failed); nil when nothing was written.
+        var seq: UInt16?
+        var status: CommandStatus
+    }
+
+    /// One attempt on the bus owner's queue: read 19/20, choose or keep the seq, write the block, poll 19/20.
+    static func attempt(_ command: CabinetCommand, slot: Int, param: UInt16, proposed: UInt16, written: UInt16?,
+                        previous: UInt16?, on conn: ModbusConnection) -> CommandAttempt {
+        var result = attemptOnce(command, slot: slot, param: param, proposed: proposed, written: written, previous: previous, on: conn)
+        // An error that broke the link closes it, so the next job reconnects (as `BusOwner.run` does for thrown ones).
+        if case let .failed(e) = result.status, e.needsReconnect { conn.close(); result.status = .failed(e) }
+        return result
+    }
+
+    private static func attemptOnce(_ command: CabinetCommand, slot: Int, param: UInt16, proposed: UInt16, written: UInt16?,
+                                    previous: UInt16?, on conn: ModbusConnection) -> CommandAttempt {
+        let unit = CabinetMap.cabinetUnit
+        let resultRegs = UInt16(CabinetMap.Device.lastCommandSeq)
+        let before: [UInt16]
+        do { before = try conn.readInputRegisters(unit: unit, address: resultRegs, count: 2) } catch {
+            return CommandAttempt(seq: nil, status: .failed(error))
+        }
+        let seq: UInt16
+        if let written {
+            // A retry: 19 already showing our seq means the earlier write was executed (19 did not hold it before).
+            if before[0] == written { return CommandAttempt(seq: written, status: .confirmed(before[1])) }
+            seq = written
+        } else {
+            seq = Self.freshSeq(proposed, avoiding: [before[0], previous].compactMap { $0 })
+        }
+        do {
+            try conn.writeRegisters(unit: unit, address: CabinetMap.commandBlock.start,
+                                    values: [command.rawValue, UInt16(clamping: slot), seq, param])
+        } catch {
+            return CommandAttempt(seq: seq, status: .failed(error))
+        }
+        for _ in 0 ..< 50 {
+            let r: [UInt16]
+            do { r = try conn.readInputRegisters(unit: unit, address: resultRegs, count: 2) } catch {
+                return CommandAttempt(seq: seq, status: .failed(error))
+            }
+            if r[0] == seq { return CommandAttempt(seq: seq, status: .confirmed(r[1])) }
+            usleep(20_000)
+        }
+        return CommandAttempt(seq: seq, status: .unconfirmed)
+    }
+
+    /// `proposed`, or the next value after it (0 skipped), that is none of `avoiding`.
+    static func freshSeq(_ proposed: UInt16, avoiding: [UInt16]) -> UInt16 {
+        var seq = proposed == 0 ? 1 : proposed
+        while avoiding.contains(seq) {
+            seq &+= 1
+            if seq == 0 { seq = 1 }
+        }
         return seq
     }
+
+    /// A seq for the next command: this gateway's counter (seeded at random at start) moved on by one, never 0,
+    /// never the seq the controller last reported in register 19, never the one this gateway wrote last.
+    /// `execute` checks register 19 again on the bus right before writing.
+    public nonisolated func proposeSeq() -> UInt16 {
+        let inRegister = latest.current.cabinet?.lastCommandSeq
+        return seqState.withLock { s in
+            let seq = Self.freshSeq(s.counter &+ 1, avoiding: [inRegister, s.lastWritten].compactMap { $0 })
+            s.counter = seq
+            return seq
+        }
+    }
+}
+
+/// This gateway's command seqs (see `CabinetAcquisition.proposeSeq`).
+struct SeqState: Sendable {
+    var counter = UInt16.random(in: 1 ... UInt16.max)
+    var lastWritten: UInt16?
 }
 
 /// Counters of the acquisition loop, for diagnostics, metrics and the benchmark.

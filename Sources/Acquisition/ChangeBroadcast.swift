@@ -34,20 +34,26 @@ public struct ChangeBatch: Sendable {
     public let inventory: Inventory?
     public let quarantined: [Int: [QuarantineReason]]
     public let timestamp: Date
+    /// Doors open after this batch, with the `authorised` flag of their opening.
+    public var openDoors: [Int: Bool] = [:]
 }
 
 /// What the gateway keeps of the station between runs (stored with the events it produced).
 public struct PersistedStation: Sendable, Codable {
     public var snapshot: StationSnapshot
     public var quarantine: [Int: [QuarantineReason]]
-    public init(snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]]) {
-        self.snapshot = snapshot; self.quarantine = quarantine
+    /// Slots whose door was open, with whether that opening was authorised, so that a door forced open
+    /// before a restart and closed after it is still reported unauthorised. Absent in states stored by
+    /// older versions (then the flag is derived: see `StationTracker.diff`).
+    public var openDoors: [Int: Bool]?
+    public init(snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]], openDoors: [Int: Bool]? = nil) {
+        self.snapshot = snapshot; self.quarantine = quarantine; self.openDoors = openDoors
     }
     public static let metaKey = "station_state"
 }
 
 extension ChangeBatch {
-    public var persisted: PersistedStation { PersistedStation(snapshot: snapshot, quarantine: quarantined) }
+    public var persisted: PersistedStation { PersistedStation(snapshot: snapshot, quarantine: quarantined, openDoors: openDoors) }
 }
 
 /// A tiny lock-protected box (NSLock; Synchronization.Mutex is not copyable into closures as easily).

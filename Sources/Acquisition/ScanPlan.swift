@@ -20,6 +20,8 @@ struct ScanResult: Sendable {
     var slotBlocks: [Int: Result<[UInt16], ModbusError>] = [:]
     var meter: Result<[UInt16], ModbusError>?
     var watchdogError: ModbusError?
+    /// The watchdog value written (the planned one, or the next if the register already held it).
+    var watchdogWritten: UInt16?
     var clockError: ModbusError?
     var requests = 0
     /// Requests that failed (timeout, CRC, exception, link), for the bus error counter.
@@ -75,8 +77,17 @@ enum Scan {
               device[CabinetMap.Device.magic] == CabinetMap.magic else { return result }
 
         // Liveness first: the watchdog must not starve behind a slow slot refresh.
-        if let value = plan.watchdogValue {
-            do { try conn.writeRegister(unit: unit, address: CabinetMap.watchdog, value: value) } catch { result.watchdogError = error; result.errors += 1 }
+        // The controller counts only a *changed* value (map: "any changing value"), and another master (swapctl
+        // direct, a technician's tool) may have written since: read the register and never write what it holds.
+        if var value = plan.watchdogValue {
+            result.requests += 1
+            if let held = try? conn.readHoldingRegisters(unit: unit, address: CabinetMap.watchdog, count: 1).first, held == value {
+                value &+= 1
+            }
+            do {
+                try conn.writeRegister(unit: unit, address: CabinetMap.watchdog, value: value)
+                result.watchdogWritten = value
+            } catch { result.watchdogError = error; result.errors += 1 }
             result.requests += 1
         }
         if let secs = plan.clockSeconds {

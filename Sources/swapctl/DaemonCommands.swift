@@ -113,7 +113,7 @@ func printBMS(slot s: SlotStatus, cells: CellDetail?, cellsError: String?) {
     """)
     if let cells {
         for (i, v) in cells.cellVoltages.enumerated() { print(String(format: "cell %2d       %.3f V", i + 1, v)) }
-        print("probes        \(cells.probeTemperatures.map { fmt($0) + " °C" }.joined(separator: ", "))")
+        print("probes        \(cells.probeTemperatures.map { $0.map { fmt($0) + " °C" } ?? "absent" }.joined(separator: ", "))")
     } else if let cellsError {
         print("cells         not read: \(cellsError)")
     }

@@ -43,9 +43,9 @@ import TestSupport
     @Test func fewestRequestsPerScan() async throws {
         let h = try Harness(slots: 16)
         defer { h.stop() }
-        await h.cycle()   // start-up: device, watchdog, clock, summary, 6 slot reads (3 blocks each), meter
+        await h.cycle()   // start-up: device, watchdog (read, write), clock, summary, 6 slot reads (3 blocks each), meter
         let startup = h.acquisition.statistics.requests
-        #expect(startup == 1 + 1 + 1 + 1 + 6 + 1)
+        #expect(startup == 1 + 2 + 1 + 1 + 6 + 1)
         await h.cycle()   // steady state with nothing changed: device + summary only
         #expect(h.acquisition.statistics.requests - startup == 2)
         #expect(Set(Scan.slotRequestsForTesting([1, 2, 3, 4, 5, 6, 7])) == Set(["1+3", "4+3", "7+1"]))
@@ -81,7 +81,7 @@ import TestSupport
         try h.sim.closeDoor(slot: slot)
         let out = await h.cycle().changes
         #expect(out.contains(.doorOpened(slot: slot, wasUnlocked: false)))
-        #expect(out.contains(.doorClosed(slot: slot)))
+        #expect(out.contains(.doorClosed(slot: slot, authorised: false)))
     }
 
     @Test func unlockThroughTheCommandBlockThenRiderLikeCycle() async throws {
@@ -97,7 +97,7 @@ import TestSupport
         try h.sim.closeDoor(slot: slot)
         let out = await h.cycle().changes.filter { $0.slot == slot }
         #expect(out.first == .doorOpened(slot: slot, wasUnlocked: true))
-        #expect(out.last == .doorClosed(slot: slot))
+        #expect(out.last == .doorClosed(slot: slot, authorised: true))
         #expect(out.contains { if case .batteryInserted(_, let b) = $0 { b?.batteryID == "B30-000042" } else { false } })
         // Same seq again does nothing; the command log proves one unlock.
         #expect(h.sim.commandLog().filter { $0.cmd == 1 && Int($0.slot) == slot }.count == 1)

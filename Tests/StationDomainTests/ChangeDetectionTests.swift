@@ -20,7 +20,7 @@ import Testing
         let a = Fixture.status(1, Fixture.slot(doorOpens: 5))
         let b = Fixture.status(1, Fixture.slot(doorOpens: 6))    // same state bits, counter moved
         let out = run([[a], [b]])
-        #expect(out[1] == [.doorOpened(slot: 1, wasUnlocked: false), .doorClosed(slot: 1)])
+        #expect(out[1] == [.doorOpened(slot: 1, wasUnlocked: false), .doorClosed(slot: 1, authorised: false)])
     }
 
     @Test func swapReturnIsOrderedOpenInsertClose() {
@@ -30,7 +30,7 @@ import Testing
         #expect(out.count == 3)
         #expect(out[0] == .doorOpened(slot: 3, wasUnlocked: true))
         if case .batteryInserted(3, let b) = out[1] { #expect(b?.batteryID == "B45-000123") } else { Issue.record("\(out[1])") }
-        #expect(out[2] == .doorClosed(slot: 3))
+        #expect(out[2] == .doorClosed(slot: 3, authorised: true))
     }
 
     @Test func removalAndDoorLeftOpen() {
@@ -48,7 +48,7 @@ import Testing
         let out = run([[a], [b]])[1]
         #expect(out.map(\.slot) == [1, 1, 1, 1])
         #expect(out.first == .doorOpened(slot: 1, wasUnlocked: false))
-        #expect(out.last == .doorClosed(slot: 1))
+        #expect(out.last == .doorClosed(slot: 1, authorised: false))
         #expect(out.contains { if case .batteryRemoved(_, let x) = $0 { x?.batteryID == "B45-1" } else { false } })
         #expect(out.contains { if case .batteryInserted(_, let x) = $0 { x?.batteryID == "B45-2" } else { false } })
     }
@@ -56,7 +56,7 @@ import Testing
     @Test func countersWrapAround() {
         let a = Fixture.status(1, Fixture.slot(doorOpens: 65535))
         let b = Fixture.status(1, Fixture.slot(doorOpens: 0))
-        #expect(run([[a], [b]])[1] == [.doorOpened(slot: 1, wasUnlocked: false), .doorClosed(slot: 1)])
+        #expect(run([[a], [b]])[1] == [.doorOpened(slot: 1, wasUnlocked: false), .doorClosed(slot: 1, authorised: false)])
     }
 
     @Test func rebootDoesNotInventDoorCycles() {

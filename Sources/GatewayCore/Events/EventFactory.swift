@@ -13,10 +13,6 @@ public struct ContractEvent: Sendable {
 /// Changes that the contract has no event for (cabinet online/stale, safe mode, stale slots, data errors)
 /// are not events: they show in the retained `status` message, telemetry, logs and diagnostics.
 public struct EventFactory: Sendable {
-    /// Whether the last door opening of each slot was authorised (the lock had been released by a command),
-    /// so that the matching close carries the same flag.
-    private var openAuthorised: [Int: Bool] = [:]
-
     public init() {}
 
     public mutating func events(for changes: [StationChange]) -> [ContractEvent] {
@@ -30,10 +26,9 @@ public struct EventFactory: Sendable {
         case let .cabinetAlarm(raised, cleared, flags):
             return ContractEvent("cabinet.alarm", ["raised": raised.names, "cleared": cleared.names, "flags": flags.names])
         case let .doorOpened(slot, wasUnlocked):
-            openAuthorised[slot] = wasUnlocked
             return ContractEvent("slot.door_opened", ["slot": slot, "authorised": wasUnlocked])
-        case let .doorClosed(slot):
-            let authorised = openAuthorised.removeValue(forKey: slot) ?? true
+        case let .doorClosed(slot, authorised):
+            // The flag of the opening this close ends, as the tracker kept it (through restarts: StationTracker).
             return ContractEvent("slot.door_closed", ["slot": slot, "authorised": authorised])
         case let .slotFault(slot, fault):
             return ContractEvent("slot.fault", ["slot": slot, "fault_code": Int(fault.rawValue), "fault": fault.description])

@@ -79,7 +79,7 @@ public enum Payloads {
         var o: JSONObject = ["slot": s.number, "state": s.state.description, "battery_present": s.batteryPresent,
                              "door_closed": s.doorClosed, "locked": s.locked, "charging": s.charging,
                              "charge_complete": s.chargeComplete, "in_service": s.inService, "bms_link_ok": s.bmsLinkOK,
-                             "fault_code": Int(s.fault == .unknownCode ? 0xFFFF : s.fault.rawValue), "stale": s.stale,
+                             "fault_code": Int(s.fault.rawValue), "stale": s.stale,
                              "door_open_count": Int(s.doorOpenCount), "insert_count": Int(s.insertCount)]
         if let q = quarantine { o["quarantine"] = q.map(\.rawValue) }
         if let e = s.bmsError { o["bms_error"] = e }

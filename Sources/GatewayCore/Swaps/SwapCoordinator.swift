@@ -171,7 +171,7 @@ public actor SwapCoordinator {
                                 recordedOffline: !isOnline(), acceptedAt: now)
         var machine = SwapMachine(record: record, batteriesOut: e.batteriesOut, timeouts: settings.timeouts, now: now)
         let actions = machine.start(snapshot, now: now)
-        let seq = UInt16.random(in: 1 ... UInt16.max)
+        let seq = acquisition.proposeSeq()   // never the seq in register 19 (execute checks again on the bus)
         machine.assignUnlockSeq(seq)
         record = machine.record
         var data: JSONObject = ["swap_id": record.swapID, "request_id": header.requestID, "customer_id": e.customerID,
@@ -231,7 +231,7 @@ public actor SwapCoordinator {
         for action in actions {
             switch action {
             case let .unlock(slot, seconds):
-                let seq = UInt16.random(in: 1 ... UInt16.max)
+                let seq = acquisition.proposeSeq()   // never the seq in register 19 (execute checks again on the bus)
                 m.assignUnlockSeq(seq)
                 if m.record.stage == .returnRefused, let reason = m.record.abortReason {
                     logger.warning("returned battery refused; unlocking it for the rider", metadata: ["swap_id": "\(id)", "why": "\(reason)"])

@@ -61,25 +61,29 @@ public enum CabinetMap {
         public static let importEnergy = 0, voltage = 2, current = 3, activePower = 4, frequency = 6
     }
 
-    /// Scales: raw register value × scale = engineering unit.
+    /// Resolutions: engineering unit = raw register value ÷ divisor. Dividing by the exact power of ten (rather
+    /// than multiplying by 0.1, which is not exact in binary) gives the double nearest to the register's decimal
+    /// value, so 594 reads 59.4 and not 59.400000000000006 in every JSON the station writes.
     public enum Scale {
-        public static let percent = 0.1          // SoC, SoH: 0.1 %
-        public static let packVoltage = 0.01     // 10 mV → V
-        public static let packCurrent = 0.01     // 10 mA → A
-        public static let temperature = 0.1      // 0.1 °C
-        public static let capacity = 0.01        // 10 mAh → Ah
-        public static let cellVoltage = 0.001    // mV → V
-        public static let energy = 0.01          // 0.01 kWh
-        public static let meterVoltage = 0.1     // 0.1 V
-        public static let meterCurrent = 0.01    // 0.01 A
-        public static let power = 0.1            // 0.1 W
-        public static let frequency = 0.01       // 0.01 Hz
+        public static let percent = 10.0         // SoC, SoH: 0.1 %
+        public static let packVoltage = 100.0    // 10 mV → V
+        public static let packCurrent = 100.0    // 10 mA → A
+        public static let temperature = 10.0     // 0.1 °C
+        public static let capacity = 100.0       // 10 mAh → Ah
+        public static let cellVoltage = 1000.0   // mV → V
+        public static let energy = 100.0         // 0.01 kWh
+        public static let meterVoltage = 10.0    // 0.1 V
+        public static let meterCurrent = 100.0   // 0.01 A
+        public static let power = 10.0           // 0.1 W
+        public static let frequency = 100.0      // 0.01 Hz
     }
 
     /// Plausible ranges: a value outside them is a bad reading, never used for a decision.
     public enum Limits {
         public static let percentRaw: ClosedRange<UInt16> = 0...1000
         public static let temperatureRaw: ClosedRange<Int16> = -400...1500   // −40 °C … 150 °C
+        /// A temperature probe the pack does not have (cell detail +25…+30, map 1.1): 0x8000.
+        public static let absentProbe: Int16 = -32768
         public static let cellVoltageMilli: ClosedRange<UInt16> = 0...5000
     }
 }

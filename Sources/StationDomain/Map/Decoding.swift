@@ -4,6 +4,7 @@ public enum DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
     case badMagic(UInt16)
     case unsupportedMapVersion(UInt16)
     case slotCountOutOfRange(UInt16)
+    case implausible(block: String, detail: String)
 
     public var description: String {
         switch self {
@@ -11,6 +12,7 @@ public enum DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .badMagic(m): "device block magic is 0x\(String(m, radix: 16)), expected 0x4f56: not a swap cabinet controller"
         case let .unsupportedMapVersion(v): "register map version \(v) is not supported (this gateway speaks version 1)"
         case let .slotCountOutOfRange(n): "slot_count \(n) is outside 1…48"
+        case let .implausible(block, detail): "\(block): \(detail)"
         }
     }
 }
@@ -34,7 +36,7 @@ public enum CabinetDecoder {
             uptimeSeconds: regs.u32(D.uptime),
             heartbeat: regs.u16(D.heartbeat),
             flags: CabinetFlags(rawValue: regs.u16(D.flags) & 0x1F),
-            temperature: Double(regs.s16(D.temperature)) * CabinetMap.Scale.temperature,
+            temperature: Double(regs.s16(D.temperature)) / CabinetMap.Scale.temperature,
             lastCommandSeq: regs.u16(D.lastCommandSeq),
             lastCommandResult: regs.u16(D.lastCommandResult),
             watchdogSeconds: regs.u16(D.watchdogSeconds),
@@ -82,15 +84,15 @@ public enum CabinetDecoder {
         }
         status.bms = BMSReading(
             batteryID: batteryID,
-            socPercent: Double(soc) * Sc.percent, sohPercent: Double(soh) * Sc.percent,
-            packVoltage: Double(regs.u16(S.packVoltage)) * Sc.packVoltage,
-            packCurrent: Double(regs.s16(S.packCurrent)) * Sc.packCurrent,
-            tempMax: Double(tMax) * Sc.temperature, tempMin: Double(tMin) * Sc.temperature,
+            socPercent: Double(soc) / Sc.percent, sohPercent: Double(soh) / Sc.percent,
+            packVoltage: Double(regs.u16(S.packVoltage)) / Sc.packVoltage,
+            packCurrent: Double(regs.s16(S.packCurrent)) / Sc.packCurrent,
+            tempMax: Double(tMax) / Sc.temperature, tempMin: Double(tMin) / Sc.temperature,
             cycleCount: regs.u32(S.cycleCount),
-            fullCapacityAh: Double(full) * Sc.capacity, remainingCapacityAh: Double(remaining) * Sc.capacity,
+            fullCapacityAh: Double(full) / Sc.capacity, remainingCapacityAh: Double(remaining) / Sc.capacity,
             protection: BMSFlags(rawValue: regs.u16(S.protectionFlags) & 0xFF),
             warning: BMSFlags(rawValue: regs.u16(S.warningFlags) & 0xFF),
-            cellVMax: Double(vMax) * Sc.cellVoltage, cellVMin: Double(vMin) * Sc.cellVoltage,
+            cellVMax: Double(vMax) / Sc.cellVoltage, cellVMin: Double(vMin) / Sc.cellVoltage,
             family: BatteryFamily(register: regs.u16(S.family)))
         return status
     }
@@ -101,10 +103,18 @@ public enum CabinetDecoder {
             throw .wrongLength(block: "cell block", expected: Int(CabinetMap.cellBlockStride), got: regs.count)
         }
         let n = min(Int(regs.u16(C.count)), C.maxCells)
-        let volts = (0 ..< n).map { Double(regs.u16(C.firstVoltage + $0)) * CabinetMap.Scale.cellVoltage }
-        let probes = (0 ..< C.maxProbes).map { regs.s16(C.firstProbe + $0) }
-            .filter { $0 != 0 && CabinetMap.Limits.temperatureRaw.contains($0) }
-            .map { Double($0) * CabinetMap.Scale.temperature }
+        let volts = (0 ..< n).map { Double(regs.u16(C.firstVoltage + $0)) / CabinetMap.Scale.cellVoltage }
+        // Probes keep their position: 0x8000 is a probe the pack does not have (nil), every other value —
+        // 0 included — a temperature. A value outside −40…150 °C drops the block whole, as a BMS reading would be.
+        var probes: [Double?] = []
+        for k in 0 ..< C.maxProbes {
+            let raw = regs.s16(C.firstProbe + k)
+            if raw == CabinetMap.Limits.absentProbe { probes.append(nil); continue }
+            guard CabinetMap.Limits.temperatureRaw.contains(raw) else {
+                throw .implausible(block: "cell block", detail: "probe \(k + 1) reads \(raw) (0.1 °C), outside −400…1500")
+            }
+            probes.append(Double(raw) / CabinetMap.Scale.temperature)
+        }
         return CellDetail(cellVoltages: volts, probeTemperatures: probes)
     }
 
@@ -114,10 +124,10 @@ public enum CabinetDecoder {
         guard regs.count >= CabinetMap.meterBlock.count else {
             throw .wrongLength(block: "meter block", expected: CabinetMap.meterBlock.count, got: regs.count)
         }
-        return MeterReading(importEnergyKWh: Double(regs.u32(M.importEnergy)) * Sc.energy,
-                            voltage: Double(regs.u16(M.voltage)) * Sc.meterVoltage,
-                            current: Double(regs.u16(M.current)) * Sc.meterCurrent,
-                            activePowerW: Double(regs.u32(M.activePower)) * Sc.power,
-                            frequencyHz: Double(regs.u16(M.frequency)) * Sc.frequency)
+        return MeterReading(importEnergyKWh: Double(regs.u32(M.importEnergy)) / Sc.energy,
+                            voltage: Double(regs.u16(M.voltage)) / Sc.meterVoltage,
+                            current: Double(regs.u16(M.current)) / Sc.meterCurrent,
+                            activePowerW: Double(regs.u32(M.activePower)) / Sc.power,
+                            frequencyHz: Double(regs.u16(M.frequency)) / Sc.frequency)
     }
 }

@@ -94,8 +94,10 @@ public struct BMSReading: Sendable, Codable, Hashable {
 /// The cell-detail block of one slot.
 public struct CellDetail: Sendable, Codable, Hashable {
     public var cellVoltages: [Double]     // V
-    public var probeTemperatures: [Double] // °C
-    public init(cellVoltages: [Double], probeTemperatures: [Double]) {
+    /// The six probe positions of the map (+25…+30) in order, °C; nil (JSON null) where the pack has no probe
+    /// (the register reads 0x8000). A probe reading 0.0 °C is a temperature, and positions never shift.
+    public var probeTemperatures: [Double?]
+    public init(cellVoltages: [Double], probeTemperatures: [Double?]) {
         self.cellVoltages = cellVoltages; self.probeTemperatures = probeTemperatures
     }
 }

@@ -18,21 +18,31 @@ public struct SlotStateBits: OptionSet, Sendable, Codable, Hashable, CustomStrin
     public var description: String { Self.names.filter { contains($0.0) }.map(\.1).joined(separator: ",") }
 }
 
-/// Slot fault codes (slot block +1).
-public enum SlotFault: UInt16, Sendable, Codable, CustomStringConvertible {
-    case none = 0, lockFault = 1, doorSensorFault = 2, chargerFault = 3, overTemperature = 4, bmsLinkLost = 5
-    case unknownCode = 0xFFFF
+/// Slot fault code (slot block +1). Any value the map does not list is kept as read (`isKnown` false), so
+/// JSON shows the controller's own code and never a stand-in.
+public struct SlotFault: RawRepresentable, Sendable, Codable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public init(register: UInt16) { self.init(rawValue: register) }
 
-    public init(register: UInt16) { self = SlotFault(rawValue: register) ?? .unknownCode }
+    public static let none = SlotFault(rawValue: 0)
+    public static let lockFault = SlotFault(rawValue: 1)
+    public static let doorSensorFault = SlotFault(rawValue: 2)
+    public static let chargerFault = SlotFault(rawValue: 3)
+    public static let overTemperature = SlotFault(rawValue: 4)
+    public static let bmsLinkLost = SlotFault(rawValue: 5)
+
+    /// True for the codes the map lists (0…5).
+    public var isKnown: Bool { rawValue <= 5 }
     public var description: String {
-        switch self {
-        case .none: "none"
-        case .lockFault: "lock_fault"
-        case .doorSensorFault: "door_sensor_fault"
-        case .chargerFault: "charger_fault"
-        case .overTemperature: "slot_over_temperature"
-        case .bmsLinkLost: "bms_link_lost"
-        case .unknownCode: "unknown_fault"
+        switch rawValue {
+        case 0: "none"
+        case 1: "lock_fault"
+        case 2: "door_sensor_fault"
+        case 3: "charger_fault"
+        case 4: "slot_over_temperature"
+        case 5: "bms_link_lost"
+        default: "unknown_fault"
         }
     }
 }

@@ -8,7 +8,8 @@ public enum StationChange: Sendable, Hashable, Codable {
     case safeModeChanged(active: Bool)
     /// `wasUnlocked`: the slot's lock was released (by a command) when the door opened.
     case doorOpened(slot: Int, wasUnlocked: Bool)
-    case doorClosed(slot: Int)
+    /// `authorised`: the flag of the opening this close ends (kept across restarts, see `StationTracker`).
+    case doorClosed(slot: Int, authorised: Bool)
     case batteryInserted(slot: Int, battery: BMSReading?)
     case batteryRemoved(slot: Int, battery: BMSReading?)
     case batteryCharged(slot: Int, battery: BMSReading, minutesOnCharge: Double?)
@@ -25,7 +26,7 @@ public enum StationChange: Sendable, Hashable, Codable {
     /// The slot this change is about, if any.
     public var slot: Int? {
         switch self {
-        case let .doorOpened(s, _), let .doorClosed(s), let .batteryInserted(s, _), let .batteryRemoved(s, _),
+        case let .doorOpened(s, _), let .doorClosed(s, _), let .batteryInserted(s, _), let .batteryRemoved(s, _),
              let .batteryCharged(s, _, _), let .batteryAlarm(s, _, _, _), let .batteryQuarantined(s, _, _),
              let .batteryReleased(s, _, _), let .slotFault(s, _), let .slotRecovered(s, _),
              let .slotServiceChanged(s, _), let .slotStale(s), let .slotFresh(s), let .slotDataError(s, _):

@@ -13,6 +13,9 @@ public struct StationTracker: Sendable {
     private var chargingSince: [Int: Int64] = [:]
     /// Quarantined slots and their reasons.
     public private(set) var quarantine: [Int: [QuarantineReason]] = [:]
+    /// Slots whose door is open, with the `authorised` flag of that opening, so that its close carries the
+    /// same flag — also after a restart (the gateway stores this with the station's state).
+    public private(set) var openDoors: [Int: Bool] = [:]
 
     public init(policy: BatteryPolicy = BatteryPolicy()) { self.policy = policy }
 
@@ -20,10 +23,12 @@ public struct StationTracker: Sendable {
 
     /// Starts from what the gateway last recorded before it stopped, so a restart reports only what changed
     /// while it was down (a battery taken, a controller reboot), not every battery again.
-    public mutating func seed(_ snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]]) {
+    /// `openDoors`: the authorisation of the doors that were open then (nil from a state stored before it was kept).
+    public mutating func seed(_ snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]], openDoors: [Int: Bool]? = nil) {
         lastCabinet = snapshot.cabinet
         for slot in snapshot.slots where !slot.stale { lastGood[slot.number] = slot }
         self.quarantine = quarantine
+        self.openDoors = openDoors ?? [:]
     }
 
     public func inventory() -> Inventory? {
@@ -92,7 +97,16 @@ public struct StationTracker: Sendable {
                 changes.append(.slotDataError(slot: n, reason: err))
             }
             if let old = lastGood[n] {
-                changes += Self.diff(old, slot, countersComparable: !rebooted, unlocked: unlockedByGateway.contains(n))
+                let slotChanges = Self.diff(old, slot, countersComparable: !rebooted, unlocked: unlockedByGateway.contains(n),
+                                            openAuthorised: openDoors[n])
+                for change in slotChanges {
+                    switch change {
+                    case let .doorOpened(_, authorised): openDoors[n] = authorised
+                    case .doorClosed: openDoors[n] = nil
+                    default: break
+                    }
+                }
+                changes += slotChanges
             } else if slot.batteryPresent {
                 // First sight of a slot: report what it holds so ABS's view starts complete.
                 changes.append(.batteryInserted(slot: n, battery: slot.bms))
@@ -109,7 +123,13 @@ public struct StationTracker: Sendable {
 
     /// The changes between two fresh readings of one slot, in the order they happened physically
     /// as far as the counters tell: door opened, battery out, battery in, door closed.
-    static func diff(_ old: SlotStatus, _ new: SlotStatus, countersComparable: Bool, unlocked: Bool = false) -> [StationChange] {
+    ///
+    /// Every opening gets its close, in order, even when the door closed and opened again between the two
+    /// readings (`door_open_count` says how often it opened). `openAuthorised`: the flag of the opening that a
+    /// door seen open in `old` belongs to; when unknown (first seen open), the opening is authorised only if the
+    /// lock was released or this gateway unlocked the slot — a door found open behind an engaged lock was forced.
+    static func diff(_ old: SlotStatus, _ new: SlotStatus, countersComparable: Bool, unlocked: Bool = false,
+                     openAuthorised: Bool? = nil) -> [StationChange] {
         let n = new.number
         var changes: [StationChange] = []
         // Door cycles: the door-open counter catches an open-and-close between two polls.
@@ -119,13 +139,16 @@ public struct StationTracker: Sendable {
             opens = delta <= 1000 ? delta : 0   // a jump that large is a counter reset, not a thousand opens
         }
         let wasUnlocked = !old.locked || unlocked
+        let previousOpening = openAuthorised ?? wasUnlocked
         if opens == 0 && old.doorClosed && !new.doorClosed { opens = 1 }
         let closesAtEnd = new.doorClosed
         if opens > 0 {
+            // The door seen open last time closed before it opened again.
+            if !old.doorClosed { changes.append(.doorClosed(slot: n, authorised: previousOpening)) }
             // Every open but the last was followed by a close; the last one closed if the door is shut now.
             for _ in 0 ..< opens - 1 {
                 changes.append(.doorOpened(slot: n, wasUnlocked: wasUnlocked))
-                changes.append(.doorClosed(slot: n))
+                changes.append(.doorClosed(slot: n, authorised: wasUnlocked))
             }
             changes.append(.doorOpened(slot: n, wasUnlocked: wasUnlocked))
         }
@@ -155,8 +178,8 @@ public struct StationTracker: Sendable {
             }
         }
 
-        if opens > 0 && closesAtEnd { changes.append(.doorClosed(slot: n)) }
-        if opens == 0 && !old.doorClosed && new.doorClosed { changes.append(.doorClosed(slot: n)) }
+        if opens > 0 && closesAtEnd { changes.append(.doorClosed(slot: n, authorised: wasUnlocked)) }
+        if opens == 0 && !old.doorClosed && new.doorClosed { changes.append(.doorClosed(slot: n, authorised: previousOpening)) }
 
         // Faults.
         if old.fault != new.fault {

@@ -294,9 +294,17 @@ struct Cabinet: Sendable {
 
     mutating func setBattery(slot: Int, soc: Double? = nil, soh: Double? = nil, cycleCount: Int? = nil,
                              temperature: Double? = nil, protectionFlags: UInt16? = nil,
-                             warningFlags: UInt16? = nil, id: String? = nil) throws {
+                             warningFlags: UInt16? = nil, id: String? = nil, probeTemperatures: [Double]? = nil) throws {
         let i = try index(slot)
         guard var b = slots[i].battery else { throw SimulatorError.slotEmpty(slot) }
+        if let probeTemperatures {
+            // The pack's probes as given (0…6 of them; the others read 0x8000), kept relative to the core
+            // temperature as it moves (exact while the simulator is paused).
+            guard probeTemperatures.count <= 6, probeTemperatures.allSatisfy({ (-40...150).contains($0) }) else {
+                throw SimulatorError.invalidArgument("probe_temperatures: at most 6 values, each −40…150 °C")
+            }
+            b.probeOffsets = probeTemperatures.map { $0 - b.temperature }
+        }
         if let soc {
             guard (0...100).contains(soc) else { throw SimulatorError.invalidArgument("soc is 0…100") }
             b.soc = soc

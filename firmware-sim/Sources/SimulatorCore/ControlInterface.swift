@@ -60,6 +60,13 @@ private struct Request {
         guard let s = v.stringValue else { throw ControlError("field \"\(key)\" must be a string") }
         return s
     }
+    func optionalDoubles(_ key: String) throws -> [Double]? {
+        guard let v = fields[key], v != .null else { return nil }
+        guard let items = v.arrayValue, let values = Optional(items.compactMap(\.doubleValue)), values.count == items.count else {
+            throw ControlError("field \"\(key)\" must be an array of numbers")
+        }
+        return values
+    }
     func u16(_ key: String) throws -> UInt16? {
         guard let i = try optionalInt(key) else { return nil }
         guard let v = UInt16(exactly: i) else { throw ControlError("field \"\(key)\" must be 0…65535") }
@@ -123,7 +130,7 @@ extension Simulator {
                            cycleCount: try r.optionalInt("cycles") ?? r.optionalInt("cycle_count"),
                            temperature: try r.optionalDouble("temperature"),
                            protectionFlags: try r.u16("protection_flags"), warningFlags: try r.u16("warning_flags"),
-                           id: try r.optionalString("id"))
+                           id: try r.optionalString("id"), probeTemperatures: try r.optionalDoubles("probe_temperatures"))
             return [:]
         case "set_flags":
             setFlags(mainsOk: try r.optionalBool("mains_ok"), backupPower: try r.optionalBool("backup_power"),

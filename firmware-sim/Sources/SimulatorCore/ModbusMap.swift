@@ -12,6 +12,8 @@ public enum CabinetMap {
     public static let maxSlots = 48
     public static let maxReadQuantity = 125
     public static let maxWriteQuantity = 123
+    /// Cell detail +25…+30: a temperature probe the pack does not have (map 1.1).
+    public static let absentProbe: UInt16 = 0x8000
 
     // Unit 1, input registers.
     public static let deviceBlockStart = 0

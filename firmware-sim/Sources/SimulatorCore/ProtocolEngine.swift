@@ -72,6 +72,8 @@ extension Cabinet {
 
     func cellBlock(_ i: Int) -> [UInt16] {
         var r = [UInt16](repeating: 0, count: CabinetMap.cellDetailStride)
+        // A probe the pack does not have reads 0x8000 (map 1.1); with no pack (or no BMS link) none is there.
+        for k in 0..<6 { r[25 + k] = CabinetMap.absentProbe }
         guard slots[i].bmsValid, let b = slots[i].battery else { return r }
         let cells = cellMillivolts(b)
         r[0] = UInt16(cells.count)

@@ -175,11 +175,11 @@ public final class Simulator: Sendable, ModbusResponder {
 
     public func setBattery(slot: Int, soc: Double? = nil, soh: Double? = nil, cycleCount: Int? = nil,
                            temperature: Double? = nil, protectionFlags: UInt16? = nil,
-                           warningFlags: UInt16? = nil, id: String? = nil) throws {
+                           warningFlags: UInt16? = nil, id: String? = nil, probeTemperatures: [Double]? = nil) throws {
         try core.withLock {
             try $0.cabinet.setBattery(slot: slot, soc: soc, soh: soh, cycleCount: cycleCount,
                                       temperature: temperature, protectionFlags: protectionFlags,
-                                      warningFlags: warningFlags, id: id)
+                                      warningFlags: warningFlags, id: id, probeTemperatures: probeTemperatures)
         }
     }
 
