@@ -19,8 +19,17 @@ public actor EventRecorder: Service {
     private var pending: [NewEvent] = []
     /// The latest view of the station, stored with the next events (or alone).
     private var pendingState: String?
+    /// Meta keys to set (or, nil, remove) in the same transaction as the events recorded with them.
+    private var pendingMeta: [String: String?] = [:]
     private let maxPending: Int
     private let retryInterval: Double
+    /// One flush at a time: the actor is re-entrant at the store's `await`, and two flushes taking the same
+    /// `pending` events would write them twice (the second fails on the unique event id and would leave the
+    /// store flagged unhealthy). A flush that finds another running waits its turn (FIFO).
+    private var flushing = false
+    private var flushWaiters: [CheckedContinuation<Void, Never>] = []
+    /// How many events at the head of `pending` the running flush is writing.
+    private var inFlight = 0
 
     public init(store: StationStore, changes: AsyncStream<ChangeBatch>, wake: Wakeup, health: GatewayHealth,
                 logger: Logger, maxPending: Int = 50_000, retryInterval: Double = 2) {
@@ -57,11 +66,21 @@ public actor EventRecorder: Service {
         await flush()
     }
 
+    /// Records `events` and sets (nil: removes) meta keys in the same transaction (or, if the store refuses
+    /// it now, in the same later retry): e.g. an alarm's event and its persisted state.
+    public func record(_ events: [ContractEvent], settingMeta meta: [String: String?], at date: Date = Date()) async {
+        enqueue(events, at: date)
+        for (k, v) in meta { pendingMeta[k] = .some(v) }
+        await flush()
+    }
+
     private func enqueue(_ events: [ContractEvent], at date: Date) {
         for e in events { pending.append(NewEvent(type: e.type, timestamp: date, data: JSON.encode(e.data))) }
         if pending.count > maxPending {
-            let drop = pending.count - maxPending
-            pending.removeFirst(drop)
+            // The head of `pending` being written by a flush in progress is not touched: drop the oldest behind it.
+            let drop = min(pending.count - maxPending, pending.count - inFlight)
+            guard drop > 0 else { return }
+            pending.removeSubrange(inFlight ..< inFlight + drop)
             health.update { $0.eventsDroppedUnrecorded += drop }
             logger.critical("store has refused events for too long; dropping the oldest unrecorded ones",
                             metadata: ["dropped": "\(drop)"])
@@ -69,23 +88,44 @@ public actor EventRecorder: Service {
     }
 
     private func flush() async {
-        guard !pending.isEmpty || pendingState != nil else { return }
+        while flushing { await withCheckedContinuation { flushWaiters.append($0) } }
+        flushing = true
+        defer {
+            flushing = false
+            if !flushWaiters.isEmpty { flushWaiters.removeFirst().resume() }
+        }
+        guard !pending.isEmpty || pendingState != nil || !pendingMeta.isEmpty else {
+            // Nothing waits to be recorded: nothing the store refused is outstanding.
+            if health.state.storeError != nil {
+                logger.notice("event log writable again")
+                health.update { $0.storeError = nil; $0.eventsPendingInMemory = 0 }
+            }
+            return
+        }
+        // The batch taken here is this flush's alone until it returns (flushes are serialized); events enqueued
+        // meanwhile stay behind it in `pending`.
         let batch = pending
         let state = pendingState
+        let meta = pendingMeta
+        inFlight = batch.count
+        defer { inFlight = 0 }
         do {
-            if let state {
-                _ = try await store.appendEvents(batch, settingMeta: [PersistedStation.metaKey: state])
-            } else {
+            var metaToSet = meta
+            if let state { metaToSet[PersistedStation.metaKey] = .some(state) }
+            if metaToSet.isEmpty {
                 _ = try await store.appendEvents(batch)
+            } else {
+                _ = try await store.appendEvents(batch, settingMeta: metaToSet)
             }
             pending.removeFirst(batch.count)
             if pendingState == state { pendingState = nil }
+            for (k, v) in meta where pendingMeta[k] == v { pendingMeta[k] = nil }
             if health.state.storeError != nil { logger.notice("event log writable again") }
             health.update { $0.storeError = nil; $0.eventsPendingInMemory = self.pending.count }
             wake.signal()
         } catch {
             let first = health.state.storeError == nil
-            health.update { $0.storeError = "\(error)"; $0.eventsPendingInMemory = batch.count }
+            health.update { $0.storeError = "\(error)"; $0.eventsPendingInMemory = self.pending.count }
             if first { logger.error("cannot record events; will retry", metadata: ["error": "\(error)", "waiting": "\(batch.count)"]) }
         }
     }
