@@ -4,7 +4,14 @@ extension StationStore {
     /// Records `events` and sets meta keys in the same transaction: the gateway stores its last known view
     /// of the cabinet together with the events that view produced, so a restart neither repeats nor
     /// misses a change. A nil value deletes the key.
+    ///
+    /// Like `appendEvents(_:)`, on a full disk it relieves the pressure once (reserve file, sent events; see
+    /// DiskSpace.swift) and tries again before throwing `StoreError.diskFull`.
     public func appendEvents(_ events: [NewEvent], settingMeta meta: [String: String?]) async throws -> [StoredEvent] {
+        try await withDiskFullRecovery { try await self.appendEventsOnce(events, settingMeta: meta) }
+    }
+
+    private func appendEventsOnce(_ events: [NewEvent], settingMeta meta: [String: String?]) async throws -> [StoredEvent] {
         try await write { db in
             let stored = try Self.appendEvents(events, in: db)
             for (key, value) in meta {

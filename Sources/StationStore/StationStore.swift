@@ -87,6 +87,55 @@ public actor StationStore {
         DiskReserve.ensure(at: path + "-reserve", bytes: reserveBytes)
     }
 
+    /// Opens an existing station database for a tool (`swapctl … --store FILE`): no migration, no reserve file,
+    /// nothing created. `readOnly` (the default) opens it with SQLite's read-only flag; when no `-wal` file lies
+    /// next to it (a copy, or a database closed cleanly) it is opened `immutable`, so not even the WAL index is
+    /// created and the directory is left exactly as it was. With a `-wal` file (the daemon running, or a copy
+    /// taken with it) the existing WAL is read. `readOnly: false` is for a technician's write (a re-send): the
+    /// file must exist. Throws `StoreSchemaError` when the database's migrations are not exactly this build's
+    /// (older: let the daemon migrate it first; newer: use the swapctl of the swapgate that wrote it).
+    public init(existingAt path: String, readOnly: Bool = true) throws {
+        self.path = path
+        self.reserveBytes = 0
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError.io("\(path): no such file")
+        }
+        var config = Configuration()
+        config.label = "StationStore.tool"
+        config.foreignKeysEnabled = true
+        config.busyMode = .timeout(5)
+        config.maximumReaderCount = 1
+        config.readonly = readOnly
+        var openPath = path
+        if readOnly && !FileManager.default.fileExists(atPath: path + "-wal") {
+            let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+            var allowed = CharacterSet.urlPathAllowed
+            allowed.remove(charactersIn: "?#%")
+            openPath = "file:" + (absolute.addingPercentEncoding(withAllowedCharacters: allowed) ?? absolute) + "?immutable=1"
+        }
+        do {
+            pool = try DatabasePool(path: openPath, configuration: config)
+            try pool.read { db in try Self.checkSchema(db) }
+        } catch {
+            throw Self.mapError(error, path: path)
+        }
+    }
+
+    /// Throws unless the database's applied migrations are exactly this build's.
+    static func checkSchema(_ db: Database) throws {
+        let known = makeMigrator().migrations
+        let applied: [String]
+        if try db.tableExists("grdb_migrations") {
+            applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+        } else {
+            applied = []
+        }
+        let unknown = applied.filter { !known.contains($0) }
+        if !unknown.isEmpty { throw StoreSchemaError.tooNew(unknown: unknown) }
+        let missing = known.filter { !applied.contains($0) }
+        if !missing.isEmpty { throw StoreSchemaError.tooOld(missing: missing) }
+    }
+
     private static func open(path: String, configuration: Configuration, maxPageCount: Int?,
                              synchronous: Synchronous) throws -> DatabasePool {
         let pool = try DatabasePool(path: path, configuration: configuration)
@@ -113,9 +162,8 @@ public actor StationStore {
     /// DiskSpace.swift) and tries once more; then it throws `StoreError.diskFull`.
     public func appendEvents(_ events: [NewEvent]) async throws -> [StoredEvent] {
         if events.isEmpty { return [] }
-        return try await withDiskFullRecovery {
-            try await write { db in try Self.appendEvents(events, in: db) }
-        }
+        // One path with `appendEvents(_:settingMeta:)` (StationStore+Meta.swift), disk-full recovery included.
+        return try await appendEvents(events, settingMeta: [:])
     }
 
     /// Unsent events, oldest (lowest seq) first.
@@ -344,7 +392,7 @@ public actor StationStore {
     }
 
     static func mapError(_ error: any Error, path: String) -> any Error {
-        if error is StoreError { return error }
+        if error is StoreError || error is StoreSchemaError { return error }
         guard let dbError = error as? DatabaseError else { return error }
         let detail = "\(path): \(dbError.message ?? "\(dbError.extendedResultCode)") (\(dbError.extendedResultCode))"
         // SQLITE_IOERR_SHMSIZE: the WAL index (-shm) could not be extended, in practice because
@@ -356,6 +404,23 @@ public actor StationStore {
         case .SQLITE_CORRUPT, .SQLITE_NOTADB: return StoreError.corrupt(detail)
         case .SQLITE_IOERR, .SQLITE_CANTOPEN: return StoreError.io(detail)
         default: return StoreError.other(detail)
+        }
+    }
+}
+
+/// A station database whose schema is not this build's (`StationStore(existingAt:)`, which never migrates).
+public enum StoreSchemaError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Migrations this build has and the database lacks: an older swapgate wrote it.
+    case tooOld(missing: [String])
+    /// Migrations the database has and this build does not know: a newer swapgate wrote it.
+    case tooNew(unknown: [String])
+
+    public var description: String {
+        switch self {
+        case .tooOld(let m):
+            return "station database schema is older than this swapctl (missing \(m.joined(separator: ", "))): start this swapgate on it once to migrate it, or use the swapctl that came with the swapgate that wrote it"
+        case .tooNew(let u):
+            return "station database schema is newer than this swapctl (unknown \(u.joined(separator: ", "))): use the swapctl that came with the swapgate that wrote it"
         }
     }
 }

@@ -6,7 +6,8 @@ import StationStore
 
 /// The Odoo usage outbox, for technicians: what is queued, what Odoo rejected, and re-sending by hand.
 /// Through the daemon by default; `--store FILE` works on a station database directly (SQLite in WAL mode:
-/// safe even while the daemon runs, e.g. on a copy taken from a board).
+/// safe even while the daemon runs, e.g. on a copy taken from a board). `list` opens it read-only and leaves
+/// the file and its directory untouched; `resend` writes. Neither migrates it nor creates a reserve file.
 struct Usage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The Odoo usage outbox: list queued, rejected and settled records; re-send a rejected one.",
@@ -17,10 +18,13 @@ struct StoreOption: ParsableArguments {
     @Option(name: .long, help: "Work on this station database directly instead of asking the daemon.")
     var store: String?
 
-    func open() throws -> StationStore? {
+    /// Opens the database as it is: never migrated, no reserve file; read-only unless `forWriting`.
+    func open(forWriting: Bool = false) throws -> StationStore? {
         guard let store else { return nil }
         guard FileManager.default.fileExists(atPath: store) else { throw fail("no station database at \(store)", code: 1) }
-        return try StationStore(path: store)
+        do { return try StationStore(existingAt: store, readOnly: !forWriting) } catch {
+            throw fail("cannot open \(store): \(error)", code: 1)
+        }
     }
 }
 
@@ -53,7 +57,7 @@ struct UsageResend: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func run() async throws {
-        if let store = try direct.open() {
+        if let store = try direct.open(forWriting: true) {
             let ok = try await store.resendUsage(key: key, now: Date())
             try await store.close()
             guard ok else { throw fail("no usage record \(key)", code: ExitStatus.refused) }

@@ -1,0 +1,73 @@
+import Foundation
+import StationStore
+import Testing
+import TestSupport
+
+/// `swapctl usage list --store FILE` on a station database (a copy taken from a board): read-only, never
+/// migrated, no reserve file; the directory is left exactly as it was.
+@Suite(.serialized) struct StoreToolTests {
+    /// Names, sizes and modification times of every entry of `dir`, and of `dir` itself.
+    static func listing(_ dir: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        let fm = FileManager.default
+        let selfAttrs = try fm.attributesOfItem(atPath: dir)
+        out["."] = "\((selfAttrs[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1)"
+        for name in try fm.contentsOfDirectory(atPath: dir) {
+            let a = try fm.attributesOfItem(atPath: dir + "/" + name)
+            out[name] = "\((a[.size] as? NSNumber)?.intValue ?? -1) \((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1)"
+        }
+        return out
+    }
+
+    @Test func usageListOnACopyLeavesItsDirectoryUnchanged() async throws {
+        let work = try TempDir("store-tool")
+        defer { work.remove() }
+        let original = work.path("station.sqlite")
+        let keys = try await UsageForwardingTests.backlog(original, count: 3)
+        for round in 0 ..< 3 {
+            let copyDir = work.path("copy-\(round)")
+            try FileManager.default.createDirectory(atPath: copyDir, withIntermediateDirectories: true)
+            let copy = copyDir + "/station.sqlite"
+            try FileManager.default.copyItem(atPath: original, toPath: copy)
+            pause(1.1)   // so that any write would show in a modification time (whole seconds on some file systems)
+            let before = try Self.listing(copyDir)
+            let r = try runCommand(try productPath("swapctl"), ["usage", "list", "--store", copy, "--json"])
+            #expect(r.status == 0, "\(r.output)")
+            let rows = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [[String: Any]] ?? []
+            #expect(Set(rows.compactMap { $0["key"] as? String }) == Set(keys))
+            #expect(try Self.listing(copyDir) == before, "round \(round)")
+        }
+    }
+
+    /// SQL on the file through Python's sqlite3 (an outside peer), returning its printed output.
+    static func sql(_ path: String, _ statement: String) throws -> String {
+        let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nr=c.execute(sys.argv[2]).fetchall()\nc.commit()\nprint(r)\nc.close()"
+        let r = try runCommand("/usr/bin/python3", ["-c", script, path, statement])
+        guard r.status == 0 else { throw TestSupportError.processFailed(r.output) }
+        return r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func aDatabaseOfAnotherSchemaIsRefusedClearly() async throws {
+        let work = try TempDir("store-tool")
+        defer { work.remove() }
+        let path = work.path("station.sqlite")
+        _ = try await UsageForwardingTests.backlog(path, count: 1)
+        try FileManager.default.removeItem(atPath: path + "-reserve")   // made by the store that wrote the backlog
+        let migrations = try Self.sql(path, "SELECT COUNT(*) FROM grdb_migrations")
+        // Newer: a migration this swapctl does not know.
+        _ = try Self.sql(path, "INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-the-future')")
+        let newer = try runCommand(try productPath("swapctl"), ["usage", "list", "--store", path])
+        #expect(newer.status != 0)
+        #expect(newer.output.contains("newer") && newer.output.contains("v99-from-the-future"), "\(newer.output)")
+        // Older: the last migration of this build missing.
+        _ = try Self.sql(path, "DELETE FROM grdb_migrations WHERE identifier = 'v99-from-the-future'")
+        _ = try Self.sql(path, "DELETE FROM grdb_migrations WHERE rowid = (SELECT MAX(rowid) FROM grdb_migrations)")
+        let older = try runCommand(try productPath("swapctl"), ["usage", "list", "--store", path])
+        #expect(older.status != 0)
+        #expect(older.output.contains("older"), "\(older.output)")
+        // It did not migrate it, nor leave a reserve file.
+        let count = { (text: String) in Int(text.filter(\.isNumber)) ?? -1 }
+        #expect(count(try Self.sql(path, "SELECT COUNT(*) FROM grdb_migrations")) == count(migrations) - 1)
+        #expect(!FileManager.default.fileExists(atPath: path + "-reserve"))
+    }
+}
