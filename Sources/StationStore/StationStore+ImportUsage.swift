@@ -31,15 +31,17 @@ extension StationStore {
 }
 
 extension StationStore {
-    /// Settles many records in one transaction (one fsync for a whole pass of the forwarder).
-    /// Unknown keys are ignored; a record settles once.
+    /// Settles many records in one transaction (the forwarder marks the answers that arrived while its previous
+    /// mark was being written). Unknown keys are ignored; a record settles once. Like `markUsageSettled(key:…)`,
+    /// counts the attempt and clears the last error.
     public func markUsageSettled(_ settled: [(key: String, odooLogID: Int?)], at: Date) async throws {
         guard !settled.isEmpty else { return }
         let ms = Int64((at.timeIntervalSince1970 * 1000).rounded())
         try await write { db in
             for s in settled {
                 try db.execute(sql: """
-                    UPDATE usage_outbox SET state = 'settled', settled_at_ms = ?, odoo_log_id = ?
+                    UPDATE usage_outbox SET state = 'settled', settled_at_ms = ?, odoo_log_id = ?,
+                                            attempts = attempts + 1, last_error = NULL
                     WHERE key = ? AND state <> 'settled'
                     """, arguments: [ms, s.odooLogID, s.key])
             }

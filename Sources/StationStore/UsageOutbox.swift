@@ -11,7 +11,8 @@ import StationDomain
 public struct StoredUsage: Sendable, Equatable {
     public let record: UsageRecord
     public let state: UsageState
-    /// Deferred attempts so far (`deferUsage`); reset by `resendUsage`.
+    /// Requests sent so far, whatever their answer: deferred (`deferUsage`), rejected (`markUsageRejected`) and
+    /// the one that settled it (`markUsageSettled`). Reset by `resendUsage`.
     public let attempts: Int
     /// Not sent before this time (pending records).
     public let nextAttemptAt: Date
@@ -68,24 +69,27 @@ extension StationStore {
 
     /// Odoo answered `recorded` or `duplicate`. A record is settled once: settling it again keeps
     /// the first time and log id. A rejected record can be settled (a hand re-send in flight).
+    /// Counts the attempt and clears the last error (a settled record has none).
     public func markUsageSettled(key: String, odooLogID: Int?, at: Date) async throws {
         let ms = Self.millis(at)
         try await write { db in
             try Self.requireUsage(key, in: db)
             try db.execute(sql: """
-                UPDATE usage_outbox SET state = 'settled', settled_at_ms = ?, odoo_log_id = ?
+                UPDATE usage_outbox SET state = 'settled', settled_at_ms = ?, odoo_log_id = ?,
+                                        attempts = attempts + 1, last_error = NULL
                 WHERE key = ? AND state <> 'settled'
                 """, arguments: [ms, odooLogID, key])
         }
     }
 
-    /// Odoo refused the record as invalid: it leaves the queue, kept with `error` for technicians.
-    /// No effect on a settled record.
+    /// Odoo refused the record as invalid: it leaves the queue, kept with `error` for technicians;
+    /// the attempt is counted. No effect on a settled record.
     public func markUsageRejected(key: String, error: String, at: Date) async throws {
         try await write { db in
             try Self.requireUsage(key, in: db)
             try db.execute(sql: """
-                UPDATE usage_outbox SET state = 'rejected', last_error = ? WHERE key = ? AND state = 'pending'
+                UPDATE usage_outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?
+                WHERE key = ? AND state = 'pending'
                 """, arguments: [error, key])
         }
     }

@@ -11,7 +11,11 @@ struct Status: ParsableCommand {
 
     func run() throws {
         try daemon.run(ControlRequest(op: "status"), as: StatusView.self) { s in
-            func link(_ l: StatusView.Link) -> String { (l.up ? "up" : "DOWN") + "   \(l.detail)" + (l.lastError.map { "  (\($0))" } ?? "") }
+            func link(_ l: StatusView.Link) -> String {
+                // Odoo carries a state: up, DOWN, ALARM, unknown (nothing tried since the start), DOWN when not configured.
+                let word = l.state.map { $0 == "up" || $0 == "unknown" ? $0 : ($0 == "not_configured" ? "DOWN" : $0.uppercased()) } ?? (l.up ? "up" : "DOWN")
+                return word + "   \(l.detail)" + (l.lastError.map { "  (\($0))" } ?? "")
+            }
             print("""
             station       \(s.stationID)   swapgate \(s.version), pid \(s.pid), up \(duration(s.uptimeSeconds)) (since \(s.startedAt))
             cabinet       \(link(s.cabinet))

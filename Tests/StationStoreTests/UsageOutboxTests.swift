@@ -42,6 +42,7 @@ struct UsageOutboxTests {
         let rejected = try await store.listUsage(state: .rejected, limit: 10)
         #expect(rejected.map(\.record.swapID) == ["s-0"])
         #expect(rejected.first?.lastError == "Unknown subscription")
+        #expect(rejected.first?.attempts == 1, "a rejection is an attempt")
         #expect(try await store.listUsage(state: nil, limit: 3).map(\.record.swapID) == ["s-4", "s-3", "s-2"])
         #expect(try await store.listUsage(state: .settled, limit: 10).map(\.odooLogID) == [5531])
 
@@ -63,7 +64,8 @@ struct UsageOutboxTests {
         #expect(settled.state == .settled)
         #expect(settled.odooLogID == 5531)
         #expect(settled.settledAt == now)
-        #expect(settled.attempts == 0)
+        #expect(settled.attempts == 1, "the answer that settled it is an attempt; later calls change nothing")
+        #expect(settled.lastError == nil)
         await #expect(throws: UsageOutboxError.unknownUsage("nope")) {
             try await store.markUsageSettled(key: "nope", odooLogID: nil, at: now)
         }

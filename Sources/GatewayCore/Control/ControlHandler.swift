@@ -48,6 +48,7 @@ public struct ControlHandler: Sendable {
             return encode(ControlResponse<Empty>(ok: false, code: "bad_request", error: "not a control request: \(Self.short(error))"))
         }
         do {
+            try Self.refuseControlCharacters(request)
             return try await dispatch(request)
         } catch let f as Failure {
             if f.code != "not_found" {
@@ -57,6 +58,19 @@ public struct ControlHandler: Sendable {
         } catch {
             logger.warning("control request failed", metadata: ["op": "\(request.op)", "error": "\(error)"])
             return encode(ControlResponse<Empty>(ok: false, code: "failed", error: "\(error)"))
+        }
+    }
+
+    /// Identifiers (customer, plan, usage key, event type, table, technician) never hold control characters:
+    /// SQLite and C strings end at a NUL, so `"cust-001\u0000x"` would be looked up as `cust-001`.
+    static func refuseControlCharacters(_ r: ControlRequest) throws {
+        let fields: [(String, String?)] = [("op", r.op), ("customerID", r.customerID), ("planInstanceID", r.planInstanceID),
+                                           ("key", r.key), ("type", r.type), ("state", r.state), ("table", r.table),
+                                           ("technician", r.technician)]
+        for (name, value) in fields {
+            if let value, value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                throw Failure("bad_request", "\(name) must not contain control characters")
+            }
         }
     }
 
@@ -101,7 +115,12 @@ public struct ControlHandler: Sendable {
         }
         if !mqtt.isConnected { alarms.append("broker not connected" + (h.mqttLastError.map { ": \($0)" } ?? "")) }
         if let e = h.storeError { alarms.append("store: \(e)") }
-        if let a = h.odooAlarm { alarms.append("odoo: \(a)") } else if let e = h.odooLastError { alarms.append("odoo not reachable: \(e)") }
+        let odoo = await odooStatus()
+        switch odoo.state {
+        case .alarm: alarms.append("odoo: \(odoo.reason ?? "credentials refused")")
+        case .down: alarms.append("odoo not reachable: \(odoo.reason ?? "unknown error")")
+        case .up, .unknown, .notConfigured: break
+        }
         if usage.rejected > 0 { alarms.append("\(usage.rejected) usage record(s) rejected by Odoo (swapctl queues)") }
         let stale = snap.slots.filter(\.stale).map(\.number)
         if !stale.isEmpty && !snap.cabinetStale { alarms.append("slots not answering: \(stale.map(String.init).joined(separator: ","))") }
@@ -111,14 +130,21 @@ public struct ControlHandler: Sendable {
             uptimeSeconds: Int(uptime), pid: getpid(),
             cabinet: .init(up: !snap.cabinetStale && cab != nil, detail: "\(configuration.acquisition.transport)", lastError: stats.lastError),
             broker: .init(up: mqtt.isConnected, detail: "\(configuration.mqtt.host):\(configuration.mqtt.port)", lastError: h.mqttLastError ?? h.lastPublishError),
-            odoo: .init(up: odooConfigured && h.odooAlarm == nil && h.odooLastError == nil,
+            odoo: .init(up: odoo.state == .up,
                         detail: odooConfigured ? configuration.odoo.baseURL : "not configured (records kept)",
-                        lastError: h.odooAlarm ?? h.odooLastError),
+                        lastError: odoo.reason ?? h.odooLastError, state: odoo.state.rawValue),
             safeMode: cab?.safeMode ?? false, cabinetFlags: cab?.flags.names ?? [], firmware: cab.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
             cabinetUptimeSeconds: cab?.uptimeSeconds, alarms: alarms, swapsInProgress: await coordinator.swapsInProgress,
             entitlements: cacheView(sync), eventsUnsent: log.unsent, usagePending: usage.pending, usageRejected: usage.rejected,
             acquisition: AcquisitionStatsView(cycles: stats.cycles, failedCycles: stats.failedCycles, requests: stats.requests,
                                               busErrors: stats.busErrors, reboots: stats.reboots, commands: stats.commands, lastError: stats.lastError))
+    }
+
+    /// The Odoo link as known: the forwarder's reports since the start, else the credentials alarm persisted
+    /// before it (so a restart neither forgets the alarm nor claims Odoo is up).
+    func odooStatus() async -> OdooLinkStatus {
+        let persisted = odooConfigured ? (try? await store.meta(UsageForwarder.credentialsAlarmMetaKey)) ?? nil : nil
+        return health.state.odooStatus(configured: odooConfigured, persistedAlarm: persisted)
     }
 
     func cacheView(_ s: EntitlementSyncState) -> EntitlementCacheView {
@@ -154,7 +180,7 @@ public struct ControlHandler: Sendable {
         let slot = try checkedSlot(r)
         guard let s = acquisition.snapshot.slot(slot) else { throw Failure("invalid_slot", "slot \(slot) not in the model") }
         guard s.bms != nil else { return BMSView(slot: s, cells: nil, cellsError: nil) }
-        do { return BMSView(slot: s, cells: try await acquisition.readCells(slot: slot), cellsError: nil) } catch {
+        do { return BMSView(slot: s, cells: try await LocalBusTurn.shared.run { try await acquisition.readCells(slot: slot) }, cellsError: nil) } catch {
             return BMSView(slot: s, cells: nil, cellsError: "\(error)")
         }
     }
@@ -169,7 +195,7 @@ public struct ControlHandler: Sendable {
             throw Failure("bad_request", "address 0…65535 and count 1…\(CabinetMap.maxRegistersPerRead) within the address space")
         }
         do {
-            let regs = try await acquisition.rawRead(unit: unit, holding: table == "holding", address: address, count: count)
+            let regs = try await LocalBusTurn.shared.run { try await acquisition.rawRead(unit: unit, holding: table == "holding", address: address, count: count) }
             return RawReadView(unit: unit, table: table, address: address, registers: regs)
         } catch {
             throw Failure("bus_error", "\(error)")
@@ -192,13 +218,14 @@ public struct ControlHandler: Sendable {
         let usage = try await store.usageStats()
         let rejected = try await store.listUsage(state: .rejected, limit: 50)
         let h = health.state
+        let odoo = await odooStatus()
         return QueuesView(eventsTotal: log.total, eventsUnsent: log.unsent, lastSeq: log.lastSeq,
                           oldestUnsentAt: log.oldestUnsentTimestamp.map(Timestamp.rfc3339),
                           oldestUnsentAgeSeconds: log.oldestUnsentTimestamp.map { max(0, Date().timeIntervalSince($0)) },
                           storeBytes: log.fileBytes, brokerConnected: mqtt.isConnected, lastPublishError: h.lastPublishError,
                           usagePending: usage.pending, usageRejected: usage.rejected, usageSettled: usage.settled,
                           oldestPendingUsageAt: usage.oldestPendingAt.map(Timestamp.rfc3339), odooConfigured: odooConfigured,
-                          odooAlarm: h.odooAlarm, rejected: rejected.map(Self.view))
+                          odooAlarm: odoo.state == .alarm ? odoo.reason : nil, rejected: rejected.map(Self.view))
     }
 
     public static func view(_ s: StoredUsage) -> UsageView {
@@ -243,13 +270,9 @@ public struct ControlHandler: Sendable {
         ConfigView(path: configPath ?? "-", digest: configDigest, text: Self.redact(configText))
     }
 
-    /// Replaces the value of every secret-bearing key (password, api_key, token, secret, credential, and
-    /// `*_password` etc.; not `*_file`, which name files) by `<redacted>`, in block and flow (`{k: v}`) style.
-    public static func redact(_ text: String) -> String {
-        let pattern = #"(^|[\s{,])((?:[A-Za-z0-9_]*_)?(?:password|api_key|token|secret|credential))(\s*:\s*)("[^"]*"|'[^']*'|[^,}\n#]+)"#
-        guard let re = try? NSRegularExpression(pattern: pattern, options: [.anchorsMatchLines, .caseInsensitive]) else { return "<redacted>" }
-        return re.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "$1$2: <redacted>")
-    }
+    /// The configuration text with the value of every secret-bearing key replaced by `<redacted>`: redacted
+    /// in the parsed YAML document and re-emitted (see YAMLDocument.redacted), whatever the spelling.
+    public static func redact(_ text: String) -> String { YAMLDocument.redacted(text) }
 
     func metricsText() async throws -> String {
         MetricsExposition.render(metrics: metrics, acquisition: acquisition.statistics, snapshot: acquisition.snapshot,
@@ -379,4 +402,18 @@ public struct SwapReplyView: Codable, Sendable {
 
 public struct MetricsText: Codable, Sendable {
     public var text: String
+}
+
+/// Technicians' on-demand bus reads (`read`, `bms`) one at a time, whatever the number of connections: at most
+/// one of them is queued on the bus ahead of the polling cycle, which writes the controller's watchdog.
+actor LocalBusTurn {
+    static let shared = LocalBusTurn()
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        if busy { await withCheckedContinuation { waiters.append($0) } } else { busy = true }
+        defer { if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() } }
+        return try await body()
+    }
 }

@@ -47,6 +47,8 @@ public struct StatusView: Codable, Sendable {
         public var up: Bool
         public var detail: String
         public var lastError: String?
+        /// Odoo only: `up`, `down`, `alarm`, `unknown` or `not_configured` (see OdooLinkStatus).
+        public var state: String? = nil
     }
     public var stationID: String
     public var version: String

@@ -27,7 +27,7 @@ public final class MetricsServer: Service, Sendable {
                 .serverChannelOption(.backlog, value: 16)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(LocalConnectionGuard.handlers())
+                        try channel.pipeline.syncOperations.addHandlers(LocalConnectionGuard.handlers(budget: .metrics))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                         return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                     }
@@ -39,7 +39,7 @@ public final class MetricsServer: Service, Sendable {
             return
         }
         logger.info("metrics and health listening", metadata: ["address": "http://\(host):\(port)/metrics"])
-        try await acceptUntilShutdown(server) { await self.serve($0) }
+        try await acceptUntilShutdown(server, executor: .metrics) { await self.serve($0) }
     }
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
@@ -96,6 +96,11 @@ public struct HealthReport: Codable, Sendable {
     public var cabinetUp: Bool
     public var brokerConnected: Bool
     public var storeOK: Bool
+    /// The Odoo link (`up`, `down`, `alarm`, `unknown`, `not_configured`). Never makes the station unhealthy:
+    /// swaps do not need Odoo (usage records wait in the outbox).
+    public var odoo: String? = nil
+    /// Problems that do not stop swaps, e.g. `odoo: credentials: …` (usage cannot be billed until fixed).
+    public var warnings: [String] = []
 }
 
 extension ControlHandler {
@@ -109,7 +114,10 @@ extension ControlHandler {
         do { _ = try await store.stats() } catch { storeOK = false; problems.append("store: \(error)") }
         if let e = health.state.storeError { storeOK = false; problems.append("store: \(e)") }
         if snap.cabinet?.safeMode == true { problems.append("cabinet in safe mode") }
+        let odoo = await odooStatus()
+        var warnings: [String] = []
+        if odoo.state == .alarm { warnings.append("odoo: \(odoo.reason ?? "credentials refused")") }
         return HealthReport(healthy: problems.isEmpty, problems: problems, cabinetUp: cabinetUp,
-                            brokerConnected: mqtt.isConnected, storeOK: storeOK)
+                            brokerConnected: mqtt.isConnected, storeOK: storeOK, odoo: odoo.state.rawValue, warnings: warnings)
     }
 }

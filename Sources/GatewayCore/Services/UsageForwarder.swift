@@ -12,7 +12,9 @@ import StationStore
 /// - Validation errors (ValidationError, UserError, MissingError): the record is kept as *rejected*,
 ///   visible and re-sendable by hand; it does not block the ones behind.
 /// - Credential errors: the record stays queued, sending slows to `backoff.credentialsDelay`, an alarm is
-///   raised (a `gateway.alarm` event, the health state and a log line) once per episode.
+///   raised (a `gateway.alarm` event with `active: true`, persisted in the store's meta, the health state, a
+///   metric and a log line) once per episode, across restarts; the first verdict Odoo gives on a record after
+///   that clears it (a `gateway.alarm` event with `active: false`, the meta key removed in the same transaction).
 /// - Anything transient (transport, timeouts, 5xx, 429 with Retry-After, non-JSON 200s): the whole queue
 ///   pauses for the backoff (exponential with jitter), so an outage costs one request per period, not a storm.
 public actor UsageForwarder: Service {
@@ -35,7 +37,12 @@ public actor UsageForwarder: Service {
         self.recorder = recorder; self.health = health; self.metrics = metrics; self.logger = logger
     }
 
+    /// The meta key holding the credentials alarm's reason while it is raised: it survives restarts, and is
+    /// removed in the same transaction as the `gateway.alarm` event (`active: false`) that clears it toward ABS.
+    public static let credentialsAlarmMetaKey = "odoo.credentials_alarm"
+
     public func run() async throws {
+        await loadPersistedAlarm()
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let sent = await self.drainOnce()
@@ -45,9 +52,25 @@ public actor UsageForwarder: Service {
         try? await client.shutdown()
     }
 
-    /// One pass over the due records, oldest first, with a sliding window of `maxInFlight` requests. The
-    /// records Odoo settled are marked in one transaction at the end of the pass (one fsync, not one per record);
-    /// a crash before that re-sends them, and Odoo answers `duplicate`. Returns how many were attempted.
+    /// A credentials alarm raised before a restart is still raised: Odoo has not accepted the key since.
+    func loadPersistedAlarm() async {
+        do {
+            if let reason = try await store.meta(Self.credentialsAlarmMetaKey) {
+                credentialAlarm = true
+                health.update { $0.odooAlarm = "credentials: \(reason)" }
+                metrics.setOdooCredentialAlarm(true)
+                logger.warning("Odoo refused the station's credentials before the restart; the alarm stays until Odoo accepts a record",
+                               metadata: ["reason": "\(reason)"])
+            }
+        } catch {
+            logger.error("cannot read the persisted Odoo alarm", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// One pass over the due records, oldest first, with a sliding window of `maxInFlight` requests. Each record
+    /// Odoo settles is marked settled as soon as its answer arrives (answers that arrive while a mark is being
+    /// written are marked together in the next transaction), so a restart re-sends only what was in flight.
+    /// Returns how many were attempted.
     public func drainOnce() async -> Int {
         let now = Date()
         guard now >= pausedUntil else { return 0 }
@@ -57,7 +80,6 @@ public actor UsageForwarder: Service {
             return 0
         }
         guard !due.isEmpty else { return 0 }
-        var settledNow: [(key: String, odooLogID: Int?)] = []
         var attempted = 0
         var stop = false
         await withTaskGroup(of: (StoredUsage, UsageOutcome).self) { group in
@@ -74,28 +96,56 @@ public actor UsageForwarder: Service {
             while let (item, outcome) = await group.next() {
                 attempted += 1
                 metrics.countOdoo(Self.label(outcome))
-                if case let .recorded(id) = outcome { settledNow.append((item.record.idempotencyKey, id)) }
-                else if case let .duplicate(id) = outcome { settledNow.append((item.record.idempotencyKey, id)) }
-                else if await handle(item, outcome) { stop = true }
+                switch outcome {
+                case let .recorded(id), let .duplicate(id):
+                    enqueueSettle(item.record.idempotencyKey, id)
+                    await odooAccepted()
+                default:
+                    if await handle(item, outcome) { stop = true }
+                }
                 launch()
             }
         }
-        if !settledNow.isEmpty {
-            if health.state.odooLastError != nil { health.update { $0.odooLastError = nil } }
+        if let task = settleTask { await task.value }
+        return attempted
+    }
+
+    private var settleQueue: [(key: String, odooLogID: Int?)] = []
+    private var settleTask: Task<Void, Never>?
+
+    /// Queues a settled record for marking; one writer marks whatever has queued up, transaction after transaction.
+    private func enqueueSettle(_ key: String, _ odooLogID: Int?) {
+        settleQueue.append((key, odooLogID))
+        if settleTask == nil { settleTask = Task { await self.settleLoop() } }
+    }
+
+    private func settleLoop() async {
+        while !settleQueue.isEmpty {
+            let batch = settleQueue
+            settleQueue.removeAll()
             do {
-                try await store.markUsageSettled(settledNow, at: Date())
-                settled += settledNow.count
-                if credentialAlarm {
-                    credentialAlarm = false
-                    logger.notice("Odoo accepts the credentials again")
-                    health.update { $0.odooAlarm = nil }
-                    metrics.setOdooCredentialAlarm(false)
-                }
+                try await store.markUsageSettled(batch, at: Date())
+                settled += batch.count
             } catch {
-                logger.error("cannot mark usage records settled; they will be re-sent (Odoo answers duplicate)", metadata: ["error": "\(error)"])
+                logger.error("cannot mark usage records settled; they will be re-sent (Odoo answers duplicate)",
+                             metadata: ["error": "\(error)", "count": "\(batch.count)"])
             }
         }
-        return attempted
+        settleTask = nil
+    }
+
+    /// Odoo answered with its own verdict on a record (recorded, duplicate, rejected): it is reachable and takes
+    /// the station's credentials. Clears the credentials alarm, locally and toward ABS.
+    private func odooAccepted() async {
+        health.update { $0.odooReachable = true; $0.odooLastError = nil; $0.odooLastAnswerAt = Date() }
+        guard credentialAlarm else { return }
+        credentialAlarm = false
+        logger.notice("Odoo accepts the credentials again")
+        health.update { $0.odooAlarm = nil }
+        metrics.setOdooCredentialAlarm(false)
+        await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": "Odoo accepts the credentials again",
+                                                               "active": false])],
+                              settingMeta: [Self.credentialsAlarmMetaKey: nil])
     }
 
     static func label(_ outcome: UsageOutcome) -> String {
@@ -114,38 +164,34 @@ public actor UsageForwarder: Service {
         let now = Date()
         do {
             switch outcome {
-            case let .recorded(id), let .duplicate(id):
-                try await store.markUsageSettled(key: key, odooLogID: id, at: now)
-                settled += 1
-                if health.state.odooLastError != nil { health.update { $0.odooLastError = nil } }
-                if credentialAlarm {
-                    credentialAlarm = false
-                    logger.notice("Odoo accepts the credentials again")
-                    health.update { $0.odooAlarm = nil }
-                }
-                return false
+            case .recorded, .duplicate:
+                return false   // settled by drainOnce
             case let .rejected(name, message):
                 try await store.markUsageRejected(key: key, error: "\(name): \(message)", at: now)
                 logger.error("Odoo rejected a usage record; kept as rejected (re-send with swapctl)",
                              metadata: ["key": "\(key)", "error": "\(name)", "message": "\(message)"])
+                await odooAccepted()
                 return false
             case let .credentials(reason):
                 let delay = backoff.delay(attempt: item.attempts + 1, outcome: outcome, random: Double.random(in: 0 ..< 1))
                 try await store.deferUsage(key: key, error: "credentials: \(reason)", nextAttemptAt: now.addingTimeInterval(delay))
                 pausedUntil = max(pausedUntil, now.addingTimeInterval(delay))
+                health.update { $0.odooReachable = true; $0.odooLastAnswerAt = now }
                 if !credentialAlarm {
                     credentialAlarm = true
                     logger.critical("Odoo refuses the station's credentials; usage records stay queued", metadata: ["reason": "\(reason)"])
                     health.update { $0.odooAlarm = "credentials: \(reason)" }
                     metrics.setOdooCredentialAlarm(true)
-                    await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": reason, "active": true])])
+                    // The event and the persisted alarm in one transaction: after any restart the alarm is still raised.
+                    await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": reason, "active": true])],
+                                          settingMeta: [Self.credentialsAlarmMetaKey: reason])
                 }
                 return true
             case let .transient(reason, _):
                 let delay = backoff.delay(attempt: item.attempts + 1, outcome: outcome, random: Double.random(in: 0 ..< 1))
                 try await store.deferUsage(key: key, error: reason, nextAttemptAt: now.addingTimeInterval(delay))
                 pausedUntil = max(pausedUntil, now.addingTimeInterval(delay))
-                health.update { $0.odooLastError = reason }
+                health.update { $0.odooReachable = false; $0.odooLastError = reason }
                 if item.attempts == 0 || item.attempts % 10 == 0 {
                     logger.warning("Odoo not reachable; usage records stay queued", metadata: ["reason": "\(reason)", "retry_in_s": "\(Int(delay))"])
                 }
