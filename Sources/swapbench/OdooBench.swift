@@ -14,9 +14,12 @@ struct OdooBench: AsyncParsableCommand {
     @Option var records = 50_000
     @Option(help: "Requests measured for the raw baseline.") var rawRequests = 10_000
     @Option var inFlight = 4
+    @Option(name: .customLong("standin"),
+            help: "Path of tools/odoo_standin.py (default: looked for above this executable, then above the working directory).")
+    var standInPath: String?
 
     func run() async throws {
-        let standIn = try StandIn()
+        let standIn = try StandIn(script: try StandIn.locate(standInPath))
         defer { standIn.stop() }
         var conf = OdooConfiguration(baseURL: "http://127.0.0.1:\(standIn.port)", apiKey: "bench-key")
         conf.maxConcurrentRequests = inFlight
@@ -78,13 +81,32 @@ final class StandIn {
     let port: Int
     let out = Pipe()
 
-    init() throws {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        while dir.pathComponents.count > 1, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("tools/odoo_standin.py").path) {
-            dir.deleteLastPathComponent()
+    /// The stand-in script: `explicit` if given (it must exist), else `tools/odoo_standin.py` in the nearest
+    /// directory above the executable, then above the working directory (a build folder outside the tree has none).
+    static func locate(_ explicit: String?) throws -> String {
+        if let explicit {
+            guard FileManager.default.isReadableFile(atPath: explicit) else {
+                throw BenchError("--standin \(explicit): no such readable file")
+            }
+            return explicit
         }
+        let starts = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent(),
+                      URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
+        for start in starts {
+            var dir = start
+            while true {
+                let candidate = dir.appendingPathComponent("tools/odoo_standin.py").path
+                if FileManager.default.fileExists(atPath: candidate) { return candidate }
+                if dir.pathComponents.count <= 1 { break }
+                dir.deleteLastPathComponent()
+            }
+        }
+        throw BenchError("cannot find tools/odoo_standin.py above this executable or the working directory: pass --standin PATH")
+    }
+
+    init(script: String) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [dir.appendingPathComponent("tools/odoo_standin.py").path, "--port", "0", "--key", "bench-key"]
+        process.arguments = [script, "--port", "0", "--key", "bench-key"]
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try spawnWithSignalsUnblocked(process)

@@ -13,12 +13,14 @@ struct SwapBench: AsyncParsableCommand {
 
 struct All: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run every benchmark.")
+    @Option(name: .customLong("standin"), help: "Path of tools/odoo_standin.py for the odoo benchmark (default: searched as `odoo` does).")
+    var standInPath: String?
     func run() async throws {
         try await ModbusBench.parse([]).run()
         try await EventsBench.parse([]).run()
         try await DecisionBench.parse([]).run()
         try await RSSBench.parse([]).run()
-        try await OdooBench.parse([]).run()
+        try await OdooBench.parse(standInPath.map { ["--standin", $0] } ?? []).run()
     }
 }
 
