@@ -250,7 +250,8 @@ import TestSupport
         mqtt:
           password: hunter2
           password_file: /etc/swapgate/mqtt.password
-        odoo: {base_url: x}
+        odoo:
+          base_url: x
           api_key: abc
           api_key_file: /etc/swapgate/odoo.key
         token: t

@@ -23,18 +23,24 @@ public final class CommandService: Service, Sendable {
     private let metrics: GatewayMetrics
     private let logger: Logger
     private let version: String
+    /// Payload bytes the entitlement lane holds before only commands that verify may still wait in it.
+    private let maxQueuedBytes: Int
 
     public init(mqtt: MQTTClient, topics: Topics, verifier: CommandVerifier, store: StationStore, coordinator: SwapCoordinator,
-                acquisition: CabinetAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String, logger: Logger) {
+                acquisition: CabinetAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String,
+                maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger) {
         self.mqtt = mqtt; self.topics = topics; self.verifier = verifier; self.store = store; self.coordinator = coordinator
         self.acquisition = acquisition; self.recorder = recorder; self.metrics = metrics; self.version = version; self.logger = logger
+        self.maxQueuedBytes = maxQueuedBytes
     }
 
     public func run() async throws {
         // Subscribe at once (commands that arrive meanwhile wait in the stream), but act on none before a
         // swap that a power cut interrupted is finished from a fresh cabinet reading (up to 60 s; after that
         // the coordinator keeps trying and refuses swaps with station_busy until it could).
-        try mqtt.subscribe(topics.commands, qos: 1)
+        // Retain As Published (MQTT 5): a command published with retain keeps the flag on live delivery and in the
+        // session's queue, so it can be refused. MQTT 3.1.1 clears it on live delivery (docs/mqtt-adapter.md).
+        try mqtt.subscribe(topics.commands, qos: 1, retainAsPublished: true)
         let messages = mqtt.messages
         for _ in 0 ..< 600 {
             let snap = acquisition.snapshot
@@ -43,20 +49,32 @@ public final class CommandService: Service, Sendable {
         }
         await coordinator.reconcileAfterRestart()
         logger.notice("accepting commands", metadata: ["topic": "\(topics.commands)"])
+        if mqtt.protocolInUse == .v311 {
+            logger.warning("MQTT 3.1.1: a command retained while the station is subscribed cannot be told apart from a live one")
+        }
         await cancelWhenGracefulShutdown {
             // Two lanes: entitlement sync (a 100k snapshot takes seconds to verify, parse and apply) runs beside
             // the rest, so swaps keep being decided — on the cache as it is until the new one swaps in atomically.
-            // Each lane keeps its own order (snapshot before the deltas built on it).
-            let (syncLane, syncSink) = AsyncStream.makeStream(of: MQTTMessage.self, bufferingPolicy: .bufferingNewest(64))
+            // Each lane keeps its own order (snapshot before the deltas built on it). The entitlement lane drops
+            // nothing: it is unbounded in count and bounded in bytes; once full, a command must verify before it
+            // may wait in it (unsigned garbage is refused at once and never displaces a signed command).
+            let syncLane = SyncLane()
             let syncTopic = self.topics.command("entitlements")
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await message in messages {
-                        if message.topic == syncTopic { syncSink.yield(message) } else { await self.handle(message) }
+                        if message.topic == syncTopic { await self.enqueueSync(message, lane: syncLane) } else { await self.handleReleasing(message) }
                     }
-                    syncSink.finish()
+                    syncLane.finish()
                 }
-                group.addTask { for await message in syncLane { await self.handle(message) } }
+                group.addTask {
+                    while let item = await syncLane.next() {
+                        let size = item.message.size
+                        await self.handle(item.message, preverified: item.verified)
+                        syncLane.done(bytes: item.bytes)
+                        if size >= Self.largeMessageBytes { releaseFreeHeap() }
+                    }
+                }
                 group.addTask {
                     // Drive running swaps: timeouts need a clock even when nothing changes.
                     while !Task.isCancelled {
@@ -69,22 +87,71 @@ public final class CommandService: Service, Sendable {
         }
     }
 
+    /// A payload at least this large is followed by malloc_trim once handled (docs/mqtt-adapter.md).
+    static let largeMessageBytes = 1 << 20
+
+    /// Handles a message of the swap lane, then gives the heap back if it was large.
+    private func handleReleasing(_ message: MQTTMessage) async {
+        let large = message.size >= Self.largeMessageBytes
+        await handle(message)
+        if large { releaseFreeHeap() }
+    }
+
+    /// Puts an entitlement command in its lane. While the lane holds less than `maxQueuedBytes` (or nothing),
+    /// it goes in as it is. Beyond that only a command that verifies may wait (ABS's own burst: backpressure,
+    /// not loss); anything else is answered with its refusal at once.
+    private func enqueueSync(_ message: MQTTMessage, lane: SyncLane) async {
+        if message.discarded != nil || lane.hasRoom(for: message.size, limit: maxQueuedBytes) {
+            lane.push(.init(message: message, verified: nil, bytes: message.payload.count))
+            return
+        }
+        let result = verifier.verify(command: "entitlements", payload: message.payload, retained: message.retain, now: Date())
+        switch result {
+        case .failure:
+            await handle(message, preverified: result)
+        case .success:
+            // Verified: the payload is not needed any more, only the parsed command.
+            let stripped = MQTTMessage(topic: message.topic, payload: [], qos: message.qos, retain: message.retain,
+                                       responseTopic: message.responseTopic, correlationData: message.correlationData, size: message.size)
+            lane.push(.init(message: stripped, verified: result, bytes: message.size))
+        }
+    }
+
     /// Handles one MQTT message (public for tests and the local control API).
     public func handle(_ message: MQTTMessage) async {
+        await handle(message, preverified: nil)
+    }
+
+    /// `preverified`: the verifier's result when it already ran (entitlement lane under pressure).
+    private func handle(_ message: MQTTMessage, preverified: Result<VerifiedCommand, CommandRefusal>?) async {
         guard message.topic.hasPrefix(topics.command("")) else { return }
         let name = String(message.topic.dropFirst(topics.command("").count))
         let now = Date()
         let reply: (requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?)
-        switch verifier.verify(command: name, payload: message.payload, retained: message.retain, now: now) {
+        // A response topic is honoured only for a command whose signature verified (send()).
+        var verifiedSigned = false
+        let verification: Result<VerifiedCommand, CommandRefusal>
+        switch message.discarded {
+        case let .oversize(limit)?:
+            // The adapter kept nothing of it: answer without reading it.
+            verification = .failure(CommandRefusal(code: .malformed, message: "payload of \(message.size) bytes exceeds the station's limit of \(limit) bytes for this command"))
+        case let .queueFull(limit)?:
+            verification = .failure(CommandRefusal(code: .stationBusy, message: "command queue full (\(limit) bytes waiting); not read, send it again"))
+        case nil:
+            verification = preverified ?? verifier.verify(command: name, payload: message.payload, retained: message.retain, now: now)
+        }
+        switch verification {
         case let .failure(refusal):
             logger.warning("command refused", metadata: ["command": "\(name)", "code": "\(refusal.code.rawValue)", "why": "\(refusal.message)"])
             reply = (refusal.requestID, false, refusal.code.rawValue, refusal.message, nil)
         case let .success(command):
+            verifiedSigned = command.signed
             // Replay: the request id is remembered durably only once the command is authentic.
             let fresh: Bool
             do { fresh = try await store.rememberRequest(command.header.requestID, expiresAt: command.header.expiresAt, now: now) } catch {
                 logger.error("cannot record the request id; refusing the command", metadata: ["error": "\(error)"])
-                await send(requestID: command.header.requestID, ok: false, code: "station_busy", message: "storage error", data: nil, to: message)
+                await send(requestID: command.header.requestID, ok: false, code: "station_busy", message: "storage error", data: nil, to: message,
+                           honourResponseTopic: command.signed)
                 metrics.countCommand(name, result: "station_busy")
                 return
             }
@@ -96,7 +163,8 @@ public final class CommandService: Service, Sendable {
             }
         }
         metrics.countCommand(name, result: reply.ok ? "ok" : (reply.code ?? "error"))
-        await send(requestID: reply.requestID, ok: reply.ok, code: reply.code, message: reply.message, data: reply.data, to: message)
+        await send(requestID: reply.requestID, ok: reply.ok, code: reply.code, message: reply.message, data: reply.data, to: message,
+                   honourResponseTopic: verifiedSigned)
     }
 
     private func dispatch(_ command: VerifiedCommand, now: Date) async -> SwapCoordinator.Reply {
@@ -112,11 +180,9 @@ public final class CommandService: Service, Sendable {
             return await maintenanceUnlock(slot: slot, operatorID: operatorID, reason: reason, requestID: command.header.requestID)
         case let .slot(slot, inService):
             return await setService(slot: slot, inService: inService, requestID: command.header.requestID)
-        case let .entitlementSnapshot(version, entitlements, countedThroughSeq):
+        case let .entitlementSnapshot(version, entitlements):
             do {
-                // countedThroughSeq (contract 1.1) acknowledges the local swaps it covers; nil acknowledges nothing.
-                try await store.applyEntitlementSnapshot(version: version, entitlements: entitlements, issuedAt: command.header.issuedAt,
-                                                         receivedAt: now, countedThroughSeq: countedThroughSeq)
+                try await store.applyEntitlementSnapshot(version: version, entitlements: entitlements, issuedAt: command.header.issuedAt, receivedAt: now)
                 await recorder.record([ContractEvent("entitlements.applied", ["kind": "snapshot", "version": version, "count": entitlements.count])])
                 logger.notice("entitlement snapshot applied", metadata: ["version": "\(version)", "count": "\(entitlements.count)"])
                 return .init(ok: true, code: nil, message: nil, data: ["version": version, "count": entitlements.count])
@@ -124,11 +190,10 @@ public final class CommandService: Service, Sendable {
                 logger.error("entitlement snapshot not applied", metadata: ["error": "\(error)"])
                 return .init(ok: false, code: "station_busy", message: "snapshot not applied: storage error", data: nil)
             }
-        case let .entitlementDelta(base, version, upsert, remove, countedThroughSeq):
+        case let .entitlementDelta(base, version, upsert, remove):
             do {
                 switch try await store.applyEntitlementDelta(baseVersion: base, version: version, upsert: upsert, remove: remove,
-                                                             issuedAt: command.header.issuedAt, receivedAt: now,
-                                                             countedThroughSeq: countedThroughSeq) {
+                                                             issuedAt: command.header.issuedAt, receivedAt: now) {
                 case .applied:
                     await recorder.record([ContractEvent("entitlements.applied", ["kind": "delta", "version": version, "count": upsert.count + remove.count])])
                     return .init(ok: true, code: nil, message: nil, data: ["version": version])
@@ -148,10 +213,15 @@ public final class CommandService: Service, Sendable {
     private func maintenanceUnlock(slot: Int, operatorID: String, reason: String, requestID: String) async -> SwapCoordinator.Reply {
         let count = acquisition.snapshot.cabinet?.slotCount ?? 0
         guard slot >= 1, slot <= count else { return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil) }
-        // Audited and published before the door opens.
+        // Audited (durably) and recorded for ABS before the door opens; no audit, no door (as for the local unlock).
+        do {
+            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "operator:\(operatorID)", action: "maintenance.unlock",
+                                                    detail: String(decoding: JSON.encode(["slot": slot, "reason": reason, "request_id": requestID]), as: UTF8.self))])
+        } catch {
+            logger.error("maintenance unlock not audited; the door stays shut", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            return .init(ok: false, code: "station_busy", message: "storage error: the unlock cannot be audited, so the door stays shut", data: nil)
+        }
         await recorder.record([ContractEvent("maintenance.unlock", ["slot": slot, "operator_id": operatorID, "reason": reason, "request_id": requestID])])
-        try? await store.appendAudit([AuditEntry(timestamp: Date(), actor: "operator:\(operatorID)", action: "maintenance.unlock",
-                                                 detail: String(decoding: JSON.encode(["slot": slot, "reason": reason, "request_id": requestID]), as: UTF8.self))])
         do {
             let result = try await acquisition.execute(.unlock, slot: slot)
             return result == .ok ? .init(ok: true, code: nil, message: nil, data: ["slot": slot])
@@ -164,8 +234,14 @@ public final class CommandService: Service, Sendable {
     private func setService(slot: Int, inService: Bool, requestID: String) async -> SwapCoordinator.Reply {
         let count = acquisition.snapshot.cabinet?.slotCount ?? 0
         guard slot >= 1, slot <= count else { return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil) }
-        try? await store.appendAudit([AuditEntry(timestamp: Date(), actor: "abs:\(requestID)", action: inService ? "slot.in_service" : "slot.out_of_service",
-                                                 detail: "{\"slot\":\(slot)}")])
+        // No audit, no change (the same rule as for unlocks and the local control API).
+        do {
+            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "abs:\(requestID)", action: inService ? "slot.in_service" : "slot.out_of_service",
+                                                    detail: "{\"slot\":\(slot)}")])
+        } catch {
+            logger.error("slot service change not audited; nothing changed", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            return .init(ok: false, code: "station_busy", message: "storage error: the change cannot be audited, so nothing changed", data: nil)
+        }
         do {
             let result = try await acquisition.execute(inService ? .returnToService : .outOfService, slot: slot)
             await acquisition.requestRefresh(slots: [slot])
@@ -176,14 +252,101 @@ public final class CommandService: Service, Sendable {
         }
     }
 
-    private func send(requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?, to command: MQTTMessage) async {
+    /// Publishes the reply on …/reply and, for a command whose signature verified (`honourResponseTopic`), also on
+    /// its MQTT 5 response topic, unless that topic is one the station must never publish to (Topics.isAcceptableResponseTopic).
+    private func send(requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?, to command: MQTTMessage,
+                      honourResponseTopic: Bool) async {
         let payload = Replies.reply(requestID: requestID, ok: ok, code: code, message: message, data: data, now: Date())
         do { try await mqtt.publish(topic: topics.reply, payload: payload, qos: 1, retain: false) } catch {
             logger.warning("reply not published", metadata: ["error": "\(error)", "request_id": "\(requestID ?? "-")"])
         }
-        if let rt = command.responseTopic {
-            try? await mqtt.publish(topic: rt, payload: payload, qos: 1, retain: false,
-                                    properties: MQTTPublishProperties(responseTopic: nil, correlationData: command.correlationData))
+        guard let rt = command.responseTopic else { return }
+        guard honourResponseTopic else {
+            logger.debug("response topic of an unverified command ignored")
+            return
+        }
+        guard topics.isAcceptableResponseTopic(rt) else {
+            logger.warning("response topic refused (station or command namespace, wildcard, or system topic)",
+                           metadata: ["response_topic": "\(String(rt.prefix(200)).debugDescription)", "request_id": "\(requestID ?? "-")"])
+            return
+        }
+        try? await mqtt.publish(topic: rt, payload: payload, qos: 1, retain: false,
+                                properties: MQTTPublishProperties(responseTopic: nil, correlationData: command.correlationData))
+    }
+}
+
+/// The entitlement lane: first in, first out, unbounded in count, its payload bytes counted until handled.
+final class SyncLane: Sendable {
+    struct Item: Sendable {
+        let message: MQTTMessage
+        let verified: Result<VerifiedCommand, CommandRefusal>?
+        /// Bytes this item holds until `done(bytes:)`.
+        let bytes: Int
+    }
+    private struct State {
+        var items: [Item] = []
+        var head = 0
+        var bytes = 0
+        var finished = false
+        var waiter: CheckedContinuation<Item?, Never>?
+    }
+    private let box = LockedBox(State())
+
+    /// Room for `size` more bytes under `limit` (always, when the lane holds nothing).
+    func hasRoom(for size: Int, limit: Int) -> Bool { box.withLock { $0.bytes == 0 || $0.bytes + size <= limit } }
+
+    func push(_ item: Item) {
+        let waiter = box.withLock { s -> CheckedContinuation<Item?, Never>? in
+            s.bytes += item.bytes
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.items.append(item)
+            return nil
+        }
+        waiter?.resume(returning: item)
+    }
+
+    func done(bytes: Int) { box.withLock { $0.bytes -= bytes } }
+
+    func finish() {
+        let waiter = box.withLock { s -> CheckedContinuation<Item?, Never>? in
+            s.finished = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next item; nil once finished and empty, or when the task is cancelled.
+    func next() async -> Item? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Item?, Never>) in
+                let immediate = box.withLock { s -> Item?? in
+                    if s.head < s.items.count {
+                        let item = s.items[s.head]
+                        s.head += 1
+                        if s.head == s.items.count { s.items.removeAll(); s.head = 0 }
+                        return .some(item)
+                    }
+                    if s.finished || Task.isCancelled { return .some(nil) }
+                    s.waiter = c
+                    return nil
+                }
+                if let immediate { c.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = box.withLock { s -> CheckedContinuation<Item?, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: nil)
         }
     }
+}
+
+/// glibc keeps freed pages of a large message (tens of MB) in its arenas; malloc_trim(0) gives them back.
+/// Looked up at run time (Glibc's Swift module does not export it); a no-op elsewhere.
+func releaseFreeHeap() {
+    typealias Trim = @convention(c) (Int) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+    _ = unsafeBitCast(symbol, to: Trim.self)(0)
 }

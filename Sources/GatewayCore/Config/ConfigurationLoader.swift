@@ -5,17 +5,28 @@ import Yams
 extension GatewayConfiguration {
     /// Loads and checks a YAML file. `environment` supplies secrets (SWAPGATE_MQTT_PASSWORD) and overrides.
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GatewayConfiguration {
+        if let why = notARegularFile(path) { throw ConfigurationErrors(errors: [ConfigurationError("file", "\(path): \(why)")]) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationErrors(errors: [ConfigurationError("file", "cannot read \(path)")])
         }
-        return try parse(String(decoding: data, as: UTF8.self), baseDirectory: (path as NSString).deletingLastPathComponent,
-                         environment: environment)
+        return try parse(String(decoding: data, as: UTF8.self), baseDirectory: baseDirectory(of: path), environment: environment)
+    }
+
+    /// The absolute directory of the configuration file: relative paths in it are relative to that directory,
+    /// the same for `check-config` and `run` (`run -c swapgate.yaml` in the file's folder included: a bare
+    /// name's directory is the current one, not "").
+    public static func baseDirectory(of path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
     }
 
     public static func parse(_ yaml: String, baseDirectory: String = ".",
                              environment: [String: String] = [:]) throws -> GatewayConfiguration {
         let node: Any?
-        do { node = try Yams.load(yaml: yaml) } catch {
+        do { node = try YAMLDocument.compose(yaml).map(YAMLDocument.plain) } catch let e as YAMLDocument.TooLarge {
+            throw ConfigurationErrors(errors: [ConfigurationError("file", "\(e)")])
+        } catch let e as YAMLDocument.ComplexKey {
+            throw ConfigurationErrors(errors: [ConfigurationError("file", "\(e)")])
+        } catch {
             throw ConfigurationErrors(errors: [ConfigurationError("file", "not valid YAML: \(error)")])
         }
         var r = Reader(root: node as? [String: Any] ?? [:])
@@ -24,9 +35,7 @@ extension GatewayConfiguration {
 
         c.station.id = r.string("station.id", c.station.id)
         if c.station.id.isEmpty { r.errors.append(ConfigurationError("station.id", "is required (e.g. TG-LOME-0007)")) }
-        else if c.station.id.contains(where: { "/+#".contains($0) || $0.isWhitespace }) {
-            r.errors.append(ConfigurationError("station.id", "must not contain '/', '+', '#' or spaces (it is part of MQTT topics)"))
-        }
+        else if let why = Self.stationIDProblem(c.station.id) { r.errors.append(ConfigurationError("station.id", why)) }
         c.station.networkCode = r.string("station.network_code", c.station.networkCode)
         c.station.outletCode = r.string("station.outlet_code", c.station.outletCode)
 
@@ -74,6 +83,7 @@ extension GatewayConfiguration {
 
         c.store.path = r.string("store.path", c.store.path)
         if !c.store.path.hasPrefix("/") { c.store.path = (baseDirectory as NSString).appendingPathComponent(c.store.path) }
+        if let why = Self.storePathProblem(c.store.path) { r.errors.append(ConfigurationError("store.path", why)) }
         c.store.keepSentDays = r.double("store.keep_sent_days", c.store.keepSentDays, 0 ... 3650)
         c.store.maxSentRows = r.int("store.max_sent_rows", c.store.maxSentRows, 100 ... 100_000_000)
         c.store.keepSettledDays = r.double("store.keep_settled_days", c.store.keepSettledDays, 1 ... 3650)
@@ -155,6 +165,50 @@ extension GatewayConfiguration {
             return (true, "\(path): ok (station \(c.station.id), cabinet \(c.acquisition.transport), broker \(c.mqtt.host):\(c.mqtt.port))")
         } catch {
             return (false, "\(path): \(error)")
+        }
+    }
+
+    /// The longest station id: it is in every topic (`dt/V01/BSS/{sid}/evt/…`), in the default MQTT client id
+    /// and in every event; ABS's ids are short (`TG-LOME-0007`).
+    public static let maxStationIDLength = 64
+
+    /// Why `id` cannot be a station id, or nil: 1…64 printable ASCII characters, no space, and none of MQTT's
+    /// topic separator and wildcards (`/`, `+`, `#`) — it is one level of every MQTT topic.
+    static func stationIDProblem(_ id: String) -> String? {
+        if id.utf8.count > maxStationIDLength { return "longer than \(maxStationIDLength) characters" }
+        if id.utf8.contains(where: { $0 < 0x21 || $0 > 0x7E }) {
+            return "must be printable ASCII without spaces or control characters (it is part of MQTT topics)"
+        }
+        if id.contains(where: { "/+#".contains($0) }) { return "must not contain '/', '+' or '#' (it is part of MQTT topics)" }
+        return nil
+    }
+
+    /// Why the station database cannot be at `path`, or nil: it must be a regular file if it exists, in a
+    /// directory (created at start if missing).
+    static func storePathProblem(_ path: String) -> String? {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            return (st.st_mode & S_IFMT) == S_IFREG ? nil : "\(path) exists and is not a regular file (a directory, a FIFO, a device?)"
+        }
+        var dir = (path as NSString).deletingLastPathComponent
+        while !dir.isEmpty && dir != "/" {
+            if stat(dir, &st) == 0 { return (st.st_mode & S_IFMT) == S_IFDIR ? nil : "\(dir) is not a directory" }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        return nil
+    }
+
+    /// Why `path` is not a regular file, or nil. A directory or a FIFO passes `isReadableFile`, and reading a
+    /// FIFO blocks forever: every file the configuration names (secrets, certificates, the technicians
+    /// list) must be a regular file.
+    static func notARegularFile(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "cannot read it (\(String(cString: strerror(errno))))" }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "is a directory, not a file"
+        case S_IFIFO: return "is a FIFO, not a file"
+        default: return "is not a regular file"
         }
     }
 
@@ -247,6 +301,7 @@ private struct Reader {
     mutating func path(_ key: String, base: String) -> String? {
         guard let s = optionalString(key), !s.isEmpty else { return nil }
         let p = s.hasPrefix("/") ? s : (base as NSString).appendingPathComponent(s)
+        if let why = GatewayConfiguration.notARegularFile(p) { errors.append(ConfigurationError(key, "\(p) \(why)")); return nil }
         if !FileManager.default.isReadableFile(atPath: p) { errors.append(ConfigurationError(key, "cannot read \(p)")) }
         return p
     }

@@ -36,7 +36,7 @@ public final class ControlServer: Service, Sendable {
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(LocalConnectionGuard.handlers())
+                        try channel.pipeline.syncOperations.addHandlers(LocalConnectionGuard.handlers(budget: .control))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
@@ -52,28 +52,29 @@ public final class ControlServer: Service, Sendable {
         }
         logger.info("control API listening", metadata: ["socket": "\(path)"])
         listening.set()
-        try await acceptUntilShutdown(server) { await self.serve($0) }
+        try await acceptUntilShutdown(server, executor: .control) { await self.serve($0) }
         unlink(path)
     }
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
-                var pending: [UInt8] = []
-                for try await var chunk in inbound {
-                    pending += chunk.readBytes(length: chunk.readableBytes) ?? []
-                    while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = Array(pending[..<nl])
-                        pending.removeFirst(nl + 1)
-                        if line.isEmpty { continue }
+                var splitter = LineSplitter(maxLine: Self.maxLine)
+                for try await chunk in inbound {
+                    // Linear in the bytes received, whatever their shape (a flood of newlines included); the
+                    // partial line kept between chunks is at most `maxLine`.
+                    let (lines, overlong) = splitter.feed(chunk)
+                    for line in lines {
                         var answer = await handler.respond(to: line)
                         answer.append(UInt8(ascii: "\n"))
                         try await outbound.write(ByteBuffer(bytes: answer))
                     }
-                    if pending.count > Self.maxLine {
+                    if overlong {
                         try await outbound.write(ByteBuffer(string: #"{"ok":false,"code":"bad_request","error":"request line too long"}"# + "\n"))
                         return
                     }
+                    // Fair to the other connections on this server's thread, however fast this client writes.
+                    await Task.yield()
                 }
             }
         } catch {
@@ -82,26 +83,79 @@ public final class ControlServer: Service, Sendable {
     }
 }
 
-/// Keeps a local server small and alive whatever its clients do: a connection idle for 5 minutes is closed
-/// (`swapctl slots --watch` asks every second), and beyond 32 open connections new ones are closed at once.
-final class LocalConnectionGuard: ChannelInboundHandler, @unchecked Sendable {
-    // @unchecked: used on its channel's event loop only; the counter is shared through a lock.
-    typealias InboundIn = ByteBuffer
-    static let maxConnections = 32
-    private static let open = LockedBox(0)
+/// Splits a byte stream into lines (`\n`), in time linear in the bytes; empty lines are dropped. A line longer
+/// than `maxLine` (complete or still growing) makes `feed` report `overlong`, and the lines before it are returned.
+struct LineSplitter {
+    let maxLine: Int
+    private var partial: [UInt8] = []
 
-    static func handlers() -> [any ChannelHandler] {
-        [IdleStateHandler(readTimeout: .minutes(5)), LocalConnectionGuard()]
+    init(maxLine: Int) { self.maxLine = maxLine }
+
+    mutating func feed(_ chunk: ByteBuffer) -> (lines: [[UInt8]], overlong: Bool) {
+        var lines: [[UInt8]] = []
+        var overlong = false
+        chunk.withUnsafeReadableBytes { raw in
+            var start = 0
+            while start < raw.count {
+                let found = memchr(raw.baseAddress! + start, Int32(UInt8(ascii: "\n")), raw.count - start)
+                guard let found else {
+                    if partial.count + (raw.count - start) > maxLine { overlong = true; return }
+                    partial.append(contentsOf: raw[start...])
+                    return
+                }
+                let nl = UnsafeRawPointer(found) - UnsafeRawPointer(raw.baseAddress!)
+                if partial.count + (nl - start) > maxLine { overlong = true; return }
+                if partial.isEmpty {
+                    if nl > start { lines.append(Array(raw[start ..< nl])) }
+                } else {
+                    partial.append(contentsOf: raw[start ..< nl])
+                    lines.append(partial)
+                    partial = []
+                }
+                start = nl + 1
+            }
+        }
+        return (lines, overlong)
+    }
+}
+
+/// How many connections one local server (the control socket, the metrics port) holds open at once. Each
+/// server has its own: idle HTTP connections to /metrics (open to any local user) cannot use up the
+/// control socket's.
+final class ConnectionBudget: Sendable {
+    let limit: Int
+    private let open = LockedBox(0)
+    init(limit: Int) { self.limit = limit }
+    static let control = ConnectionBudget(limit: 32)
+    static let metrics = ConnectionBudget(limit: 32)
+
+    /// Takes one place; false when the budget is used up (the place is still counted until `release`).
+    func acquire() -> Bool { open.withLock { $0 += 1; return $0 <= limit } }
+    func release() { open.withLock { $0 -= 1 } }
+}
+
+/// Keeps a local server small and alive whatever its clients do: a connection idle for 5 minutes is closed
+/// (`swapctl slots --watch` asks every second), and beyond its server's budget (32) new ones are closed at once.
+final class LocalConnectionGuard: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked: used on its channel's event loop only; the budget is shared through a lock.
+    typealias InboundIn = ByteBuffer
+    private let budget: ConnectionBudget
+    private var counted = false
+
+    init(budget: ConnectionBudget) { self.budget = budget }
+
+    static func handlers(budget: ConnectionBudget) -> [any ChannelHandler] {
+        [IdleStateHandler(readTimeout: .minutes(5)), LocalConnectionGuard(budget: budget)]
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let count = Self.open.withLock { $0 += 1; return $0 }
-        if count > Self.maxConnections { context.close(promise: nil) }
+        counted = true
+        if !budget.acquire() { context.close(promise: nil) }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        Self.open.withLock { $0 -= 1 }
+        if counted { budget.release(); counted = false }
         context.fireChannelInactive()
     }
 
@@ -110,13 +164,30 @@ final class LocalConnectionGuard: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
+/// A thread of its own for a local server's connections (a serial Dispatch queue as a task executor):
+/// whatever a local client sends, parsing it and answering it run there, not on the Swift cooperative pool
+/// (two threads on a small board) that the acquisition loop — and with it the controller's watchdog
+/// write — needs. Awaiting an actor (the store, the acquisition) still hops there for the call itself.
+final class LocalClientsExecutor: TaskExecutor, @unchecked Sendable {
+    // @unchecked: the queue is the only state.
+    private let queue: DispatchQueue
+    init(label: String) { queue = DispatchQueue(label: label) }
+    static let control = LocalClientsExecutor(label: "swapgate.control")
+    static let metrics = LocalClientsExecutor(label: "swapgate.metrics")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
 /// Accepts connections until graceful shutdown (which closes the listening socket), each served in a child task.
-func acceptUntilShutdown<Connection: Sendable>(_ server: NIOAsyncChannel<Connection, Never>,
+func acceptUntilShutdown<Connection: Sendable>(_ server: NIOAsyncChannel<Connection, Never>, executor: LocalClientsExecutor,
                                                 serve: @escaping @Sendable (Connection) async -> Void) async throws {
     try await withGracefulShutdownHandler {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
-                for try await connection in inbound { group.addTask { await serve(connection) } }
+                for try await connection in inbound { group.addTask(executorPreference: executor) { await serve(connection) } }
             }
         }
     } onGracefulShutdown: {
