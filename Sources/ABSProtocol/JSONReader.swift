@@ -24,6 +24,13 @@ struct JSONReader {
     let buf: UnsafeBufferPointer<UInt8>
     private(set) var pos = 0
     private var depth = 0
+    /// The keys of every object still open, innermost last (hash and key), and where each object's keys start:
+    /// a key twice in one object is refused at every level, in values the caller reads and in values it skips.
+    private var openKeys: [(hash: Int, key: String)] = []
+    private var keyStarts: [Int] = []
+    /// Objects with many keys switch to a set (by depth) so a hostile object cannot make the check quadratic.
+    private var largeObjects: [Int: Set<String>] = [:]
+    static let linearKeyLimit = 32
 
     init(_ buf: UnsafeBufferPointer<UInt8>) {
         self.buf = buf
@@ -72,6 +79,36 @@ struct JSONReader {
         pos += 1
         depth += 1
         guard depth <= Self.maxDepth else { throw error("nesting deeper than \(Self.maxDepth)") }
+        keyStarts.append(openKeys.count)
+    }
+
+    /// Remembers `key` in the innermost open object; throws if it is already there.
+    private mutating func noteKey(_ key: String) throws(JSONSyntaxError) {
+        let start = keyStarts.last ?? 0
+        let hash = key.hashValue
+        if let set = largeObjects[keyStarts.count] {
+            guard !set.contains(key) else { throw duplicate(key) }
+            largeObjects[keyStarts.count]!.insert(key)
+            return
+        }
+        for i in start ..< openKeys.count where openKeys[i].hash == hash && openKeys[i].key == key { throw duplicate(key) }
+        openKeys.append((hash, key))
+        if openKeys.count - start > Self.linearKeyLimit {
+            largeObjects[keyStarts.count] = Set(openKeys[start...].map(\.key))
+        }
+    }
+
+    private func duplicate(_ key: String) -> JSONSyntaxError {
+        var quoted = "\""
+        for ch in key.unicodeScalars.prefix(64) { quoted += ch.value < 0x20 || ch == "\"" || ch == "\\" ? ch.escaped(asASCII: true) : String(ch) }
+        return JSONSyntaxError(message: "the key \(quoted)\" appears twice in an object")
+    }
+
+    private mutating func endObject() {
+        if let start = keyStarts.popLast() {
+            largeObjects[keyStarts.count + 1] = nil
+            openKeys.removeSubrange(start...)
+        }
     }
 
     /// The next key (its value is to be read next), or nil after the closing `}`.
@@ -83,6 +120,7 @@ struct JSONReader {
             // `{}` or a complete member before it; `{"a":1,}` is caught below.
             pos += 1
             depth -= 1
+            endObject()
             return nil
         }
         if !first {
@@ -93,6 +131,7 @@ struct JSONReader {
         first = false
         guard pos < buf.count, buf[pos] == UInt8(ascii: "\"") else { throw error("expected a string key") }
         let key = try scanString()
+        try noteKey(key)
         skipWhitespace()
         guard pos < buf.count, buf[pos] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
         pos += 1

@@ -59,7 +59,13 @@ public final class Gateway: Sendable {
         var m = MQTTConfiguration(host: c.mqtt.host, port: c.mqtt.port, clientID: c.mqttClientID)
         m.cleanSession = false
         m.keepAliveSeconds = c.mqtt.keepAlive
-        m.protocolVersion = c.mqtt.protocolVersion == "5" ? .v5 : .v311
+        m.protocolVersion = c.mqtt.protocolVersion == "5" ? .v5 : c.mqtt.protocolVersion == "3.1.1" ? .v311 : .auto
+        // Memory bounds (docs/mqtt-adapter.md): the broker sends nothing above max_packet_size (MQTT 5); commands
+        // other than entitlements are small; what waits for the command service is bounded in bytes.
+        m.maximumPacketSize = c.mqtt.maxPacketSize
+        m.payloadLimits = [MQTTPayloadLimit(filter: topics.command("entitlements"), maxBytes: c.mqtt.maxPacketSize),
+                           MQTTPayloadLimit(filter: topics.commands, maxBytes: c.mqtt.maxCommandBytes)]
+        m.maxQueuedBytes = c.mqtt.maxQueuedBytes
         m.username = c.mqtt.username
         m.password = c.mqtt.password
         if c.mqtt.caFile != nil || c.mqtt.certFile != nil {
@@ -111,6 +117,7 @@ public final class Gateway: Sendable {
         }
         commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
                                   acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
+                                  maxQueuedBytes: c.mqtt.maxQueuedBytes,
                                   logger: Self.child(logger, "commands"))
         control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
                                  store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,

@@ -66,7 +66,7 @@ extension GatewayConfiguration {
         c.mqtt.host = r.string("mqtt.host", c.mqtt.host)
         c.mqtt.port = r.int("mqtt.port", c.mqtt.port, 1 ... 65535)
         c.mqtt.clientID = r.string("mqtt.client_id", c.mqtt.clientID)
-        c.mqtt.protocolVersion = r.choice("mqtt.protocol", c.mqtt.protocolVersion, ["3.1.1", "5"])
+        c.mqtt.protocolVersion = r.choice("mqtt.protocol", c.mqtt.protocolVersion, ["auto", "5", "3.1.1"])
         c.mqtt.keepAlive = r.int("mqtt.keepalive", c.mqtt.keepAlive, 5 ... 3600)
         c.mqtt.username = r.optionalString("mqtt.username")
         c.mqtt.password = r.secret("mqtt.password", env: "SWAPGATE_MQTT_PASSWORD", environment: environment, base: baseDirectory)
@@ -80,6 +80,9 @@ extension GatewayConfiguration {
         c.mqtt.maxInflight = r.int("mqtt.max_inflight", c.mqtt.maxInflight, 1 ... 1000)
         c.mqtt.reconnectDelayMin = r.int("mqtt.reconnect_delay_min", c.mqtt.reconnectDelayMin, 1 ... 300)
         c.mqtt.reconnectDelayMax = r.int("mqtt.reconnect_delay_max", c.mqtt.reconnectDelayMax, c.mqtt.reconnectDelayMin ... 3600)
+        c.mqtt.maxPacketSize = r.int("mqtt.max_packet_size", c.mqtt.maxPacketSize, 4096 ... 268_435_455)
+        c.mqtt.maxCommandBytes = r.int("mqtt.max_command_bytes", c.mqtt.maxCommandBytes, 1024 ... max(1024, c.mqtt.maxPacketSize))
+        c.mqtt.maxQueuedBytes = r.int("mqtt.max_queued_bytes", c.mqtt.maxQueuedBytes, 1024 * 1024 ... 1024 * 1024 * 1024)
 
         c.store.path = r.string("store.path", c.store.path)
         if !c.store.path.hasPrefix("/") { c.store.path = (baseDirectory as NSString).appendingPathComponent(c.store.path) }

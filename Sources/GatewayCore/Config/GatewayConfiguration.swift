@@ -94,7 +94,7 @@ public struct GatewayConfiguration: Sendable {
         public var host = "127.0.0.1"
         public var port = 1883
         public var clientID = ""                  // default: "swapgate-<station id>"
-        public var protocolVersion = "3.1.1"       // 3.1.1 | 5
+        public var protocolVersion = "auto"        // auto (5, else 3.1.1) | 5 | 3.1.1
         public var keepAlive = 30
         public var username: String?
         public var password: String?               // prefer password_file or SWAPGATE_MQTT_PASSWORD
@@ -105,6 +105,13 @@ public struct GatewayConfiguration: Sendable {
         public var maxInflight = 100
         public var reconnectDelayMin = 1
         public var reconnectDelayMax = 30
+        /// Largest packet taken (MQTT 5 Maximum Packet Size; enforced on receipt with 3.1.1 too):
+        /// a 100k-entitlement snapshot envelope (~59 MB) fits under the verifier's 64 MiB payload limit.
+        public var maxPacketSize = 64 * 1024 * 1024 + 4096
+        /// Largest payload of every command but `entitlements` (swap, unlock, slot, ping, rebirth are small).
+        public var maxCommandBytes = 64 * 1024
+        /// Payload bytes received commands may hold in memory while they wait (adapter queue, entitlement lane).
+        public var maxQueuedBytes = 64 * 1024 * 1024
     }
     public struct Store: Sendable {
         public var path = "/var/lib/swapgate/station.sqlite"
