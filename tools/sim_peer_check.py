@@ -116,7 +116,8 @@ def check_slot(slot, b, cells):
     info = {"slot": slot, "state": state, "fault_code": b[1], "door_open_count": b[25], "insert_count": b[26]}
     if not (present and bms):
         check(all(v == 0 for v in b[2:25]), f"slot {slot}: BMS fields not zero without battery/BMS link")
-        check(all(v == 0 for v in cells), f"slot {slot}: cell detail not zero without battery/BMS link")
+        check(all(v == 0 for v in cells[0:25] + cells[31:]) and all(v == 0x8000 for v in cells[25:31]),
+              f"slot {slot}: cell detail not empty (0, probes 0x8000) without battery/BMS link")
         check(not state & 0x18, f"slot {slot}: charging/complete without battery/BMS")
         return info
     bid = ascii_of(b[2:10])
@@ -147,7 +148,8 @@ def check_slot(slot, b, cells):
     check(b[22] == max(volts) and b[23] == min(volts), f"slot {slot}: cell_v_max/min {b[22]}/{b[23]} vs cells")
     pack_mv = b[12] * 10
     check(abs(sum(volts) - pack_mv) <= count + 10, f"slot {slot}: sum of cells {sum(volts)} mV vs pack {pack_mv} mV")
-    probes = [s16(v) for v in cells[25:31] if v != 0]
+    # map 1.1: a probe the pack does not have reads 0x8000; any other value, 0 included, is a temperature
+    probes = [s16(v) for v in cells[25:31] if v != 0x8000]
     check(len(probes) >= 1, f"slot {slot}: no temperature probes")
     check(s16(b[14]) == max(probes) and s16(b[15]) == min(probes),
           f"slot {slot}: temp_max/min {s16(b[14])}/{s16(b[15])} vs probes {probes}")

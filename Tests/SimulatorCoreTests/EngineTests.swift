@@ -93,7 +93,8 @@ import Testing
             #expect(abs(volts.reduce(0, +) - Int(block[12]) * 10) <= cellCount)
             #expect(volts.max()! - volts.min()! <= 15 && volts.max()! != volts.min()!)
             let temps = c[25..<(25 + probes)].map { Int(RegisterCodec.signed($0)) }
-            #expect(c[(25 + probes)...31].allSatisfy { $0 == 0 })
+            #expect(c[(25 + probes)..<31].allSatisfy { $0 == 0x8000 })   // map 1.1: a probe the pack lacks
+            #expect(c[31] == 0)
             #expect(Int(RegisterCodec.signed(block[14])) == temps.max()!)
             #expect(Int(RegisterCodec.signed(block[15])) == temps.min()!)
             #expect(temps.max()! == 304)
@@ -102,12 +103,17 @@ import Testing
         #expect(try sim.slotBlock(2)[12] == 6384)
     }
 
+    /// No pack (or no BMS link): cell registers 0, the six probes absent (0x8000, map 1.1).
+    static func cellsEmpty(_ c: [UInt16]) -> Bool {
+        c[0...24].allSatisfy { $0 == 0 } && c[25...30].allSatisfy { $0 == 0x8000 } && c[31] == 0
+    }
+
     @Test func bmsFieldsAreZeroWithoutBatteryOrBMSLink() throws {
         let sim = pausedSimulator()
         let empty = try sim.slotBlock(1)
         #expect(empty[0] == UInt16(SlotStateBits([.doorClosed, .locked]).rawValue))
         #expect(empty[1...31].allSatisfy { $0 == 0 })
-        #expect(try sim.cellBlock(1).allSatisfy { $0 == 0 })
+        #expect(try Self.cellsEmpty(sim.cellBlock(1)))
 
         try sim.insertBattery(slot: 1, id: "LINKLOST", family: 3, soc: 60, soh: 90)
         try sim.inject(.bmsLinkLost(slot: 1))
@@ -117,7 +123,7 @@ import Testing
         #expect(b[1] == 5)
         #expect(b[2...24].allSatisfy { $0 == 0 })
         #expect(b[26] == 1)                          // counters are the controller's, still there
-        #expect(try sim.cellBlock(1).allSatisfy { $0 == 0 })
+        #expect(try Self.cellsEmpty(sim.cellBlock(1)))
     }
 
     @Test func summaryRegisterMirrorsStateAndCountsChanges() throws {
@@ -284,5 +290,21 @@ import Testing
             #expect(sim.respond(unit: unit, pdu: ModbusPDU.readInput(start: 0, count: 1), transport: .tcp) == .silent)
         }
         #expect(sim.handle(unit: 1, pdu: ModbusPDU.readInput(start: 0, count: 1)) == [0x04, 2, 0x4F, 0x56])
+    }
+}
+
+/// Map 1.1: probes a pack does not have read 0x8000; a pack can be given exact probes through the control interface.
+@Suite struct ProbeRegisterTests {
+    @Test func controlSetsExactProbesAndTheRestReadAbsent() throws {
+        let sim = pausedSimulator(slots: 2)
+        try sim.insertBattery(slot: 1, id: "PROBES", family: 1, soc: 50, soh: 100)
+        let reply = sim.control(line: #"{"cmd":"set_battery","slot":1,"probe_temperatures":[0.0,21.5,-3.2]}"#)
+        #expect(reply.contains(#""ok":true"#), "\(reply)")
+        let c = try sim.cellBlock(1)
+        #expect(Array(c[25...30]) == [0, 215, UInt16(bitPattern: -32), 0x8000, 0x8000, 0x8000])
+        let b = try sim.slotBlock(1)
+        #expect(RegisterCodec.signed(b[14]) == 215 && RegisterCodec.signed(b[15]) == -32)
+        let bad = sim.control(line: #"{"cmd":"set_battery","slot":1,"probe_temperatures":[1,2,3,4,5,6,7]}"#)
+        #expect(bad.contains(#""ok":false"#))
     }
 }
