@@ -180,9 +180,11 @@ public final class CommandService: Service, Sendable {
             return await maintenanceUnlock(slot: slot, operatorID: operatorID, reason: reason, requestID: command.header.requestID)
         case let .slot(slot, inService):
             return await setService(slot: slot, inService: inService, requestID: command.header.requestID)
-        case let .entitlementSnapshot(version, entitlements):
+        case let .entitlementSnapshot(version, entitlements, countedThroughSeq):
             do {
-                try await store.applyEntitlementSnapshot(version: version, entitlements: entitlements, issuedAt: command.header.issuedAt, receivedAt: now)
+                // countedThroughSeq (contract 1.1) acknowledges the local swaps it covers; nil acknowledges nothing.
+                try await store.applyEntitlementSnapshot(version: version, entitlements: entitlements, issuedAt: command.header.issuedAt,
+                                                         receivedAt: now, countedThroughSeq: countedThroughSeq)
                 await recorder.record([ContractEvent("entitlements.applied", ["kind": "snapshot", "version": version, "count": entitlements.count])])
                 logger.notice("entitlement snapshot applied", metadata: ["version": "\(version)", "count": "\(entitlements.count)"])
                 return .init(ok: true, code: nil, message: nil, data: ["version": version, "count": entitlements.count])
@@ -190,10 +192,11 @@ public final class CommandService: Service, Sendable {
                 logger.error("entitlement snapshot not applied", metadata: ["error": "\(error)"])
                 return .init(ok: false, code: "station_busy", message: "snapshot not applied: storage error", data: nil)
             }
-        case let .entitlementDelta(base, version, upsert, remove):
+        case let .entitlementDelta(base, version, upsert, remove, countedThroughSeq):
             do {
                 switch try await store.applyEntitlementDelta(baseVersion: base, version: version, upsert: upsert, remove: remove,
-                                                             issuedAt: command.header.issuedAt, receivedAt: now) {
+                                                             issuedAt: command.header.issuedAt, receivedAt: now,
+                                                             countedThroughSeq: countedThroughSeq) {
                 case .applied:
                     await recorder.record([ContractEvent("entitlements.applied", ["kind": "delta", "version": version, "count": upsert.count + remove.count])])
                     return .init(ok: true, code: nil, message: nil, data: ["version": version])
