@@ -25,16 +25,48 @@ public struct LogfmtHandler: LogHandler {
         if let extra = event.metadata { all.merge(extra) { $1 } }
         for key in all.keys.sorted() where key == "part" { line += " part=\(Self.quote("\(all[key]!)"))" }
         line += " msg=\(Self.quote("\(event.message)"))"
-        for key in all.keys.sorted() where key != "part" { line += " \(key)=\(Self.quote("\(all[key]!)"))" }
+        for key in all.keys.sorted() where key != "part" { line += " \(Self.safeKey(key))=\(Self.quote("\(all[key]!)"))" }
         RecentLog.shared.append(line)
         line += "\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
+    /// A metadata key as written: its characters outside letters, digits and `_ . -` become `_`.
+    static func safeKey(_ key: String) -> String {
+        String(String.UnicodeScalarView(key.unicodeScalars.map {
+            ($0.properties.isAlphabetic || $0.properties.numericType != nil || "_.-".unicodeScalars.contains($0)) && !isControl($0) ? $0 : "_"
+        }))
+    }
+
+    /// A logfmt value: bare when it is a plain word, else in double quotes with `\` and `"` escaped. Control
+    /// characters (CR, LF, NUL, ESC, …, and U+2028/2029) are always escaped, in the message and in every
+    /// metadata value: a value a client chose (a control `op`, a topic) cannot forge a log line or drive a terminal.
     static func quote(_ s: String) -> String {
-        if !s.isEmpty, !s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) { return s }
-        return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n") + "\""
+        let needsQuotes = s.isEmpty || s.unicodeScalars.contains { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || isControl($0) }
+        guard needsQuotes else { return s }
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if isControl(u) {
+                    let hex = String(u.value, radix: 16)
+                    out += u.value <= 0xFF ? "\\x" + (hex.count < 2 ? "0" + hex : hex) : "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+    static func isControl(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (0x7F ... 0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
     }
 }
 

@@ -110,6 +110,39 @@ import Glibc
         #expect(!ControlHandler.redact("password: [unclosed, LEAK-10\n").contains("LEAK-10"))
     }
 
+    // MARK: - Control characters (issue 9 item 17)
+
+    /// An op with CR and NUL reaches the log escaped (no forged line); an id with a NUL is refused instead of
+    /// being looked up as its prefix (SQLite and C strings end at the NUL).
+    @Test func controlCharactersAreEscapedInTheLogAndRefusedInIDs() throws {
+        let st = try Station(slots: 2)
+        defer { st.stop() }
+        try st.startGateway()
+        let fd = try unixConnect(st.controlSocket)
+        defer { close(fd) }
+        sendAll(fd, Array(#"{"op":"x\r\nts=forged level=critical msg=\u0000\u001b[2J"}"#.utf8) + [10])
+        sendAll(fd, Array(#"{"op":"entitlements","customerID":"cust-001\u0000x"}"#.utf8) + [10])
+        sendAll(fd, Array(#"{"op":"swap","customerID":"cust-001\u0000x"}"#.utf8) + [10])
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var got = ""
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while got.split(separator: "\n").count < 3 {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            got += String(decoding: buf[..<n], as: UTF8.self)
+        }
+        let answers = got.split(separator: "\n")
+        #expect(answers.count == 3 && answers.allSatisfy { $0.contains("bad_request") }, "\(got)")
+        #expect(answers.count == 3 && answers[1].contains("control characters") && answers[2].contains("control characters"), "\(got)")
+        pause(0.5)
+        let log = st.gateway?.output() ?? ""
+        #expect(log.contains("\\r\\nts=forged") && log.contains("\\x00") && log.contains("\\x1b"), "\(log.suffix(2000))")
+        #expect(!log.contains("\nts=forged"), "a forged log line")
+        #expect(!log.unicodeScalars.contains { $0.value == 0 || $0.value == 0x1B || $0.value == 0x0D })
+        #expect(try st.swapctl(["events", "--type", "swap.rejected"]).output.contains("cust-001") == false)
+    }
+
     // MARK: - Floods and budgets (issue 9 item 14)
 
     /// Several connections write newlines as fast as they can (tens of MB each) while the controller's watchdog
