@@ -3,11 +3,13 @@ import Foundation
 // RFC 3339 timestamps, parsed and written by hand: a snapshot carries two per record (200 000 for a
 // city), and the parser must refuse anything that is not a real date rather than guess.
 
-enum RFC3339 {
+/// The one RFC 3339 parser and formatter of the project: ABS commands, the gateway's events and payloads
+/// (`Timestamp` in GatewayCore delegates here), and the control API's JSON dates (daemon and swapctl).
+public enum RFC3339 {
     /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; 'T'/'t' and 'Z'/'z' as RFC 3339 allows.
     /// The fraction may have any number of digits (nanoseconds are kept at most). Leap seconds
     /// (`:60`) are refused: `Date` cannot hold them and ABS never sends them.
-    static func parse(_ string: String) -> Date? {
+    public static func parse(_ string: String) -> Date? {
         var s = string
         return s.withUTF8 { parse($0) }
     }
@@ -68,7 +70,7 @@ enum RFC3339 {
     }
 
     /// `2026-11-22T10:04:31.250Z`: UTC, milliseconds (truncated).
-    static func format(_ date: Date) -> String {
+    public static func format(_ date: Date) -> String {
         // Via whole microseconds, so that binary noise (−0.001 s stored as −0.0010000000000001)
         // does not move a time to the previous millisecond.
         let t = date.timeIntervalSince1970

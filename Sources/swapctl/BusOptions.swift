@@ -50,8 +50,7 @@ func fail(_ message: String, code: Int32) -> ExitCode {
 }
 
 func printJSON<T: Encodable>(_ value: T) {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let enc = ControlJSON.encoder(pretty: true)   // RFC 3339 dates, as the daemon sends them
     print(String(decoding: (try? enc.encode(value)) ?? Data(), as: UTF8.self))
 }
 

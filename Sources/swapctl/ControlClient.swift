@@ -43,7 +43,7 @@ final class ControlClient {
     func call<T: Decodable>(_ request: ControlRequest, as: T.Type) throws -> T {
         let line = try roundTrip(request)
         let envelope: Envelope<T>
-        do { envelope = try JSONDecoder().decode(Envelope<T>.self, from: Data(line)) } catch {
+        do { envelope = try ControlJSON.decoder().decode(Envelope<T>.self, from: Data(line)) } catch {
             throw fail("unexpected answer from the daemon: \(error)", code: ExitStatus.dataError)
         }
         guard envelope.ok, let data = envelope.data else {
@@ -62,7 +62,7 @@ final class ControlClient {
 
     /// The raw answer line (for --json, printed as the daemon sent it).
     func roundTrip(_ request: ControlRequest) throws -> [UInt8] {
-        var out = try JSONEncoder().encode(request)
+        var out = try ControlJSON.encoder().encode(request)
         out.append(UInt8(ascii: "\n"))
         try out.withUnsafeBytes { raw in
             var off = 0

@@ -72,8 +72,7 @@ struct Slots: ParsableCommand {
         while count == 0 || n < count {
             let v = try client.call(ControlRequest(op: "slots"), as: SlotsView.self)
             if daemon.json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.sortedKeys]
+                let enc = ControlJSON.encoder()
                 print(String(decoding: (try? enc.encode(v)) ?? Data(), as: UTF8.self))
             } else {
                 if isatty(STDOUT_FILENO) != 0 { print("\u{1B}[H\u{1B}[2J", terminator: "") }
@@ -331,8 +330,7 @@ struct Diagnostics: ParsableCommand {
         let bundle = try daemon.client().call(ControlRequest(op: "diagnostics"), as: DiagnosticsBundle.self)
         let stamp = bundle.createdAt.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ".", with: "")
         let path = output ?? "swapgate-diagnostics-\(bundle.status.stationID)-\(stamp).json"
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let enc = ControlJSON.encoder(pretty: true)
         let data = try enc.encode(bundle)
         guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
             throw fail("cannot write \(path)", code: 1)

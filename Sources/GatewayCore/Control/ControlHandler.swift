@@ -44,7 +44,7 @@ public struct ControlHandler: Sendable {
     /// One request line in, one response line out (without the newline).
     public func respond(to line: [UInt8]) async -> [UInt8] {
         let request: ControlRequest
-        do { request = try JSONDecoder().decode(ControlRequest.self, from: Data(line)) } catch {
+        do { request = try ControlJSON.decoder().decode(ControlRequest.self, from: Data(line)) } catch {
             return encode(ControlResponse<Empty>(ok: false, code: "bad_request", error: "not a control request: \(Self.short(error))"))
         }
         do {
@@ -374,8 +374,7 @@ public struct ControlHandler: Sendable {
     func ok<T: Codable & Sendable>(_ value: T) -> [UInt8] { encode(ControlResponse(ok: true, data: value)) }
 
     func encode<T: Codable & Sendable>(_ response: ControlResponse<T>) -> [UInt8] {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let enc = ControlJSON.encoder()
         return Array((try? enc.encode(response)) ?? Data(#"{"ok":false,"code":"failed","error":"cannot encode the answer"}"#.utf8))
     }
 

@@ -1,35 +1,42 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import ABSProtocol
 
 /// RFC 3339 UTC timestamps with milliseconds, as the ABS contract wants: `2026-11-22T10:04:31.250Z`.
-/// Formatted by hand with gmtime_r: thread-safe and allocation-light, unlike a shared DateFormatter.
+/// One formatter and parser for the whole project: ABSProtocol's `RFC3339` (hand-written, thread-safe).
 public enum Timestamp {
-    public static func rfc3339(_ date: Date) -> String {
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        var secs = time_t(ms / 1000)
-        var t = tm()
-        gmtime_r(&secs, &t)
-        // Digits by hand: String(format:) costs more than everything else here.
-        var b = [UInt8](repeating: 0, count: 24)
-        func put(_ v: Int, _ at: Int, _ width: Int) {
-            var v = v
-            for i in stride(from: at + width - 1, through: at, by: -1) { b[i] = UInt8(48 + v % 10); v /= 10 }
-        }
-        put(Int(t.tm_year) + 1900, 0, 4); b[4] = 45; put(Int(t.tm_mon) + 1, 5, 2); b[7] = 45; put(Int(t.tm_mday), 8, 2)
-        b[10] = 84; put(Int(t.tm_hour), 11, 2); b[13] = 58; put(Int(t.tm_min), 14, 2); b[16] = 58; put(Int(t.tm_sec), 17, 2)
-        b[19] = 46; put(Int(((ms % 1000) + 1000) % 1000), 20, 3); b[23] = 90
-        return String(decoding: b, as: UTF8.self)
-    }
+    public static func rfc3339(_ date: Date) -> String { RFC3339.format(date) }
 
     /// Parses RFC 3339 (with or without fractional seconds, `Z` or an offset).
-    public static func parse(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+    public static func parse(_ s: String) -> Date? { RFC3339.parse(s) }
+
+    /// Dates in JSON as RFC 3339 strings: the control API's one date strategy, for the daemon's answers and
+    /// for swapctl's decoding and `--json` output (nested dates included, e.g. a usage record's `occurredAt`).
+    public static let encodingStrategy: JSONEncoder.DateEncodingStrategy = .custom { date, encoder in
+        var c = encoder.singleValueContainer()
+        try c.encode(RFC3339.format(date))
+    }
+
+    public static let decodingStrategy: JSONDecoder.DateDecodingStrategy = .custom { decoder in
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let d = RFC3339.parse(s) else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an RFC 3339 time: \(s)") }
+        return d
+    }
+}
+
+/// The control API's JSON coders (docs/control-api.md): sorted keys, unescaped slashes, RFC 3339 dates.
+public enum ControlJSON {
+    public static func encoder(pretty: Bool = false) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = Timestamp.encodingStrategy
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = Timestamp.decodingStrategy
+        return d
     }
 }
 
