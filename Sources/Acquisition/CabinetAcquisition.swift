@@ -38,10 +38,12 @@ public actor CabinetAcquisition {
     private var unlockGrants: [Int: ContinuousClock.Instant] = [:]
 
     /// `seed`: the station as last recorded (see `PersistedStation`), so that a restart reports only real changes.
-    public init(configuration: AcquisitionConfiguration, seed: PersistedStation? = nil,
+    /// `bus`: the owner of a bus this cabinet shares with others (several unit ids on one line or address);
+    /// nil: a bus of its own.
+    public init(configuration: AcquisitionConfiguration, bus: BusOwner? = nil, seed: PersistedStation? = nil,
                 logger: Logger = Logger(label: "swapgate.acquisition")) {
         self.configuration = configuration
-        self.bus = BusOwner(transport: configuration.transport, timings: configuration.timings)
+        self.bus = bus ?? BusOwner(transport: configuration.transport, timings: configuration.timings)
         var tracker = StationTracker(policy: configuration.batteryPolicy)
         if let seed { tracker.seed(seed.snapshot, quarantine: seed.quarantine, openDoors: seed.openDoors) }
         self.tracker = tracker
@@ -91,7 +93,7 @@ public actor CabinetAcquisition {
     @discardableResult
     public func cycle() async -> Bool {
         let now = ContinuousClock.now
-        var plan = ScanPlan()
+        var plan = ScanPlan(unit: configuration.unit)
         plan.previousSummary = needsFullResync ? nil : previousSummary
         plan.allSlots = needsFullResync || lastDetail.map { now - $0 >= .seconds(configuration.detailInterval) } ?? true
         plan.forcedSlots = Set(slotFailures.keys).union(refreshRequested)
@@ -262,7 +264,8 @@ public actor CabinetAcquisition {
         let count = latest.current.cabinet?.slotCount ?? CabinetMap.maxSlots
         guard slot >= 1, slot <= count else { throw ModbusError.invalidRequest("slot \(slot) outside 1…\(count)") }
         let range = CabinetMap.cellBlock(slot)
-        let regs = try await bus.run { try $0.readInputRegisters(unit: CabinetMap.cabinetUnit, address: range.start, count: range.count) }
+        let unit = configuration.unit
+        let regs = try await bus.run { try $0.readInputRegisters(unit: unit, address: range.start, count: range.count) }
         return try CabinetDecoder.cells(Registers(regs))
     }
 
@@ -311,12 +314,14 @@ public actor CabinetAcquisition {
         /// Set once a write of `seq` may have reached the controller: from then on the seq never changes.
         var written: UInt16?
         let previous = seqState.withLock { $0.lastWritten }
+        let unit = configuration.unit
         while ContinuousClock.now < deadline {
             let fixed = written
             let outcome: CommandAttempt
             do {
                 outcome = try await bus.run { conn in
-                    Self.attempt(command, slot: slot, param: param, proposed: proposed, written: fixed, previous: previous, on: conn)
+                    Self.attempt(command, slot: slot, param: param, proposed: proposed, written: fixed, previous: previous,
+                                 unit: unit, on: conn)
                 }
             } catch {
                 outcome = CommandAttempt(seq: nil, status: .failed((error as? ModbusError) ?? .link("\(error)")))
@@ -366,16 +371,16 @@ public actor CabinetAcquisition {
 
     /// One attempt on the bus owner's queue: read 19/20, choose or keep the seq, write the block, poll 19/20.
     static func attempt(_ command: CabinetCommand, slot: Int, param: UInt16, proposed: UInt16, written: UInt16?,
-                        previous: UInt16?, on conn: ModbusConnection) -> CommandAttempt {
-        var result = attemptOnce(command, slot: slot, param: param, proposed: proposed, written: written, previous: previous, on: conn)
+                        previous: UInt16?, unit: UInt8 = CabinetMap.cabinetUnit, on conn: ModbusConnection) -> CommandAttempt {
+        var result = attemptOnce(command, slot: slot, param: param, proposed: proposed, written: written, previous: previous,
+                                 unit: unit, on: conn)
         // An error that broke the link closes it, so the next job reconnects (as `BusOwner.run` does for thrown ones).
         if case let .failed(e) = result.status, e.needsReconnect { conn.close(); result.status = .failed(e) }
         return result
     }
 
     private static func attemptOnce(_ command: CabinetCommand, slot: Int, param: UInt16, proposed: UInt16, written: UInt16?,
-                                    previous: UInt16?, on conn: ModbusConnection) -> CommandAttempt {
-        let unit = CabinetMap.cabinetUnit
+                                    previous: UInt16?, unit: UInt8, on conn: ModbusConnection) -> CommandAttempt {
         let resultRegs = UInt16(CabinetMap.Device.lastCommandSeq)
         let before: [UInt16]
         do { before = try conn.readInputRegisters(unit: unit, address: resultRegs, count: 2) } catch {

@@ -36,6 +36,10 @@ public struct ChangeBatch: Sendable {
     public let timestamp: Date
     /// Doors open after this batch, with the `authorised` flag of their opening.
     public var openDoors: [Int: Bool] = [:]
+    /// In a station batch: the configured id of the cabinet whose cycle produced it (its slot-level and
+    /// cabinet-level changes are that cabinet's), and every cabinet's own state to store.
+    public var cabinet: String?
+    public var cabinetStates: [String: PersistedStation]?
 }
 
 /// What the gateway keeps of the station between runs (stored with the events it produced).
@@ -46,14 +50,20 @@ public struct PersistedStation: Sendable, Codable {
     /// before a restart and closed after it is still reported unauthorised. Absent in states stored by
     /// older versions (then the flag is derived: see `StationTracker.diff`).
     public var openDoors: [Int: Bool]?
-    public init(snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]], openDoors: [Int: Bool]? = nil) {
-        self.snapshot = snapshot; self.quarantine = quarantine; self.openDoors = openDoors
+    /// Each cabinet's own state (its own slot numbers) by configured id; absent in states stored before several
+    /// cabinets were supported (then the whole state is the first cabinet's). The fields above are the station's.
+    public var cabinets: [String: PersistedStation]?
+    public init(snapshot: StationSnapshot, quarantine: [Int: [QuarantineReason]], openDoors: [Int: Bool]? = nil,
+                cabinets: [String: PersistedStation]? = nil) {
+        self.snapshot = snapshot; self.quarantine = quarantine; self.openDoors = openDoors; self.cabinets = cabinets
     }
     public static let metaKey = "station_state"
 }
 
 extension ChangeBatch {
-    public var persisted: PersistedStation { PersistedStation(snapshot: snapshot, quarantine: quarantined, openDoors: openDoors) }
+    public var persisted: PersistedStation {
+        PersistedStation(snapshot: snapshot, quarantine: quarantined, openDoors: openDoors, cabinets: cabinetStates)
+    }
 }
 
 /// A tiny lock-protected box (NSLock; Synchronization.Mutex is not copyable into closures as easily).

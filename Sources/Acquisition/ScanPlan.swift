@@ -3,6 +3,8 @@ import StationDomain
 
 /// What one acquisition cycle reads and writes. Built by the poller from its state; executed on the bus.
 struct ScanPlan: Sendable {
+    /// The cabinet controller's unit id.
+    var unit: UInt8 = CabinetMap.cabinetUnit
     /// Slots whose block must be read even if the summary shows no change.
     var forcedSlots: Set<Int> = []
     /// Read every slot block (periodic refresh, start-up, after a reboot).
@@ -52,7 +54,7 @@ enum Scan {
     /// the meter, the watchdog and the clock. Failures are recorded per part, never thrown, so one bad
     /// slot does not hide the others.
     static func execute(_ plan: ScanPlan, on conn: ModbusConnection) -> ScanResult {
-        let unit = CabinetMap.cabinetUnit
+        let unit = plan.unit
         var result = ScanResult(device: .failure(.notConnected))
         func attempt(_ body: () throws(ModbusError) -> [UInt16]) -> Result<[UInt16], ModbusError> {
             result.requests += 1

@@ -22,7 +22,7 @@ public enum GatewayVersion {
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let store: StationStore
-    public let acquisition: CabinetAcquisition
+    public let acquisition: StationAcquisition
     public let mqtt: MQTTClient
     public let mqttService: MQTTService
     public let recorder: EventRecorder
@@ -53,7 +53,7 @@ public final class Gateway: Sendable {
         if let json = try await store.meta(PersistedStation.metaKey) {
             seed = try? JSONDecoder().decode(PersistedStation.self, from: Data(json.utf8))
         }
-        acquisition = CabinetAcquisition(configuration: c.acquisition, seed: seed,
+        acquisition = StationAcquisition(configurations: c.acquisitions, seed: seed,
                                          logger: Self.child(logger, "acquisition"))
 
         var m = MQTTConfiguration(host: c.mqtt.host, port: c.mqtt.port, clientID: c.mqttClientID)
@@ -120,7 +120,7 @@ public final class Gateway: Sendable {
                                   maxQueuedBytes: c.mqtt.maxQueuedBytes,
                                   logger: Self.child(logger, "commands"))
         control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
-                                 store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
+                                 store: store, acquisition: acquisition.first, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
                                  health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"))
         controlServer = c.control.socket.isEmpty ? nil : ControlServer(path: c.control.socket, handler: control, logger: Self.child(logger, "control"))
         metricsServer = c.metrics.enabled ? MetricsServer(host: c.metrics.host, port: c.metrics.port, handler: control,
@@ -139,7 +139,7 @@ public final class Gateway: Sendable {
             "version": GatewayVersion.string, "config_digest": configDigest, "previous_shutdown_clean": previousClean,
         ])])
         logger.notice("swapgate starting", metadata: [
-            "station": "\(configuration.station.id)", "cabinet": "\(configuration.acquisition.transport)",
+            "station": "\(configuration.station.id)", "cabinets": "\(configuration.cabinets.map { "\($0.id)@\(GatewayConfiguration.busKey($0))#\($0.unit)" }.joined(separator: " "))",
             "broker": "\(configuration.mqtt.host):\(configuration.mqtt.port)", "store": "\(configuration.store.path)",
             "version": "\(GatewayVersion.string)",
         ])

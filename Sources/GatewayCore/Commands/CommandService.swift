@@ -18,7 +18,7 @@ public final class CommandService: Service, Sendable {
     private let verifier: CommandVerifier
     private let store: StationStore
     private let coordinator: SwapCoordinator
-    private let acquisition: CabinetAcquisition
+    private let acquisition: StationAcquisition
     private let recorder: EventRecorder
     private let metrics: GatewayMetrics
     private let logger: Logger
@@ -27,7 +27,7 @@ public final class CommandService: Service, Sendable {
     private let maxQueuedBytes: Int
 
     public init(mqtt: MQTTClient, topics: Topics, verifier: CommandVerifier, store: StationStore, coordinator: SwapCoordinator,
-                acquisition: CabinetAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String,
+                acquisition: StationAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String,
                 maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger) {
         self.mqtt = mqtt; self.topics = topics; self.verifier = verifier; self.store = store; self.coordinator = coordinator
         self.acquisition = acquisition; self.recorder = recorder; self.metrics = metrics; self.version = version; self.logger = logger
@@ -44,7 +44,7 @@ public final class CommandService: Service, Sendable {
         let messages = mqtt.messages
         for _ in 0 ..< 600 {
             let snap = acquisition.snapshot
-            if (snap.cabinet != nil && !snap.cabinetStale) || Task.isShuttingDownGracefully { break }
+            if ((snap.cabinet != nil || snap.cabinets.contains { $0.info != nil }) && !snap.cabinetStale) || Task.isShuttingDownGracefully { break }
             try? await Task.sleep(for: .milliseconds(100))
         }
         await coordinator.reconcileAfterRestart()
@@ -213,9 +213,27 @@ public final class CommandService: Service, Sendable {
         }
     }
 
+    /// Station-wide slot numbers (abs-mqtt.md, "Several cabinets"): 1…the station's slot count.
+    private func checkSlot(_ slot: Int) -> SwapCoordinator.Reply? {
+        let count = acquisition.snapshot.slotCount
+        guard slot >= 1, slot <= count, acquisition.locate(slot) != nil else {
+            return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil)
+        }
+        return nil
+    }
+
+    /// The reply data of a slot command: the station-wide slot and, with several cabinets, its cabinet.
+    private func slotData(_ slot: Int) -> [String: any Sendable] {
+        var d: [String: any Sendable] = ["slot": slot]
+        if acquisition.cabinets.count > 1, let (i, local) = acquisition.locate(slot) {
+            d["cabinet"] = acquisition.cabinets[i].configuration.cabinetID
+            d["cabinet_slot"] = local
+        }
+        return d
+    }
+
     private func maintenanceUnlock(slot: Int, operatorID: String, reason: String, requestID: String) async -> SwapCoordinator.Reply {
-        let count = acquisition.snapshot.cabinet?.slotCount ?? 0
-        guard slot >= 1, slot <= count else { return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil) }
+        if let refusal = checkSlot(slot) { return refusal }
         // Audited (durably) and recorded for ABS before the door opens; no audit, no door (as for the local unlock).
         do {
             try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "operator:\(operatorID)", action: "maintenance.unlock",
@@ -227,7 +245,7 @@ public final class CommandService: Service, Sendable {
         await recorder.record([ContractEvent("maintenance.unlock", ["slot": slot, "operator_id": operatorID, "reason": reason, "request_id": requestID])])
         do {
             let result = try await acquisition.execute(.unlock, slot: slot)
-            return result == .ok ? .init(ok: true, code: nil, message: nil, data: ["slot": slot])
+            return result == .ok ? .init(ok: true, code: nil, message: nil, data: slotData(slot))
                                  : .init(ok: false, code: result == .invalidSlot ? "invalid_slot" : "safe_mode", message: "cabinet: \(result)", data: nil)
         } catch {
             return .init(ok: false, code: "station_busy", message: "cabinet not answering: \(error)", data: nil)
@@ -235,8 +253,7 @@ public final class CommandService: Service, Sendable {
     }
 
     private func setService(slot: Int, inService: Bool, requestID: String) async -> SwapCoordinator.Reply {
-        let count = acquisition.snapshot.cabinet?.slotCount ?? 0
-        guard slot >= 1, slot <= count else { return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil) }
+        if let refusal = checkSlot(slot) { return refusal }
         // No audit, no change (the same rule as for unlocks and the local control API).
         do {
             try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "abs:\(requestID)", action: inService ? "slot.in_service" : "slot.out_of_service",
@@ -248,7 +265,9 @@ public final class CommandService: Service, Sendable {
         do {
             let result = try await acquisition.execute(inService ? .returnToService : .outOfService, slot: slot)
             await acquisition.requestRefresh(slots: [slot])
-            return result == .ok ? .init(ok: true, code: nil, message: nil, data: ["slot": slot, "in_service": inService])
+            var data = slotData(slot)
+            data["in_service"] = inService
+            return result == .ok ? .init(ok: true, code: nil, message: nil, data: data)
                                  : .init(ok: false, code: "invalid_slot", message: "cabinet: \(result)", data: nil)
         } catch {
             return .init(ok: false, code: "station_busy", message: "cabinet not answering: \(error)", data: nil)

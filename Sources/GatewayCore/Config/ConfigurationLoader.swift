@@ -39,29 +39,7 @@ extension GatewayConfiguration {
         c.station.networkCode = r.string("station.network_code", c.station.networkCode)
         c.station.outletCode = r.string("station.outlet_code", c.station.outletCode)
 
-        c.cabinet.transport = r.choice("cabinet.transport", c.cabinet.transport, ["tcp", "rtu"])
-        c.cabinet.host = r.string("cabinet.host", c.cabinet.host)
-        c.cabinet.port = r.int("cabinet.port", c.cabinet.port, 1 ... 65535)
-        c.cabinet.device = r.string("cabinet.device", c.cabinet.device)
-        c.cabinet.baud = r.choice("cabinet.baud", c.cabinet.baud, [9600, 19200, 38400, 57600, 115_200])
-        c.cabinet.parity = r.choice("cabinet.parity", c.cabinet.parity, ["N", "E", "O"])
-        c.cabinet.dataBits = r.choice("cabinet.data_bits", c.cabinet.dataBits, [7, 8])
-        c.cabinet.stopBits = r.choice("cabinet.stop_bits", c.cabinet.stopBits, [1, 2])
-        c.cabinet.responseTimeout = r.double("cabinet.response_timeout", c.cabinet.responseTimeout, 0.01 ... 10)
-        c.cabinet.byteTimeout = r.double("cabinet.byte_timeout", c.cabinet.byteTimeout, 0.001 ... 5)
-        c.cabinet.interFrameDelay = r.double("cabinet.inter_frame_delay", c.cabinet.interFrameDelay, 0 ... 1)
-        c.cabinet.retries = r.int("cabinet.retries", c.cabinet.retries, 0 ... 5)
-        c.cabinet.fastInterval = r.double("cabinet.fast_interval", c.cabinet.fastInterval, 0.05 ... 10)
-        c.cabinet.detailInterval = r.double("cabinet.detail_interval", c.cabinet.detailInterval, 0.5 ... 3600)
-        c.cabinet.meter = r.bool("cabinet.meter", c.cabinet.meter)
-        c.cabinet.meterInterval = r.double("cabinet.meter_interval", c.cabinet.meterInterval, 1 ... 3600)
-        c.cabinet.watchdogInterval = r.double("cabinet.watchdog_interval", c.cabinet.watchdogInterval, 0.2 ... 4.5)
-        c.cabinet.clockSyncInterval = r.double("cabinet.clock_sync_interval", c.cabinet.clockSyncInterval, 60 ... 86_400)
-        c.cabinet.staleAfterFailedCycles = r.int("cabinet.stale_after_failed_cycles", c.cabinet.staleAfterFailedCycles, 1 ... 100)
-        c.cabinet.expectedSlots = r.optionalInt("cabinet.expected_slots", 1 ... 48)
-        if c.cabinet.fastInterval > c.cabinet.watchdogInterval {
-            r.errors.append(ConfigurationError("cabinet.fast_interval", "must not exceed cabinet.watchdog_interval (\(c.cabinet.watchdogInterval) s): the watchdog is written from the fast loop"))
-        }
+        c.cabinets = Self.readCabinets(&r)
 
         c.mqtt.host = r.string("mqtt.host", c.mqtt.host)
         c.mqtt.port = r.int("mqtt.port", c.mqtt.port, 1 ... 65535)
@@ -161,11 +139,121 @@ extension GatewayConfiguration {
 }
 
 extension GatewayConfiguration {
+    /// Every key of one cabinet, read under `p` ("cabinet." or "" in a `cabinets:` entry's own reader).
+    private static func readCabinet(_ r: inout Reader, _ p: String, _ base: Cabinet) -> Cabinet {
+        var cab = base
+        cab.transport = r.choice("\(p)transport", cab.transport, ["tcp", "rtu"])
+        cab.host = r.string("\(p)host", cab.host)
+        cab.port = r.int("\(p)port", cab.port, 1 ... 65535)
+        cab.device = r.string("\(p)device", cab.device)
+        cab.baud = r.choice("\(p)baud", cab.baud, [9600, 19200, 38400, 57600, 115_200])
+        cab.parity = r.choice("\(p)parity", cab.parity, ["N", "E", "O"])
+        cab.dataBits = r.choice("\(p)data_bits", cab.dataBits, [7, 8])
+        cab.stopBits = r.choice("\(p)stop_bits", cab.stopBits, [1, 2])
+        cab.responseTimeout = r.double("\(p)response_timeout", cab.responseTimeout, 0.01 ... 10)
+        cab.byteTimeout = r.double("\(p)byte_timeout", cab.byteTimeout, 0.001 ... 5)
+        cab.interFrameDelay = r.double("\(p)inter_frame_delay", cab.interFrameDelay, 0 ... 1)
+        cab.retries = r.int("\(p)retries", cab.retries, 0 ... 5)
+        cab.fastInterval = r.double("\(p)fast_interval", cab.fastInterval, 0.05 ... 10)
+        cab.detailInterval = r.double("\(p)detail_interval", cab.detailInterval, 0.5 ... 3600)
+        cab.meter = r.bool("\(p)meter", cab.meter)
+        cab.meterInterval = r.double("\(p)meter_interval", cab.meterInterval, 1 ... 3600)
+        cab.watchdogInterval = r.double("\(p)watchdog_interval", cab.watchdogInterval, 0.2 ... 4.5)
+        cab.clockSyncInterval = r.double("\(p)clock_sync_interval", cab.clockSyncInterval, 60 ... 86_400)
+        cab.staleAfterFailedCycles = r.int("\(p)stale_after_failed_cycles", cab.staleAfterFailedCycles, 1 ... 100)
+        cab.expectedSlots = r.optionalInt("\(p)expected_slots", 1 ... 48)
+        if cab.fastInterval > cab.watchdogInterval {
+            r.errors.append(ConfigurationError("\(p)fast_interval", "must not exceed \(p)watchdog_interval (\(cab.watchdogInterval) s): the watchdog is written from the fast loop"))
+        }
+        return cab
+    }
+
+    /// Cabinet ids are shown as `B/3` and sent to ABS: 1…16 letters, digits, `-` or `_`.
+    static func cabinetIDProblem(_ id: String) -> String? {
+        if id.isEmpty || id.utf8.count > 16 { return "must be 1…16 characters" }
+        if !id.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") }) {
+            return "must be letters, digits, '-' or '_' (it is written as ID/slot)"
+        }
+        if Int(id) != nil { return "must not be a number (\"3\" would read as a station slot)" }
+        return nil
+    }
+
+    /// `cabinet:` (one cabinet, id "A") or `cabinets:` (a list, each entry every `cabinet:` key plus `id` and
+    /// `unit`); not both. Entries on one bus (same RTU device, same TCP host and port) share its owner, so
+    /// they must agree on the bus's settings and have distinct unit ids; unit 2 is the meter.
+    private static func readCabinets(_ r: inout Reader) -> [Cabinet] {
+        let list = r.raw("cabinets")
+        if list == nil {
+            return [readCabinet(&r, "cabinet.", Cabinet())]
+        }
+        if r.raw("cabinet") != nil {
+            r.errors.append(ConfigurationError("cabinets", "give either cabinet: (one cabinet) or cabinets: (a list), not both"))
+        }
+        guard let entries = list as? [Any], !entries.isEmpty else {
+            r.errors.append(ConfigurationError("cabinets", "must be a non-empty list of cabinets (id, transport, address, unit)"))
+            return [Cabinet()]
+        }
+        var out: [Cabinet] = []
+        for (i, entry) in entries.enumerated() {
+            let key = "cabinets[\(i + 1)]"
+            guard let map = entry as? [String: Any] else {
+                r.errors.append(ConfigurationError(key, "must be a mapping (id, transport, host/port or device, unit, …)")); continue
+            }
+            var sub = Reader(root: map)
+            var base = Cabinet()
+            base.meter = i == 0   // one meter per station: on the first cabinet's bus unless configured otherwise
+            var cab = readCabinet(&sub, "", base)
+            cab.id = sub.string("id", "")
+            if let why = cabinetIDProblem(cab.id) { sub.errors.append(ConfigurationError("id", cab.id.isEmpty ? "is required" : why)) }
+            cab.unit = sub.int("unit", 1, 1 ... 247)
+            if cab.unit == 2 { sub.errors.append(ConfigurationError("unit", "2 is the energy meter's unit id, not a cabinet's")) }
+            sub.reportUnknownKeys()
+            r.errors += sub.errors.map { ConfigurationError("\(key).\($0.key)", $0.message) }
+            out.append(cab)
+        }
+        var ids: Set<String> = [], addresses: [String: Int] = [:]
+        var busSettings: [String: (Cabinet, Int)] = [:]
+        for (i, cab) in out.enumerated() {
+            let key = "cabinets[\(i + 1)]"
+            if !ids.insert(cab.id).inserted { r.errors.append(ConfigurationError("\(key).id", "\(cab.id) is given twice")) }
+            let bus = busKey(cab)
+            if let other = addresses["\(bus)#\(cab.unit)"] {
+                r.errors.append(ConfigurationError("\(key).unit", "unit \(cab.unit) on \(bus) is already cabinets[\(other + 1)]"))
+            } else {
+                addresses["\(bus)#\(cab.unit)"] = i
+            }
+            if let (first, j) = busSettings[bus] {
+                var differ: [String] = []
+                if cab.transport == "rtu" {
+                    if first.baud != cab.baud { differ.append("baud") }
+                    if first.parity != cab.parity { differ.append("parity") }
+                    if first.dataBits != cab.dataBits { differ.append("data_bits") }
+                    if first.stopBits != cab.stopBits { differ.append("stop_bits") }
+                    if first.byteTimeout != cab.byteTimeout { differ.append("byte_timeout") }
+                    if first.interFrameDelay != cab.interFrameDelay { differ.append("inter_frame_delay") }
+                }
+                if first.responseTimeout != cab.responseTimeout { differ.append("response_timeout") }
+                if first.retries != cab.retries { differ.append("retries") }
+                if !differ.isEmpty {
+                    r.errors.append(ConfigurationError(key, "shares \(bus) with cabinets[\(j + 1)] but its \(differ.joined(separator: ", ")) differ: one bus has one setting"))
+                }
+            } else {
+                busSettings[bus] = (cab, i)
+            }
+        }
+        if out.filter(\.meter).count > 1 {
+            r.errors.append(ConfigurationError("cabinets", "meter: true on more than one cabinet: a station has one energy meter"))
+        }
+        return out
+    }
+
     /// `swapgate check-config` and `swapctl config check`: one line for a good file, every problem with its key otherwise.
     public static func checkReport(path: String) -> (ok: Bool, text: String) {
         do {
             let c = try load(path: path)
-            return (true, "\(path): ok (station \(c.station.id), cabinet \(c.acquisition.transport), broker \(c.mqtt.host):\(c.mqtt.port))")
+            let cabs = c.cabinets.count == 1 ? "cabinet \(c.acquisition.transport)"
+                : "cabinets " + c.cabinets.map { "\($0.id)@\(busKey($0))#\($0.unit)" }.joined(separator: " ")
+            return (true, "\(path): ok (station \(c.station.id), \(cabs), broker \(c.mqtt.host):\(c.mqtt.port))")
         } catch {
             return (false, "\(path): \(error)")
         }
@@ -226,7 +314,7 @@ extension GatewayConfiguration {
 
 /// Reads dotted keys from the YAML tree, records every problem with its key, and remembers which keys
 /// were read so that unknown (misspelt) keys are reported too.
-private struct Reader {
+struct Reader {
     let root: [String: Any]
     var errors: [ConfigurationError] = []
     var seen: Set<String> = []

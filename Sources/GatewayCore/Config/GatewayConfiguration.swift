@@ -9,7 +9,14 @@ import Yams
 /// and every error names its key. Secrets come from files (`*_file`) or the environment, never from logs.
 public struct GatewayConfiguration: Sendable {
     public var station = Station()
-    public var cabinet = Cabinet()
+    /// The station's cabinets in configured order (station-wide slot numbers follow this order). A single
+    /// `cabinet:` section is one entry with id "A".
+    public var cabinets: [Cabinet] = [Cabinet()]
+    /// The first cabinet (the only one with a `cabinet:` section).
+    public var cabinet: Cabinet {
+        get { cabinets[0] }
+        set { cabinets[0] = newValue }
+    }
     public var mqtt = MQTT()
     public var store = Store()
     public var publishing = Publishing()
@@ -69,6 +76,10 @@ public struct GatewayConfiguration: Sendable {
         public var outletCode = ""
     }
     public struct Cabinet: Sendable {
+        /// Shown to technicians (`B/3`) and sent to ABS as `cabinet`.
+        public var id = "A"
+        /// Modbus unit id of the controller (1…247, not 2: the meter).
+        public var unit = 1
         public var transport = "tcp"               // tcp | rtu
         public var host = "127.0.0.1"
         public var port = 502
@@ -138,7 +149,18 @@ public struct GatewayConfiguration: Sendable {
 
     // MARK: Derived settings
 
-    public var acquisition: AcquisitionConfiguration {
+    /// The first cabinet's acquisition (one cabinet: the cabinet's).
+    public var acquisition: AcquisitionConfiguration { acquisition(of: cabinet) }
+
+    /// Every cabinet's acquisition, in configured order.
+    public var acquisitions: [AcquisitionConfiguration] { cabinets.map(acquisition(of:)) }
+
+    /// The bus a cabinet is on: entries with the same RTU device or the same TCP host and port share it.
+    public static func busKey(_ c: Cabinet) -> String {
+        c.transport == "rtu" ? "rtu:\(c.device)" : "tcp:\(c.host):\(c.port)"
+    }
+
+    public func acquisition(of cabinet: Cabinet) -> AcquisitionConfiguration {
         let transport: ModbusTransport = cabinet.transport == "rtu"
             ? .rtu(device: cabinet.device, baud: cabinet.baud, parity: ModbusTransport.Parity(rawValue: cabinet.parity) ?? .none,
                    dataBits: cabinet.dataBits, stopBits: cabinet.stopBits)
@@ -154,6 +176,8 @@ public struct GatewayConfiguration: Sendable {
         a.clockSyncInterval = cabinet.clockSyncInterval
         a.staleAfterFailedCycles = cabinet.staleAfterFailedCycles
         a.expectedSlotCount = cabinet.expectedSlots
+        a.cabinetID = cabinet.id
+        a.unit = UInt8(clamping: cabinet.unit)
         a.batteryPolicy = batteryPolicy
         return a
     }

@@ -15,8 +15,16 @@ public struct ContractEvent: Sendable {
 public struct EventFactory: Sendable {
     public init() {}
 
-    public mutating func events(for changes: [StationChange]) -> [ContractEvent] {
-        changes.compactMap { event(for: $0) }
+    /// `cabinet`: the configured id of the cabinet the changes come from; slot-level and cabinet-level events
+    /// carry it as `cabinet` (abs-mqtt.md, "Several cabinets"), beside the station-wide `slot`.
+    public mutating func events(for changes: [StationChange], cabinet: String? = nil) -> [ContractEvent] {
+        changes.compactMap { change in
+            guard let e = event(for: change) else { return nil }
+            guard let cabinet else { return e }
+            var data = e.data
+            data["cabinet"] = cabinet
+            return ContractEvent(e.type, data)
+        }
     }
 
     public mutating func event(for change: StationChange) -> ContractEvent? {

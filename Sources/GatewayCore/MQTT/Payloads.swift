@@ -43,26 +43,46 @@ public enum Payloads {
 
     /// `cabinet` is an addition to the contract's `online` flag: "online", "unreachable" or "safe_mode",
     /// so ABS sees a station whose gateway is up but whose cabinet is not (docs/mqtt.md).
-    public static func status(online: Bool, stationID: String, version: String, cabinet: String?, now: Date) -> [UInt8] {
+    /// `cabinets`: with several cabinets, each one's state by id (`cabinet` is then the best of them).
+    public static func status(online: Bool, stationID: String, version: String, cabinet: String?,
+                              cabinets: [String: String]? = nil, now: Date) -> [UInt8] {
         var o: JSONObject = ["v": 1, "station_id": stationID, "online": online, "ts": Timestamp.rfc3339(now), "version": version]
         if let cabinet { o["cabinet"] = cabinet }
+        if let cabinets { o["cabinets"] = cabinets }
         return JSON.encode(o)
     }
 
-    public static func inventory(_ inv: Inventory, stationID: String, now: Date) -> [UInt8] {
-        JSON.encode(["v": 1, "station_id": stationID, "ts": Timestamp.rfc3339(now),
-                     "ready": inv.ready, "charging": inv.charging, "empty": inv.empty, "faulty": inv.faulty,
-                     "out_of_service": inv.outOfService, "unknown": inv.unknown,
-                     "ready_by_family": inv.readyByFamily])
+    /// Station-wide counts, and `cabinets`: the same counts per cabinet, each with its `cabinet` id (configured order).
+    public static func inventory(_ inv: Inventory, stationID: String, cabinetOrder: [String] = [], now: Date) -> [UInt8] {
+        var o = counts(inv)
+        o["v"] = 1; o["station_id"] = stationID; o["ts"] = Timestamp.rfc3339(now)
+        if !inv.byCabinet.isEmpty {
+            let order = cabinetOrder.filter { inv.byCabinet[$0] != nil } + inv.byCabinet.keys.sorted().filter { !cabinetOrder.contains($0) }
+            o["cabinets"] = order.map { id -> JSONObject in
+                var c = counts(inv.byCabinet[id]!)
+                c["cabinet"] = id
+                return c
+            }
+        }
+        return JSON.encode(o)
+    }
+
+    static func counts(_ inv: Inventory) -> JSONObject {
+        ["ready": inv.ready, "charging": inv.charging, "empty": inv.empty, "faulty": inv.faulty,
+         "out_of_service": inv.outOfService, "unknown": inv.unknown, "ready_by_family": inv.readyByFamily]
     }
 
     public static func telemetry(_ snap: StationSnapshot, quarantined: [Int: [QuarantineReason]], stationID: String, now: Date) -> [UInt8] {
         var o: JSONObject = ["v": 1, "station_id": stationID, "ts": Timestamp.rfc3339(now), "cabinet_stale": snap.cabinetStale]
-        if let c = snap.cabinet {
-            o["cabinet"] = ["serial": c.serial, "firmware": c.firmwareVersion, "slot_count": c.slotCount,
-                            "uptime_s": Int(c.uptimeSeconds), "flags": c.flags.names,
-                            "temperature_c": JSON.round(c.temperature), "safe_mode": c.safeMode,
-                            "watchdog_s": Int(c.watchdogSeconds)] as JSONObject
+        if let c = snap.cabinet { o["cabinet"] = cabinetBlock(c) }
+        if !snap.cabinets.isEmpty {
+            // Every cabinet in configured order, with its id, unit, stale flag and station slot range.
+            o["cabinets"] = snap.cabinets.map { cab -> JSONObject in
+                var b: JSONObject = cab.info.map(cabinetBlock) ?? [:]
+                b["cabinet"] = cab.id; b["unit"] = cab.unit; b["stale"] = cab.stale
+                b["first_slot"] = cab.firstSlot; b["slots"] = cab.slotCount
+                return b
+            }
         }
         if let m = snap.meter {
             o["meter"] = ["import_energy_kwh": JSON.round(m.importEnergyKWh, 2), "voltage_v": JSON.round(m.voltage),
@@ -75,12 +95,21 @@ public enum Payloads {
         return JSON.encode(o)
     }
 
+    static func cabinetBlock(_ c: CabinetInfo) -> JSONObject {
+        ["serial": c.serial, "firmware": c.firmwareVersion, "slot_count": c.slotCount,
+         "uptime_s": Int(c.uptimeSeconds), "flags": c.flags.names,
+         "temperature_c": JSON.round(c.temperature), "safe_mode": c.safeMode,
+         "watchdog_s": Int(c.watchdogSeconds)]
+    }
+
     static func slot(_ s: SlotStatus, quarantine: [QuarantineReason]?) -> JSONObject {
         var o: JSONObject = ["slot": s.number, "state": s.state.description, "battery_present": s.batteryPresent,
                              "door_closed": s.doorClosed, "locked": s.locked, "charging": s.charging,
                              "charge_complete": s.chargeComplete, "in_service": s.inService, "bms_link_ok": s.bmsLinkOK,
                              "fault_code": Int(s.fault.rawValue), "stale": s.stale,
                              "door_open_count": Int(s.doorOpenCount), "insert_count": Int(s.insertCount)]
+        if let c = s.cabinet { o["cabinet"] = c }
+        if let l = s.cabinetSlot { o["cabinet_slot"] = l }
         if let q = quarantine { o["quarantine"] = q.map(\.rawValue) }
         if let e = s.bmsError { o["bms_error"] = e }
         if let b = s.bms {

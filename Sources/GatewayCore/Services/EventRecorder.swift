@@ -47,7 +47,7 @@ public actor EventRecorder: Service {
         defer { retry.cancel() }
         // Runs until the acquisition finishes its stream (it stops before us at shutdown), so no batch is left behind.
         for await batch in changes {
-            enqueue(factory.events(for: batch.changes), at: batch.timestamp)
+            enqueue(factory.events(for: batch.changes, cabinet: batch.cabinet), at: batch.timestamp)
             if let data = try? JSONEncoder().encode(batch.persisted) { pendingState = String(decoding: data, as: UTF8.self) }
             await flush()
         }

@@ -11,7 +11,7 @@ import StationDomain
 public actor StationPublisher: Service {
     private let mqtt: MQTTClient
     private let connection: MQTTService
-    private let acquisition: CabinetAcquisition
+    private let acquisition: StationAcquisition
     private let topics: Topics
     private let version: String
     private let telemetryInterval: Double
@@ -24,7 +24,7 @@ public actor StationPublisher: Service {
     public private(set) var telemetrySent = 0
     public private(set) var inventorySent = 0
 
-    public init(mqtt: MQTTClient, connection: MQTTService, acquisition: CabinetAcquisition, topics: Topics, version: String,
+    public init(mqtt: MQTTClient, connection: MQTTService, acquisition: StationAcquisition, topics: Topics, version: String,
                 telemetryInterval: Double, inventoryDebounce: Double, logger: Logger) {
         self.mqtt = mqtt; self.connection = connection; self.acquisition = acquisition; self.topics = topics
         self.version = version; self.telemetryInterval = telemetryInterval; self.inventoryDebounce = inventoryDebounce
@@ -61,7 +61,7 @@ public actor StationPublisher: Service {
         if batch.inventory != lastInventory, inventoryDue == nil {
             inventoryDue = ContinuousClock.now.advanced(by: .milliseconds(Int64(inventoryDebounce * 1000)))
         }
-        if cabinetState(batch.snapshot) != lastCabinetState {
+        if cabinetState(batch.snapshot) + "\(cabinetStates(batch.snapshot) ?? [:])" != lastCabinetState {
             Task { await self.publishStatus() }
         }
     }
@@ -79,18 +79,36 @@ public actor StationPublisher: Service {
     }
 
     private func cabinetState(_ snap: StationSnapshot) -> String {
+        if snap.cabinets.count > 1 {
+            // Several cabinets: the best state of any (the others are in `cabinets`).
+            let states = Set(snap.cabinets.map(Self.state(of:)))
+            return ["online", "safe_mode", "unreachable", "unknown"].first(where: states.contains) ?? "unknown"
+        }
         if snap.cabinet == nil { return "unknown" }   // not read yet
         if snap.cabinetStale { return "unreachable" }
         return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
     }
 
+    static func state(of cab: CabinetState) -> String {
+        if cab.info == nil { return "unknown" }
+        if cab.stale { return "unreachable" }
+        return cab.safeMode ? "safe_mode" : "online"
+    }
+
+    private func cabinetStates(_ snap: StationSnapshot) -> [String: String]? {
+        guard snap.cabinets.count > 1 else { return nil }
+        return Dictionary(snap.cabinets.map { ($0.id, Self.state(of: $0)) }, uniquingKeysWith: { a, _ in a })
+    }
+
     private func publishStatus() async {
         guard mqtt.isConnected else { return }
-        let state = cabinetState(acquisition.snapshot)
-        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, now: Date())
+        let snap = acquisition.snapshot
+        let state = cabinetState(snap)
+        let each = cabinetStates(snap)
+        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, cabinets: each, now: Date())
         do {
             try await mqtt.publish(topic: topics.status, payload: payload, qos: 1, retain: true)
-            lastCabinetState = state
+            lastCabinetState = state + "\(each ?? [:])"
         } catch { logger.info("status not published", metadata: ["error": "\(error)"]) }
     }
 
@@ -99,7 +117,8 @@ public actor StationPublisher: Service {
         inventoryDue = nil
         guard inv != lastInventory else { return }
         do {
-            try await mqtt.publish(topic: topics.inventory, payload: Payloads.inventory(inv, stationID: topics.stationID, now: Date()),
+            try await mqtt.publish(topic: topics.inventory, payload: Payloads.inventory(inv, stationID: topics.stationID,
+                                                                                         cabinetOrder: acquisition.cabinets.map(\.configuration.cabinetID), now: Date()),
                                    qos: 1, retain: true)
             lastInventory = inv
             inventorySent += 1

@@ -48,11 +48,11 @@ public struct SystemdService: Service {
     let notifier: SystemdNotifier
     let ready: ReadyFlag?
     let store: StationStore
-    let acquisition: CabinetAcquisition
+    let acquisition: StationAcquisition
     let logger: Logger
     var watchdogInterval: Double? = SystemdNotifier.watchdogInterval()
 
-    public init(notifier: SystemdNotifier, ready: ReadyFlag?, store: StationStore, acquisition: CabinetAcquisition, logger: Logger) {
+    public init(notifier: SystemdNotifier, ready: ReadyFlag?, store: StationStore, acquisition: StationAcquisition, logger: Logger) {
         self.notifier = notifier; self.ready = ready; self.store = store; self.acquisition = acquisition; self.logger = logger
     }
 

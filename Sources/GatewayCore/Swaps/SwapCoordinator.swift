@@ -33,7 +33,7 @@ public actor SwapCoordinator {
     }
 
     private let store: StationStore
-    private let acquisition: CabinetAcquisition
+    private let acquisition: StationAcquisition
     private let settings: Settings
     private let logger: Logger
     private let isOnline: @Sendable () -> Bool
@@ -46,7 +46,7 @@ public actor SwapCoordinator {
     private var needsReconcile = true
     private var reconcileWaitSince: Date?
 
-    public init(store: StationStore, acquisition: CabinetAcquisition, settings: Settings, metrics: GatewayMetrics,
+    public init(store: StationStore, acquisition: StationAcquisition, settings: Settings, metrics: GatewayMetrics,
                 wake: Wakeup, logger: Logger, isOnline: @escaping @Sendable () -> Bool) {
         self.store = store; self.acquisition = acquisition; self.settings = settings; self.metrics = metrics
         self.wake = wake; self.logger = logger; self.isOnline = isOnline
@@ -67,7 +67,7 @@ public actor SwapCoordinator {
         }
         if swaps.isEmpty { needsReconcile = false; return }
         let snapshot = acquisition.snapshot
-        guard !snapshot.cabinetStale, snapshot.cabinet != nil else {
+        guard !snapshot.cabinetStale, snapshot.cabinet != nil || snapshot.cabinets.contains(where: { $0.info != nil }) else {
             logger.warning("cannot reconcile interrupted swaps yet: cabinet not readable")
             return
         }
@@ -95,8 +95,8 @@ public actor SwapCoordinator {
             }
         }
         await acquisition.requestRefresh(slots: involved)
-        let before = acquisition.statistics.cycles
-        for _ in 0 ..< 100 where acquisition.statistics.cycles < before + 2 { try? await Task.sleep(for: .milliseconds(50)) }
+        let before = acquisition.cycles(ofSlots: involved)
+        for _ in 0 ..< 100 where acquisition.cycles(ofSlots: involved) < before + 2 { try? await Task.sleep(for: .milliseconds(50)) }
         let frozen = acquisition.snapshot
         if swaps.contains(where: { !SwapMachine.canReconcile($0, snapshot: frozen) }) { return }
         needsReconcile = false
@@ -111,6 +111,13 @@ public actor SwapCoordinator {
 
     // MARK: Requests
 
+    /// The device block the station's conditions are read from: one cabinet's; with several, the first cabinet
+    /// that serves, else the first reachable one, else the first (so a station refuses only when none can serve).
+    static func conditionCabinet(_ snapshot: StationSnapshot) -> CabinetInfo? {
+        guard snapshot.cabinets.count > 1 else { return snapshot.cabinet }
+        return (snapshot.cabinets.first(where: \.serving) ?? snapshot.cabinets.first(where: { !$0.stale && $0.info != nil }))?.info
+    }
+
     /// A verified swap request. Returns the reply to publish.
     public func request(header: CommandHeader, customerID: String, planInstanceID: String?, channel: String?) async -> Reply {
         if needsReconcile {
@@ -122,13 +129,15 @@ public actor SwapCoordinator {
         let started = ContinuousClock.now
         defer { metrics.observeDecision(seconds: (ContinuousClock.now - started).seconds) }
         let now = Date()
-        let snapshot = acquisition.snapshot
-        let cab = snapshot.cabinet
+        // Several cabinets: a cabinet that cannot serve (unreachable, safe mode, e-stop, tamper) only takes its own
+        // slots out (stale in the decision's snapshot); the station's conditions are those of the best cabinet.
+        let snapshot = acquisition.snapshot.forSwapDecisions
+        let cab = Self.conditionCabinet(snapshot)
         let conditions = StationConditions(
             cabinetReachable: !snapshot.cabinetStale && cab != nil, safeMode: cab?.safeMode ?? false,
             emergencyStop: cab?.flags.contains(.emergencyStop) ?? false, tamper: cab?.flags.contains(.tamper) ?? false,
             swapsInProgress: running.count + finishing.count, maxConcurrentSwaps: settings.maxConcurrentSwaps, networkCode: settings.networkCode)
-        let ready = await acquisition.readySlots()
+        let ready = await acquisition.readySlots().filter { snapshot.slot($0).map { !$0.stale } ?? false }
         let reserved = Set(running.values.flatMap { [$0.record.returnSlot, $0.record.issueSlot].compactMap { $0 } })
             .union(finishing.values.flatMap { [$0.returnSlot, $0.issueSlot].compactMap { $0 } })
 
@@ -171,7 +180,8 @@ public actor SwapCoordinator {
                                 recordedOffline: !isOnline(), acceptedAt: now)
         var machine = SwapMachine(record: record, batteriesOut: e.batteriesOut, timeouts: settings.timeouts, now: now)
         let actions = machine.start(snapshot, now: now)
-        let seq = acquisition.proposeSeq()   // never the seq in register 19 (execute checks again on the bus)
+        let unlockTarget = actions.compactMap { if case let .unlock(s, _) = $0 { s } else { nil } }.first
+        let seq = unlockTarget.map { acquisition.proposeSeq(slot: $0) } ?? acquisition.proposeSeq()   // never the seq in that cabinet's register 19
         machine.assignUnlockSeq(seq)
         record = machine.record
         var data: JSONObject = ["swap_id": record.swapID, "request_id": header.requestID, "customer_id": e.customerID,
@@ -231,7 +241,7 @@ public actor SwapCoordinator {
         for action in actions {
             switch action {
             case let .unlock(slot, seconds):
-                let seq = acquisition.proposeSeq()   // never the seq in register 19 (execute checks again on the bus)
+                let seq = acquisition.proposeSeq(slot: slot)   // never the seq in that cabinet's register 19 (execute checks again on the bus)
                 m.assignUnlockSeq(seq)
                 if m.record.stage == .returnRefused, let reason = m.record.abortReason {
                     logger.warning("returned battery refused; unlocking it for the rider", metadata: ["swap_id": "\(id)", "why": "\(reason)"])

@@ -62,6 +62,10 @@ public struct SlotStatus: Sendable, Codable, Hashable {
     public var changeCounter: UInt8
     /// True while the slot could not be read for `staleAfterFailedCycles` cycles: never used for a decision.
     public var stale: Bool
+    /// In a station snapshot: the configured id of the cabinet holding the slot and the slot's number in that
+    /// cabinet (`number` is station-wide). Nil in a cabinet's own snapshot and in states stored by older versions.
+    public var cabinet: String?
+    public var cabinetSlot: Int?
 
     public init(number: Int, state: SlotStateBits = [], fault: SlotFault = .none, bms: BMSReading? = nil,
                 bmsError: String? = nil, doorOpenCount: UInt16 = 0, insertCount: UInt16 = 0,

@@ -36,6 +36,27 @@ public enum StationChange: Sendable, Hashable, Codable {
         }
     }
 
+    /// The same change about slot `n` (station-wide numbering of a cabinet's change); unchanged without a slot.
+    public func renumbered(_ n: Int) -> StationChange {
+        switch self {
+        case let .doorOpened(_, a): .doorOpened(slot: n, wasUnlocked: a)
+        case let .doorClosed(_, a): .doorClosed(slot: n, authorised: a)
+        case let .batteryInserted(_, b): .batteryInserted(slot: n, battery: b)
+        case let .batteryRemoved(_, b): .batteryRemoved(slot: n, battery: b)
+        case let .batteryCharged(_, b, m): .batteryCharged(slot: n, battery: b, minutesOnCharge: m)
+        case let .batteryAlarm(_, id, p, w): .batteryAlarm(slot: n, batteryID: id, protectionRaised: p, warningRaised: w)
+        case let .batteryQuarantined(_, id, r): .batteryQuarantined(slot: n, batteryID: id, reasons: r)
+        case let .batteryReleased(_, id, r): .batteryReleased(slot: n, batteryID: id, reasons: r)
+        case let .slotFault(_, f): .slotFault(slot: n, fault: f)
+        case let .slotRecovered(_, f): .slotRecovered(slot: n, fault: f)
+        case let .slotServiceChanged(_, i): .slotServiceChanged(slot: n, inService: i)
+        case .slotStale: .slotStale(slot: n)
+        case .slotFresh: .slotFresh(slot: n)
+        case let .slotDataError(_, r): .slotDataError(slot: n, reason: r)
+        default: self
+        }
+    }
+
     /// True when this change can alter what the station can hand out (inventory).
     public var affectsInventory: Bool {
         switch self {
