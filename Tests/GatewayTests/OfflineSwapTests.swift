@@ -52,8 +52,10 @@ import TestSupport
         var status: [String: Any] = [:]
         #expect(eventually(timeout: 20, interval: 0.3) {
             status = ((try? st.swapctlJSON(["status"])) as? [String: Any]) ?? [:]
-            return (status["odoo"] as? [String: Any])?["up"] as? Bool == false
+            // "unknown" until the forwarder's first attempt fails, then "down" with the reason.
+            return (status["odoo"] as? [String: Any])?["state"] as? String == "down"
         }, "\(status)")
+        #expect((status["odoo"] as? [String: Any])?["up"] as? Bool == false)
         #expect(((status["alarms"] as? [String]) ?? []).contains { $0.hasPrefix("odoo not reachable") }, "\(status)")
 
         // The links come back: the event reaches ABS and the usage record Odoo, once each, still marked offline.
