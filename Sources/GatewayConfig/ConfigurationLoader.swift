@@ -162,6 +162,7 @@ extension GatewayConfiguration {
         cab.clockSyncInterval = r.double("\(p)clock_sync_interval", cab.clockSyncInterval, 60 ... 86_400)
         cab.staleAfterFailedCycles = r.int("\(p)stale_after_failed_cycles", cab.staleAfterFailedCycles, 1 ... 100)
         cab.expectedSlots = r.optionalInt("\(p)expected_slots", 1 ... 48)
+        cab.reconnectDelayMax = r.double("\(p)reconnect_delay_max", cab.reconnectDelayMax, 0.5 ... 300)
         if cab.fastInterval > cab.watchdogInterval {
             r.errors.append(ConfigurationError("\(p)fast_interval", "must not exceed \(p)watchdog_interval (\(cab.watchdogInterval) s): the watchdog is written from the fast loop"))
         }

@@ -100,6 +100,9 @@ public struct GatewayConfiguration: Sendable {
         public var clockSyncInterval = 3600.0
         public var staleAfterFailedCycles = 2
         public var expectedSlots: Int?
+        /// Longest pause between attempts to read a cabinet that does not answer (the pause doubles from
+        /// `fast_interval`): a silent unit costs its bus one timeout per pause, and is read again within it.
+        public var reconnectDelayMax = 30.0
     }
     public struct MQTT: Sendable {
         public var host = "127.0.0.1"
@@ -176,6 +179,7 @@ public struct GatewayConfiguration: Sendable {
         a.clockSyncInterval = cabinet.clockSyncInterval
         a.staleAfterFailedCycles = cabinet.staleAfterFailedCycles
         a.expectedSlotCount = cabinet.expectedSlots
+        a.reconnectDelayMax = cabinet.reconnectDelayMax
         a.cabinetID = cabinet.id
         a.unit = UInt8(clamping: cabinet.unit)
         a.batteryPolicy = batteryPolicy
