@@ -5,9 +5,12 @@
 //   Sources/CModbus, Sources/CMosquitto   C system libraries, nothing else
 //   Sources/ModbusLink                    the only Swift that touches libmodbus
 //   Sources/MQTTLink                      the only Swift that touches libmosquitto
+//   Sources/StationSupport                small shared utilities, no dependencies: RFC 3339, Unix socket address
 //   Sources/StationDomain                 pure station domain: map, slots, batteries, rules
 //   Sources/Acquisition                   the bus owner: polls the cabinet, keeps the live model
 //   Sources/StationStore                  SQLite (GRDB): event log and, later, swaps/entitlements
+//   Sources/GatewayConfig                 the configuration model and its YAML loader/checker (daemon and swapctl)
+//   Sources/ControlProtocol               the local control API's wire types and JSON coders (daemon and swapctl)
 //   Sources/GatewayCore                   services wiring the above into the daemon
 //   Sources/swapgate, swapctl, swapbench  executables
 //   firmware-sim/                         the simulated cabinet controller (station-sim)
@@ -44,12 +47,19 @@ let package = Package(
         .target(name: "ModbusLink", dependencies: ["CModbus"]),
         .target(name: "MQTTLink", dependencies: ["CMosquitto"]),
 
+        // Small shared utilities: no dependencies beyond the C library.
+        .target(name: "StationSupport"),
+
         // The domain: no C, no I/O.
         .target(name: "StationDomain"),
 
+        // The local control API's contract (docs/control-api.md): requests, answers, views, JSON coders.
+        // Shared by the daemon and swapctl, so swapctl links neither the store, NIO, HTTP nor MQTT.
+        .target(name: "ControlProtocol", dependencies: ["StationDomain", "StationSupport"]),
+
         // The ABS command contract: signed envelopes, commands, replies (pure: no I/O).
         .target(name: "ABSProtocol", dependencies: [
-            "StationDomain",
+            "StationDomain", "StationSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
@@ -67,8 +77,14 @@ let package = Package(
             "StationDomain",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // The configuration file: model, YAML loader, check report (the daemon's `check-config`, `swapctl config check`,
+        // `swapctl direct --config`).
+        .target(name: "GatewayConfig", dependencies: [
+            "StationDomain", "Acquisition", "ModbusLink", "ABSProtocol",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .target(name: "GatewayCore", dependencies: [
-            "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink",
+            "StationSupport", "ControlProtocol", "GatewayConfig", "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -79,13 +95,14 @@ let package = Package(
         ]),
 
         .executableTarget(name: "swapgate", dependencies: [
-            "GatewayCore",
+            "GatewayCore", "GatewayConfig", "ControlProtocol", "StationStore", "StationDomain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // No GatewayCore: swapctl speaks the control protocol and, for `direct`, reads the bus itself.
         .executableTarget(name: "swapctl", dependencies: [
-            "GatewayCore", "Acquisition", "StationDomain", "ModbusLink",
+            "ControlProtocol", "GatewayConfig", "StationSupport", "Acquisition", "StationDomain", "ModbusLink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "swapbench", dependencies: [
@@ -117,7 +134,9 @@ let package = Package(
             "TestSupport", "StationStore", "StationDomain", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // End to end: the swapgate, station-sim and swapctl binaries against a real mosquitto.
-        .testTarget(name: "GatewayTests", dependencies: ["TestSupport", "GatewayCore", "StationStore", "StationDomain"]),
+        .testTarget(name: "GatewayTests", dependencies: [
+            "TestSupport", "GatewayCore", "GatewayConfig", "ControlProtocol", "StationSupport", "StationStore", "StationDomain",
+        ]),
         .testTarget(name: "ABSProtocolTests", dependencies: ["TestSupport", "ABSProtocol", "StationDomain"]),
         .testTarget(name: "OdooLinkTests", dependencies: ["TestSupport", "OdooLink", "StationDomain"]),
     ]

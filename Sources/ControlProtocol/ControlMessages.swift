@@ -1,6 +1,5 @@
 import Foundation
 import StationDomain
-import StationStore
 
 // The local control API's messages (docs/control-api.md). One JSON object per line each way over the
 // daemon's Unix socket (keys are these types' property names, e.g. `customerID`): a request `{"op": "...", ...}`, then a response `{"ok": true, "data": {...}}` or
@@ -49,6 +48,9 @@ public struct StatusView: Codable, Sendable {
         public var lastError: String?
         /// Odoo only: `up`, `down`, `alarm`, `unknown` or `not_configured` (see OdooLinkStatus).
         public var state: String? = nil
+        public init(up: Bool, detail: String, lastError: String? = nil, state: String? = nil) {
+            self.up = up; self.detail = detail; self.lastError = lastError; self.state = state
+        }
     }
     public var stationID: String
     public var version: String
@@ -69,6 +71,9 @@ public struct StatusView: Codable, Sendable {
     public var usagePending: Int
     public var usageRejected: Int
     public var acquisition: AcquisitionStatsView
+    public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
+        self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
+    }
 }
 
 public struct AcquisitionStatsView: Codable, Sendable {
@@ -79,6 +84,9 @@ public struct AcquisitionStatsView: Codable, Sendable {
     public var reboots: Int
     public var commands: Int
     public var lastError: String?
+    public init(cycles: Int, failedCycles: Int, requests: Int, busErrors: Int, reboots: Int, commands: Int, lastError: String? = nil) {
+        self.cycles = cycles; self.failedCycles = failedCycles; self.requests = requests; self.busErrors = busErrors; self.reboots = reboots; self.commands = commands; self.lastError = lastError
+    }
 }
 
 public struct EntitlementCacheView: Codable, Sendable {
@@ -86,6 +94,9 @@ public struct EntitlementCacheView: Codable, Sendable {
     public var count: Int
     public var lastSyncAt: String?
     public var ageHours: Double?
+    public init(version: Int64? = nil, count: Int, lastSyncAt: String? = nil, ageHours: Double? = nil) {
+        self.version = version; self.count = count; self.lastSyncAt = lastSyncAt; self.ageHours = ageHours
+    }
 }
 
 public struct SlotRowView: Codable, Sendable {
@@ -137,6 +148,9 @@ public struct RawReadView: Codable, Sendable {
     public var table: String
     public var address: Int
     public var registers: [UInt16]
+    public init(unit: Int, table: String, address: Int, registers: [UInt16]) {
+        self.unit = unit; self.table = table; self.address = address; self.registers = registers
+    }
 }
 
 public struct EventView: Codable, Sendable {
@@ -147,6 +161,9 @@ public struct EventView: Codable, Sendable {
     public var sent: Bool
     /// The event's data object, as JSON text.
     public var data: String
+    public init(seq: Int64, eventID: String, type: String, timestamp: String, sent: Bool, data: String) {
+        self.seq = seq; self.eventID = eventID; self.type = type; self.timestamp = timestamp; self.sent = sent; self.data = data
+    }
 }
 
 public struct QueuesView: Codable, Sendable {
@@ -165,6 +182,9 @@ public struct QueuesView: Codable, Sendable {
     public var odooConfigured: Bool
     public var odooAlarm: String?
     public var rejected: [UsageView]
+    public init(eventsTotal: Int, eventsUnsent: Int, lastSeq: Int64, oldestUnsentAt: String? = nil, oldestUnsentAgeSeconds: Double? = nil, storeBytes: Int64, brokerConnected: Bool, lastPublishError: String? = nil, usagePending: Int, usageRejected: Int, usageSettled: Int, oldestPendingUsageAt: String? = nil, odooConfigured: Bool, odooAlarm: String? = nil, rejected: [UsageView]) {
+        self.eventsTotal = eventsTotal; self.eventsUnsent = eventsUnsent; self.lastSeq = lastSeq; self.oldestUnsentAt = oldestUnsentAt; self.oldestUnsentAgeSeconds = oldestUnsentAgeSeconds; self.storeBytes = storeBytes; self.brokerConnected = brokerConnected; self.lastPublishError = lastPublishError; self.usagePending = usagePending; self.usageRejected = usageRejected; self.usageSettled = usageSettled; self.oldestPendingUsageAt = oldestPendingUsageAt; self.odooConfigured = odooConfigured; self.odooAlarm = odooAlarm; self.rejected = rejected
+    }
 }
 
 public struct UsageView: Codable, Sendable {
@@ -176,6 +196,9 @@ public struct UsageView: Codable, Sendable {
     public var customerID: String
     public var energyKWh: Double?
     public var record: UsageRecord
+    public init(key: String, state: String, attempts: Int, lastError: String? = nil, occurredAt: String, customerID: String, energyKWh: Double? = nil, record: UsageRecord) {
+        self.key = key; self.state = state; self.attempts = attempts; self.lastError = lastError; self.occurredAt = occurredAt; self.customerID = customerID; self.energyKWh = energyKWh; self.record = record
+    }
 }
 
 public struct EntitlementLookupView: Codable, Sendable {
@@ -183,6 +206,9 @@ public struct EntitlementLookupView: Codable, Sendable {
     public var cache: EntitlementCacheView
     /// As the swap decision sees them: ABS's counters plus swaps recorded here that ABS has not counted yet.
     public var entitlements: [Entitlement]
+    public init(customerID: String, cache: EntitlementCacheView, entitlements: [Entitlement]) {
+        self.customerID = customerID; self.cache = cache; self.entitlements = entitlements
+    }
 }
 
 public struct AuditView: Codable, Sendable {
@@ -190,11 +216,17 @@ public struct AuditView: Codable, Sendable {
     public var actor: String
     public var action: String
     public var detail: String
+    public init(timestamp: String, actor: String, action: String, detail: String) {
+        self.timestamp = timestamp; self.actor = actor; self.action = action; self.detail = detail
+    }
 }
 
 public struct ActionView: Codable, Sendable {
     public var slot: Int
     public var result: String
+    public init(slot: Int, result: String) {
+        self.slot = slot; self.result = result
+    }
 }
 
 public struct ConfigView: Codable, Sendable {
@@ -202,6 +234,9 @@ public struct ConfigView: Codable, Sendable {
     public var digest: String
     /// The file as loaded, with every secret value replaced by `<redacted>`.
     public var text: String
+    public init(path: String, digest: String, text: String) {
+        self.path = path; self.digest = digest; self.text = text
+    }
 }
 
 /// One file for support: everything a remote engineer asks for first.
@@ -215,4 +250,28 @@ public struct DiagnosticsBundle: Codable, Sendable {
     public var audit: [AuditView]
     public var recentLog: [String]
     public var metrics: String
+    public init(createdAt: String, status: StatusView, queues: QueuesView, slots: SlotsView, config: ConfigView, recentEvents: [EventView], audit: [AuditView], recentLog: [String], metrics: String) {
+        self.createdAt = createdAt; self.status = status; self.queues = queues; self.slots = slots; self.config = config; self.recentEvents = recentEvents; self.audit = audit; self.recentLog = recentLog; self.metrics = metrics
+    }
+}
+
+
+/// The answer to `swap` (a local terminal's swap request).
+public struct SwapReplyView: Codable, Sendable {
+    public var requestID: String
+    public var accepted: Bool
+    public var code: String?
+    public var message: String?
+    public var data: String?
+    public init(requestID: String, accepted: Bool, code: String? = nil, message: String? = nil, data: String? = nil) {
+        self.requestID = requestID; self.accepted = accepted; self.code = code; self.message = message; self.data = data
+    }
+}
+
+/// The answer to `metrics`: Prometheus text as served on /metrics.
+public struct MetricsText: Codable, Sendable {
+    public var text: String
+    public init(text: String) {
+        self.text = text
+    }
 }

@@ -3,7 +3,7 @@ import Foundation
 // RFC 3339 timestamps, parsed and written by hand: a snapshot carries two per record (200 000 for a
 // city), and the parser must refuse anything that is not a real date rather than guess.
 
-/// The one RFC 3339 parser and formatter of the project: ABS commands, the gateway's events and payloads
+/// The one RFC 3339 parser and formatter of the project (in StationSupport: no dependencies): ABS commands, the gateway's events and payloads
 /// (`Timestamp` in GatewayCore delegates here), and the control API's JSON dates (daemon and swapctl).
 public enum RFC3339 {
     /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; 'T'/'t' and 'Z'/'z' as RFC 3339 allows.

@@ -1,8 +1,10 @@
 import Acquisition
 import ArgumentParser
+import ControlProtocol
 import Foundation
-import GatewayCore
+import GatewayConfig
 import ModbusLink
+import StationSupport
 
 /// Where the cabinet is: from a config file, or given on the command line.
 struct BusOptions: ParsableArguments {
@@ -55,14 +57,6 @@ func printJSON<T: Encodable>(_ value: T) {
 }
 
 /// Left-aligned text table.
-func table(_ header: [String], _ rows: [[String]]) -> String {
-    var widths = header.map(\.count)
-    for row in rows { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-    func line(_ cells: [String]) -> String {
-        cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-    }
-    return ([line(header), line(widths.map { String(repeating: "-", count: $0) })] + rows.map(line)).joined(separator: "\n")
-}
+func table(_ header: [String], _ rows: [[String]]) -> String { TextTable.render(header, rows) }
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }

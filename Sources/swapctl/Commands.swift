@@ -1,8 +1,9 @@
 import Acquisition
 import ArgumentParser
 import Foundation
-import GatewayCore
+import ControlProtocol
 import StationDomain
+import StationSupport
 
 /// Reads the cabinet once: one full acquisition cycle.
 func readOnce(_ bus: BusOptions) async throws -> (CabinetAcquisition, StationSnapshot) {
@@ -62,7 +63,7 @@ struct DirectSlots: AsyncParsableCommand {
                         status: SlotRowView.status(s, ready: ready.contains(s.number), quarantined: quarantined[s.number] != nil))
         }
         let view = SlotsView(cabinetStale: snap.cabinetStale, safeMode: snap.cabinet?.safeMode ?? false,
-                             updatedAt: Timestamp.rfc3339(Date()), slots: rows)
+                             updatedAt: RFC3339.format(Date()), slots: rows)
         if bus.json { printJSON(view); return }
         print(slotTable(view))
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import GatewayCore
+import ControlProtocol
+import StationSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

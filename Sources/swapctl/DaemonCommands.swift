@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
-import GatewayCore
+import ControlProtocol
+import GatewayConfig
 import StationDomain
+import StationSupport
 
 // swapctl commands that go through the running daemon (its control socket). See docs/technician.md.
 
@@ -180,12 +182,7 @@ struct Queues: ParsableCommand {
     }
 }
 
-func usageTable(_ items: [UsageView]) -> String {
-    table(["key", "state", "attempts", "occurred", "customer", "energy kWh", "last error"], items.map {
-        [$0.key, $0.state, String($0.attempts), $0.occurredAt, $0.customerID, $0.energyKWh.map { String(format: "%.3f", $0) } ?? "-",
-         String(($0.lastError ?? "-").prefix(60))]
-    })
-}
+func usageTable(_ items: [UsageView]) -> String { UsageView.table(items) }
 
 struct Entitlements: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "A customer's cached entitlements, as the swap decision sees them.")
@@ -202,7 +199,7 @@ struct Entitlements: ParsableCommand {
                 [$0.planInstanceID, $0.status.rawValue, $0.batteryFamily,
                  "\($0.swapsUsed)/\($0.swapQuota < 0 ? "unlimited" : String($0.swapQuota))",
                  "\(fmt($0.energyUsedKWh, 3))/\($0.energyQuotaKWh < 0 ? "unlimited" : fmt($0.energyQuotaKWh, 3))",
-                 Timestamp.rfc3339($0.validUntil), $0.batteriesOut.isEmpty ? "-" : $0.batteriesOut.joined(separator: ",")]
+                 RFC3339.format($0.validUntil), $0.batteriesOut.isEmpty ? "-" : $0.batteriesOut.joined(separator: ",")]
             }))
         }
     }

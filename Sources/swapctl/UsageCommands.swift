@@ -1,30 +1,25 @@
 import ArgumentParser
+import ControlProtocol
 import Foundation
-import GatewayCore
 import StationDomain
-import StationStore
 
-/// The Odoo usage outbox, for technicians: what is queued, what Odoo rejected, and re-sending by hand.
-/// Through the daemon by default; `--store FILE` works on a station database directly (SQLite in WAL mode:
-/// safe even while the daemon runs, e.g. on a copy taken from a board). `list` opens it read-only and leaves
-/// the file and its directory untouched; `resend` writes. Neither migrates it nor creates a reserve file.
+/// The Odoo usage outbox, for technicians: what is queued, what Odoo rejected, and re-sending by hand, through the
+/// running daemon. A station database file is inspected offline with `swapgate store usage list|resend --store FILE`
+/// (the daemon's binary links the store; swapctl does not).
 struct Usage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The Odoo usage outbox: list queued, rejected and settled records; re-send a rejected one.",
         subcommands: [UsageList.self, UsageResend.self])
 }
 
+/// `--store FILE` moved to `swapgate store usage …`; it is still parsed so that old command lines get a clear answer.
 struct StoreOption: ParsableArguments {
-    @Option(name: .long, help: "Work on this station database directly instead of asking the daemon.")
+    @Option(name: .long, help: ArgumentHelp("Moved: use `swapgate store usage … --store FILE`.", visibility: .hidden))
     var store: String?
 
-    /// Opens the database as it is: never migrated, no reserve file; read-only unless `forWriting`.
-    func open(forWriting: Bool = false) throws -> StationStore? {
-        guard let store else { return nil }
-        guard FileManager.default.fileExists(atPath: store) else { throw fail("no station database at \(store)", code: 1) }
-        do { return try StationStore(existingAt: store, readOnly: !forWriting) } catch {
-            throw fail("cannot open \(store): \(error)", code: 1)
-        }
+    func refuseIfGiven(_ subcommand: String) throws {
+        guard let store else { return }
+        throw fail("--store moved to the daemon's binary, which links the store: swapgate store usage \(subcommand) --store \(store)", code: 1)
     }
 }
 
@@ -36,16 +31,11 @@ struct UsageList: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func run() async throws {
+        try direct.refuseIfGiven("list")
         if let state, UsageState(rawValue: state) == nil { throw ValidationError("--state must be pending, rejected or settled") }
-        let items: [UsageView]
-        if let store = try direct.open() {
-            items = try await store.listUsage(state: state.flatMap(UsageState.init(rawValue:)), limit: limit).map(ControlHandler.view)
-            try await store.close()
-        } else {
-            var r = ControlRequest(op: "usage")
-            r.state = state; r.limit = limit
-            items = try daemon.client().call(r, as: [UsageView].self)
-        }
+        var r = ControlRequest(op: "usage")
+        r.state = state; r.limit = limit
+        let items = try daemon.client().call(r, as: [UsageView].self)
         if daemon.json { printJSON(items) } else { print(usageTable(items)) }
     }
 }
@@ -57,15 +47,10 @@ struct UsageResend: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func run() async throws {
-        if let store = try direct.open(forWriting: true) {
-            let ok = try await store.resendUsage(key: key, now: Date())
-            try await store.close()
-            guard ok else { throw fail("no usage record \(key)", code: ExitStatus.refused) }
-        } else {
-            var r = ControlRequest(op: "usage_resend")
-            r.key = key
-            _ = try daemon.client().call(r, as: UsageView.self)
-        }
+        try direct.refuseIfGiven("resend \(key)")
+        var r = ControlRequest(op: "usage_resend")
+        r.key = key
+        _ = try daemon.client().call(r, as: UsageView.self)
         print("\(key): queued again; the daemon sends it with its next pass")
     }
 }

@@ -1,6 +1,7 @@
 import Acquisition
 import Foundation
 import GatewayCore
+import StationSupport
 import Testing
 import TestSupport
 #if canImport(Glibc)

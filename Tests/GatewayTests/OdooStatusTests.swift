@@ -131,8 +131,8 @@ import TestSupport
         let rejected = try #require(row(key))
         #expect(rejected["attempts"] as? Int == 1, "\(rejected)")
         #expect((rejected["lastError"] as? String)?.contains("ValidationError") == true)
-        // The same through --store on the database (read-only).
-        let direct = try st.swapctl(["usage", "list", "--store", st.storePath, "--json"], socket: false)
+        // The same offline on the database file (read-only), through the daemon's binary.
+        let direct = try runCommand(try productPath("swapgate"), ["store", "usage", "list", "--store", st.storePath, "--json"])
         let rows = (try? JSONSerialization.jsonObject(with: Data(direct.output.utf8))) as? [[String: Any]] ?? []
         #expect(rows.first { $0["key"] as? String == keys[0] }?["attempts"] as? Int == 3, "\(direct.output)")
     }

@@ -1,12 +1,14 @@
 import ABSProtocol
 import Acquisition
+import ControlProtocol
 import Foundation
+import GatewayConfig
 import Logging
 import MQTTLink
 import StationDomain
 import StationStore
 
-/// Answers the local control API's requests (see ControlMessages.swift and docs/control-api.md).
+/// Answers the local control API's requests (see ControlProtocol and docs/control-api.md).
 /// Every answer is one JSON line; every failure is an answer with a code, never a crash or a dropped
 /// connection. Credentials in requests are checked and forgotten: never logged, stored or echoed.
 public struct ControlHandler: Sendable {
@@ -389,18 +391,6 @@ public struct ControlHandler: Sendable {
         }
         return "\(error)"
     }
-}
-
-public struct SwapReplyView: Codable, Sendable {
-    public var requestID: String
-    public var accepted: Bool
-    public var code: String?
-    public var message: String?
-    public var data: String?
-}
-
-public struct MetricsText: Codable, Sendable {
-    public var text: String
 }
 
 /// Technicians' on-demand bus reads (`read`, `bms`) one at a time, whatever the number of connections: at most

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import StationStore
+import StationSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
