@@ -11,6 +11,8 @@ Then it locks the slot again.
     /usr/bin/python3 tools/sim_peer_check.py --port 5020 [--slots 12]
     /usr/bin/python3 tools/sim_peer_check.py --serial /tmp/pty-b [--baud 115200 --parity N]
     /usr/bin/python3 tools/sim_peer_check.py --serial /tmp/pty-b --expect-error
+    /usr/bin/python3 tools/sim_peer_check.py --port 5020 --unit 3     # a second cabinet at unit 3
+    /usr/bin/python3 tools/sim_peer_check.py --port 5021 --unit 3 --no-meter   # on its own port
 
 On success it prints one JSON line (what it read) and exits 0; on any mismatch it
 prints "MISMATCH: ..." to stderr and exits 1 (2 for usage/connection problems).
@@ -60,10 +62,12 @@ def ascii_of(regs):
 
 
 class Peer:
-    def __init__(self, client):
+    def __init__(self, client, unit=1):
         self.client = client
+        self.unit = unit  # the cabinet's unit id (the meter is always unit 2)
 
-    def read(self, kind, address, count, unit=1):
+    def read(self, kind, address, count, unit=None):
+        unit = self.unit if unit is None else unit
         fn = self.client.read_input_registers if kind == "input" else self.client.read_holding_registers
         rr = fn(address, count, slave=unit)
         if rr is None or rr.isError():
@@ -71,13 +75,15 @@ class Peer:
         check(len(rr.registers) == count, f"read {kind} {address}+{count}: got {len(rr.registers)} registers")
         return list(rr.registers)
 
-    def expect_exception(self, kind, address, count, code, unit=1):
+    def expect_exception(self, kind, address, count, code, unit=None):
+        unit = self.unit if unit is None else unit
         fn = self.client.read_input_registers if kind == "input" else self.client.read_holding_registers
         rr = fn(address, count, slave=unit)
         check(isinstance(rr, ExceptionResponse), f"read {kind} {address}+{count} unit {unit}: expected exception {code}, got {rr}")
         check(rr.exception_code == code, f"read {kind} {address}+{count} unit {unit}: exception {rr.exception_code}, expected {code}")
 
-    def write(self, address, values, unit=1):
+    def write(self, address, values, unit=None):
+        unit = self.unit if unit is None else unit
         rr = self.client.write_registers(address, values, slave=unit)
         if rr is None or rr.isError():
             raise Mismatch(f"write {address} {values} failed: {rr}")
@@ -190,6 +196,9 @@ def check_exceptions(peer, n):
     peer.expect_exception("input", 30, 12, 2)                   # covers the gap 32–39
     peer.expect_exception("input", 0, 126, 3)                   # more than 125 registers
     peer.expect_exception("holding", 1004, 1, 2)                # no such holding register
+
+
+def check_meter_exceptions(peer):
     peer.expect_exception("input", 7, 1, 2, unit=2)             # the meter has 0–6 only
 
 
@@ -267,6 +276,8 @@ def main():
     ap.add_argument("--no-commands", action="store_true", help="read only (no unlock/lock, no clock write)")
     ap.add_argument("--timeout", type=float, default=10, help="seconds to wait for a command result")
     ap.add_argument("--expect-error", action="store_true", help="one device-block read must fail")
+    ap.add_argument("--unit", type=int, default=1, help="the cabinet's Modbus unit id (several cabinets: 1, 3, 4, …)")
+    ap.add_argument("--no-meter", action="store_true", help="skip the meter (unit 2), e.g. on a cabinet's own port")
     args = ap.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
 
@@ -278,11 +289,11 @@ def main():
     if not client.connect():
         print(f"cannot connect to {args.serial or f'{args.host}:{args.port}'}", file=sys.stderr)
         return 2
-    peer = Peer(client)
+    peer = Peer(client, args.unit)
     try:
         if args.expect_error:
             try:
-                rr = client.read_input_registers(0, 32, slave=1)
+                rr = client.read_input_registers(0, 32, slave=args.unit)
             except Exception as e:  # pymodbus raises for some framing errors
                 print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
                 return 0
@@ -295,7 +306,9 @@ def main():
         n = summary["device"]["slot_count"]
         summary["slots"] = check_slots(peer, n)
         check_exceptions(peer, n)
-        summary["meter"] = check_meter(peer)
+        if not args.no_meter:
+            check_meter_exceptions(peer)
+            summary["meter"] = check_meter(peer)
         if not args.no_commands:
             summary["clock"] = check_clock(peer)
             summary["unlock"] = check_unlock(peer, summary["slots"], args)

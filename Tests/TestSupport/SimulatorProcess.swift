@@ -11,13 +11,17 @@ public final class SimulatorProcess: @unchecked Sendable {
     /// The Modbus TCP port (nil when the simulator serves RTU).
     public let modbusPort: Int?
     public let controlPort: Int
+    /// With several cabinets (`--units`, `--cabinet-ports`): each cabinet's unit id, in order.
+    public let units: [Int]
+    /// With `--cabinet-ports`: the Modbus TCP port of each cabinet, by unit id.
+    public let cabinetPorts: [Int: Int]
 
     /// Starts `station-sim` with `arguments`. Unless given, `--port 0` (for TCP, i.e. without
     /// `--serial`) and `--control-port 0` are added; the chosen ports are read from its output.
     public init(_ arguments: [String] = [], timeout: Double = 30) throws {
         var args = arguments
         let rtu = args.contains("--serial")
-        if !rtu && !args.contains("--port") { args += ["--port", "0"] }
+        if !rtu && !args.contains("--port") && !args.contains("--cabinet-ports") { args += ["--port", "0"] }
         if !args.contains("--control-port") { args += ["--control-port", "0"] }
         process = try ManagedProcess(try productPath("station-sim"), args, name: "station-sim")
         let out = try process.waitForOutput(timeout: timeout) { out in
@@ -25,6 +29,19 @@ public final class SimulatorProcess: @unchecked Sendable {
         }
         controlPort = try Self.port(after: "control listening on ", in: out)
         modbusPort = rtu ? nil : try Self.port(after: "modbus tcp listening on ", in: out)
+        // "cabinet unit U serial S slots N[ modbus tcp HOST:PORT]", one per cabinet when there are several.
+        var units: [Int] = [], ports: [Int: Int] = [:]
+        for line in out.split(separator: "\n") where line.hasPrefix("cabinet unit ") {
+            let words = line.split(separator: " ")
+            guard words.count >= 3, let unit = Int(words[2]) else { continue }
+            units.append(unit)
+            if let last = words.last, words.dropLast().last == "tcp", let colon = last.lastIndex(of: ":"),
+               let port = Int(last[last.index(after: colon)...]) {
+                ports[unit] = port
+            }
+        }
+        self.units = units.isEmpty ? [1] : units
+        cabinetPorts = ports
     }
 
     static func port(after marker: String, in output: String) throws -> Int {

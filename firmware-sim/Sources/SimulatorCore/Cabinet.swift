@@ -89,6 +89,8 @@ struct MeterState: Sendable {
 
 struct Cabinet: Sendable {
     let config: SimulatorConfiguration
+    /// The Modbus unit id this controller answers (the engine itself works as unit 1).
+    let unit: UInt8
     var slotCount: Int { slots.count }
     var rng: SeededRandom
     var slots: [Slot]
@@ -128,9 +130,17 @@ struct Cabinet: Sendable {
     var rider = RiderState()
     var faults = TransportFaults()
     var log: [ExecutedCommand] = []
+    // The station's meter is modelled in the first cabinet: it also sees the chargers of the
+    // other cabinets (their power, set before each step) and their own consumption.
+    var externalChargingPower = 0.0
+    var cabinetsOnMeter = 1
+    /// The chargers' power in the last step (for the meter in the first cabinet).
+    var lastChargingPower = 0.0
 
-    init(config: SimulatorConfiguration, hostClock: UInt32) {
+    /// `config.slots`/`serialNumber`/`seed` are this cabinet's own (see `Station`).
+    init(config: SimulatorConfiguration, hostClock: UInt32, unit: UInt8 = CabinetMap.cabinetUnit) {
         self.config = config
+        self.unit = unit
         rng = SeededRandom(seed: config.seed)
         slots = Array(repeating: Slot(), count: config.slots)
         cabinetTemperature = config.ambientTemperature
@@ -159,7 +169,9 @@ struct Cabinet: Sendable {
             if mode == .full || k % 4 == 0 { soc = 100 } else { soc = (rng.uniform(15...80) * 10).rounded() / 10 }
             let soh = (rng.uniform(88...100) * 10).rounded() / 10
             let cycles = Double(Int(rng.uniform(20...600)))
-            let id = "OVB\(family)-" + pad(1000 + k * 7 + Int(config.seed % 1000), 6)
+            // Unit 1 keeps the ids it always had; other units carry their unit id (ids stay unique in a station).
+            let tag = unit == CabinetMap.cabinetUnit ? "" : "\(unit)-"
+            let id = "OVB\(family)-" + tag + pad(1000 + k * 7 + Int(config.seed % 1000), 6)
             slots[k].battery = Battery(id: id, family: family, soc: soc, soh: soh, cycles: cycles,
                                        temperature: config.ambientTemperature, rng: &rng)
         }
@@ -424,6 +436,8 @@ struct Cabinet: Sendable {
             commit(i)
         case .deadSlot(let slot):
             slots[try index(slot)].dead = true
+        case .silent(let on):
+            faults.silent = on
         }
         stopChargingWhereNotAllowed()
     }
@@ -637,7 +651,7 @@ struct Cabinet: Sendable {
         }
     }
 
-    private mutating func step(_ dt: Double) {
+    mutating func step(_ dt: Double) {
         time += dt
         let up = !isDown
         if up, let p = pending, time + 1e-9 >= p.dueAt {
@@ -660,6 +674,9 @@ struct Cabinet: Sendable {
         }
         physics(dt)
     }
+
+    /// Recomputes currents and the meter without advancing time.
+    mutating func refreshMeter() { physics(0) }
 
     private mutating func physics(_ dt: Double) {
         var chargingPower = 0.0
@@ -700,11 +717,12 @@ struct Cabinet: Sendable {
         // Cabinet temperature follows the chargers' losses; the over-temperature fault drives it to 65 °C.
         let cabinetTarget = cabinetOverTemperatureFault ? 65.0 : config.ambientTemperature + losses * 0.01
         cabinetTemperature += (cabinetTarget - cabinetTemperature) / (cabinetOverTemperatureFault ? 120 : 600) * dt
+        lastChargingPower = chargingPower
         // The energy meter sees the chargers (94 % efficient) plus the cabinet's own 35 W.
         if mainsOK {
             meter.voltage = 230 + rng.uniform(-1.5...1.5)
             meter.frequency = 50 + rng.uniform(-0.03...0.03)
-            meter.activePower = chargingPower / 0.94 + 35
+            meter.activePower = (chargingPower + externalChargingPower) / 0.94 + 35 * Double(cabinetsOnMeter)
             meter.current = meter.activePower / meter.voltage
         } else {
             meter.voltage = 0

@@ -18,6 +18,54 @@ public enum BusyReply: String, Sendable, Codable, CaseIterable {
     case result
 }
 
+/// What a Modbus TCP request for a unit id nobody answers gets (no such cabinet, a cabinet made
+/// silent with `Fault.silent`, a rebooting cabinet). Over RTU such a request always gets silence.
+public enum AbsentUnitReply: String, Sendable, Codable, CaseIterable {
+    /// No reply at all (the client times out), as before several cabinets existed. The default.
+    case silent
+    /// Exception 0x0B (gateway target device failed to respond), what a TCP-to-RTU gateway answers.
+    case exception
+}
+
+/// One cabinet controller of a station: its Modbus unit id, slot count and serial number.
+public struct CabinetSetup: Sendable, Equatable, Codable {
+    /// Modbus unit id, 1 or 3…247 (2 is the energy meter).
+    public var unit: Int
+    /// 1…48.
+    public var slots: Int
+    /// ≤ 16 printable ASCII characters.
+    public var serialNumber: String
+    public init(unit: Int, slots: Int, serialNumber: String) {
+        self.unit = unit; self.slots = slots; self.serialNumber = serialNumber
+    }
+
+    /// The serial of the cabinet at `unit` derived from a base serial: its trailing digits replaced
+    /// by the unit id, zero-padded to the same width (SIMCAB-000001 → SIMCAB-000003); without
+    /// trailing digits, "-<unit>" is appended (cut to 16 characters).
+    public static func derivedSerial(_ base: String, unit: Int) -> String {
+        let digits = base.reversed().prefix { $0.isASCII && $0.isNumber }.count
+        if digits > 0 {
+            let prefix = String(base.dropLast(digits))
+            let number = String(unit)
+            return String((prefix + String(repeating: "0", count: max(0, digits - number.count)) + number).prefix(16))
+        }
+        return String((base + "-\(unit)").prefix(16))
+    }
+
+    /// The cabinets for `units` (in order): `slots` one count for all or one per unit; the first
+    /// cabinet gets `serialNumber`, the others a serial derived from it (`derivedSerial`).
+    public static func station(units: [Int], slots: [Int], serialNumber: String = "SIMCAB-000001") throws -> [CabinetSetup] {
+        guard !units.isEmpty else { throw SimulatorError.invalidArgument("at least one unit id") }
+        guard slots.count == 1 || slots.count == units.count else {
+            throw SimulatorError.invalidArgument("give one slot count for all cabinets or one per unit (\(units.count))")
+        }
+        return units.enumerated().map { k, unit in
+            CabinetSetup(unit: unit, slots: slots.count == 1 ? slots[0] : slots[k],
+                         serialNumber: k == 0 ? serialNumber : derivedSerial(serialNumber, unit: unit))
+        }
+    }
+}
+
 public struct SimulatorConfiguration: Sendable {
     /// 1…48.
     public var slots: Int
@@ -44,6 +92,17 @@ public struct SimulatorConfiguration: Sendable {
     public var rider: RiderConfiguration?
     /// Executed commands kept in the command log (oldest dropped first).
     public var commandLogLimit: Int
+    /// Several cabinet controllers in one simulator, in the station's order (the first one's
+    /// transport faults and reboots also reach the meter, unit 2). Empty = one cabinet at unit 1
+    /// with `slots` and `serialNumber` (as before several cabinets existed).
+    public var cabinets: [CabinetSetup] = []
+    /// What Modbus TCP answers for a unit nobody serves (RTU: always silence).
+    public var absentUnitReply: AbsentUnitReply = .silent
+
+    /// The cabinets actually simulated (`cabinets`, or the one cabinet of `slots`/`serialNumber`).
+    public var resolvedCabinets: [CabinetSetup] {
+        cabinets.isEmpty ? [CabinetSetup(unit: Int(CabinetMap.cabinetUnit), slots: slots, serialNumber: serialNumber)] : cabinets
+    }
 
     public init(slots: Int = 12, serialNumber: String = "SIMCAB-000001", seed: UInt64 = 1, speed: Double = 1,
                 fill: FillMode = .mixed, autoTick: Bool = true, tickInterval: Double = 0.1,
@@ -77,6 +136,19 @@ public struct SimulatorConfiguration: Sendable {
         guard tickInterval > 0 else { throw SimulatorError.invalidArgument("tick interval must be > 0") }
         guard commandExecutionTime >= 0, watchdogTimeout >= 0 else {
             throw SimulatorError.invalidArgument("times must be ≥ 0")
+        }
+        var seen = Set<Int>()
+        for c in cabinets {
+            guard c.unit == 1 || (3...247).contains(c.unit) else {
+                throw SimulatorError.invalidArgument("unit ids must be 1 or 3…247 (2 is the meter), got \(c.unit)")
+            }
+            guard seen.insert(c.unit).inserted else { throw SimulatorError.invalidArgument("unit \(c.unit) given twice") }
+            guard (1...CabinetMap.maxSlots).contains(c.slots) else {
+                throw SimulatorError.invalidArgument("slots must be 1…48, got \(c.slots) (unit \(c.unit))")
+            }
+            guard isValidASCII(c.serialNumber, max: 16) else {
+                throw SimulatorError.invalidArgument("serial number must be 1–16 printable ASCII characters (unit \(c.unit))")
+            }
         }
         return self
     }
@@ -148,6 +220,9 @@ public enum Fault: Sendable, Equatable {
     /// The slot's electronics stop answering: any read covering its slot block or cell block answers
     /// exception 04 (server device failure); the rest of the cabinet answers as usual.
     case deadSlot(slot: Int)
+    /// The controller stops answering on Modbus altogether (true) or answers again (false), as a
+    /// powered-off controller on a shared bus; the cabinet itself keeps working. Not the meter.
+    case silent(Bool)
 }
 
 /// Faults applied per request by the transports.
@@ -162,6 +237,8 @@ struct TransportFaults: Sendable, Equatable {
     var garbageProbability = 0.0
     var crcCount = 0
     var crcProbability = 0.0
+    /// `Fault.silent`: no answer at all on Modbus.
+    var silent = false
 }
 
 public enum TransportKind: String, Sendable { case tcp, rtu }
@@ -346,10 +423,14 @@ public struct FaultsSnapshot: Sendable, Codable, Equatable {
     public var crcCount: Int
     public var crcProbability: Double
     public var cabinetOverTemperature: Bool
+    /// `Fault.silent`: the controller answers nothing on Modbus.
+    public var silent: Bool = false
 }
 
 /// Everything about the cabinet, for tests and the control interface (`state`).
 public struct CabinetSnapshot: Sendable, Codable, Equatable {
+    /// The cabinet's Modbus unit id.
+    public var unit: Int
     public var serialNumber: String
     public var slotCount: Int
     public var firmwareVersion: String

@@ -10,11 +10,11 @@ public enum ControlCommands {
     public static let all: [String] = [
         "ping", "help", "state", "log", "insert", "remove", "open_door", "close_door", "set_battery",
         "set_flags", "reboot", "fault", "clear_faults", "speed", "pause", "resume", "tick", "rider",
-        "watchdog", "exec", "sleep", "registers",
+        "watchdog", "exec", "sleep", "registers", "cabinets",
     ]
     public static let faultKinds: [String] = [
         "delay", "drop", "exception", "garbage", "crc", "bms_link_lost", "lock_jam", "battery_flags",
-        "slot_over_temp", "cabinet_over_temp", "charger_fault", "door_sensor", "dead_slot",
+        "slot_over_temp", "cabinet_over_temp", "charger_fault", "door_sensor", "dead_slot", "silent",
     ]
 }
 
@@ -101,6 +101,11 @@ extension Simulator {
 
     private func controlCommand(_ r: Request) throws -> [String: JSONValue] {
         let cmd = try r.string("cmd")
+        // The cabinet a request is for: "unit" (its Modbus unit id), default the first cabinet.
+        // ping, help, cabinets, speed, pause, resume, tick and sleep are station-wide; for
+        // "registers" the unit is the Modbus unit read (2 = the meter).
+        let unit = try r.optionalInt("unit")
+        if cmd != "registers" { try checkUnit(unit) }
         switch cmd {
         case "ping":
             return ["pong": .bool(true)]
@@ -108,43 +113,50 @@ extension Simulator {
             return ["commands": .array(ControlCommands.all.map(JSONValue.string)),
                     "fault_kinds": .array(ControlCommands.faultKinds.map(JSONValue.string))]
         case "state":
-            return ["state": try JSONValue.from(snapshot())]
+            return ["state": try JSONValue.from(snapshot(unit: unit))]
+        case "cabinets":
+            return ["cabinets": .array(try units.map { u in
+                let s = snapshot(unit: u)
+                return .object(["unit": .int(u), "serial_number": .string(s.serialNumber), "slot_count": .int(s.slotCount),
+                                "down": .bool(s.down), "silent": .bool(s.faults.silent)])
+            })]
         case "log":
-            return ["commands": try JSONValue.from(commandLog())]
+            return ["commands": try JSONValue.from(commandLog(unit: unit))]
         case "insert":
             try insertBattery(slot: try r.int("slot"), id: try r.string("id"), family: try r.int("family"),
                               soc: try r.double("soc"), soh: try r.optionalDouble("soh") ?? 100,
                               cycleCount: try r.optionalInt("cycles") ?? r.optionalInt("cycle_count"),
-                              temperature: try r.optionalDouble("temperature"))
+                              temperature: try r.optionalDouble("temperature"), unit: unit)
             return [:]
         case "remove":
-            return ["battery": try JSONValue.from(removeBattery(slot: try r.int("slot")))]
+            return ["battery": try JSONValue.from(removeBattery(slot: try r.int("slot"), unit: unit))]
         case "open_door":
-            try openDoor(slot: try r.int("slot"), force: try r.optionalBool("force") ?? false)
+            try openDoor(slot: try r.int("slot"), force: try r.optionalBool("force") ?? false, unit: unit)
             return [:]
         case "close_door":
-            try closeDoor(slot: try r.int("slot"))
+            try closeDoor(slot: try r.int("slot"), unit: unit)
             return [:]
         case "set_battery":
             try setBattery(slot: try r.int("slot"), soc: try r.optionalDouble("soc"), soh: try r.optionalDouble("soh"),
                            cycleCount: try r.optionalInt("cycles") ?? r.optionalInt("cycle_count"),
                            temperature: try r.optionalDouble("temperature"),
                            protectionFlags: try r.u16("protection_flags"), warningFlags: try r.u16("warning_flags"),
-                           id: try r.optionalString("id"), probeTemperatures: try r.optionalDoubles("probe_temperatures"))
+                           id: try r.optionalString("id"), probeTemperatures: try r.optionalDoubles("probe_temperatures"),
+                           unit: unit)
             return [:]
         case "set_flags":
             setFlags(mainsOk: try r.optionalBool("mains_ok"), backupPower: try r.optionalBool("backup_power"),
                      tamper: try r.optionalBool("tamper"), overTemperature: try r.optionalBool("over_temp"),
-                     emergencyStop: try r.optionalBool("estop"))
-            return ["cabinet_flags": .int(Int(snapshot().cabinetFlags))]
+                     emergencyStop: try r.optionalBool("estop"), unit: unit)
+            return ["cabinet_flags": .int(Int(snapshot(unit: unit).cabinetFlags))]
         case "reboot":
-            reboot(downSeconds: try r.optionalDouble("down_seconds") ?? 0)
+            reboot(downSeconds: try r.optionalDouble("down_seconds") ?? 0, unit: unit)
             return [:]
         case "fault":
-            try inject(try Self.fault(r))
+            try inject(try Self.fault(r), unit: unit)
             return [:]
         case "clear_faults":
-            if let slot = try r.optionalInt("slot") { try clearFaults(slot: slot) } else { clearFaults() }
+            if let slot = try r.optionalInt("slot") { try clearFaults(slot: slot, unit: unit) } else { clearFaults(unit: unit) }
             return [:]
         case "speed":
             if let v = try r.optionalDouble("value") ?? r.optionalDouble("speed") { try setSpeed(v) }
@@ -162,29 +174,29 @@ extension Simulator {
             let enabled = try r.optionalBool("enabled") ?? true
             if enabled {
                 let config = try JSONValue.object(r.fields).decode(RiderConfiguration.self)
-                setRider(config)
+                setRider(config, unit: unit)
             } else {
-                setRider(nil)
+                setRider(nil, unit: unit)
             }
-            return ["rider": try JSONValue.from(snapshot().rider)]
+            return ["rider": try JSONValue.from(snapshot(unit: unit).rider)]
         case "watchdog":
-            if let t = try r.optionalDouble("timeout") { try setWatchdogTimeout(t) }
-            let s = snapshot()
+            if let t = try r.optionalDouble("timeout") { try setWatchdogTimeout(t, unit: unit) }
+            let s = snapshot(unit: unit)
             return ["timeout": .double(s.watchdogTimeout), "watchdog_seconds": .int(Int(s.watchdogSeconds)),
                     "safe_mode": .bool(s.safeMode)]
         case "exec":
             // A cabinet command as the gateway would write it (FC16 to 1000–1003).
-            let seq = try r.u16("seq") ?? nextSeq()
+            let seq = try r.u16("seq") ?? nextSeq(unit: unit)
             guard let command = try r.u16("command") else { throw ControlError("missing integer field \"command\"") }
             guard let slot = try r.u16("slot") else { throw ControlError("missing integer field \"slot\"") }
-            let response = writeCommand(cmd: command, slot: slot, seq: seq, param: try r.u16("param") ?? 0)
+            let response = writeCommand(cmd: command, slot: slot, seq: seq, param: try r.u16("param") ?? 0, unit: unit)
             if let code = response.flatMap(ModbusPDU.exceptionCode) {
                 throw ControlError("modbus exception \(code)")
             }
             return ["seq": .int(Int(seq))]
         case "registers":
             // Reads registers through the engine (no faults): {"unit":1,"start":0,"count":24,"type":"input"|"holding"}
-            let unit = UInt8(clamping: try r.optionalInt("unit") ?? 1)
+            let unit = UInt8(clamping: unit ?? units[0])
             let start = try r.int("start"), count = try r.int("count")
             guard (0...0xFFFF).contains(start), (0...0xFFFF).contains(count) else { throw ControlError("start/count out of range") }
             let holding = try r.optionalString("type") == "holding"
@@ -229,6 +241,7 @@ extension Simulator {
         case "charger_fault": return .chargerFault(slot: try r.int("slot"))
         case "door_sensor": return .doorSensorFault(slot: try r.int("slot"))
         case "dead_slot": return .deadSlot(slot: try r.int("slot"))
+        case "silent": return .silent(try r.optionalBool("enabled") ?? true)
         default:
             throw ControlError("unknown fault kind \"\(kind)\" (one of \(ControlCommands.faultKinds.joined(separator: ", ")))")
         }

@@ -95,7 +95,7 @@ public enum CommandResult: UInt16, Sendable, Codable, CaseIterable {
 /// Modbus exception codes the simulator answers.
 public enum ModbusException: UInt8, Sendable, Codable {
     case illegalFunction = 1, illegalDataAddress = 2, illegalDataValue = 3, serverDeviceFailure = 4,
-         acknowledge = 5, serverDeviceBusy = 6
+         acknowledge = 5, serverDeviceBusy = 6, gatewayTargetFailed = 0x0B
 }
 
 /// Register encoding helpers shared by the engine (and handy for tests).

@@ -311,11 +311,12 @@ final class TCPListener: @unchecked Sendable {
 
 /// What the transports ask for each request.
 protocol ModbusResponder: AnyObject, Sendable {
-    func respond(unit: UInt8, pdu: [UInt8], transport: TransportKind) -> ResponsePlan
+    /// `serving`: the unit ids the endpoint answers (nil = all the responder has).
+    func respond(unit: UInt8, pdu: [UInt8], transport: TransportKind, serving: Set<UInt8>?) -> ResponsePlan
 }
 
 enum ModbusTCPServer {
-    static func start(host: String, port: Int, responder: any ModbusResponder) throws -> TCPListener {
+    static func start(host: String, port: Int, units: Set<UInt8>? = nil, responder: any ModbusResponder) throws -> TCPListener {
         try TCPListener(host: host, port: port, name: "modbus-tcp") { [weak responder] conn in
             var buffer: [UInt8] = []
             while conn.isAlive {
@@ -332,7 +333,7 @@ enum ModbusTCPServer {
                     let frame = Array(buffer[0..<(6 + length)])
                     buffer.removeFirst(6 + length)
                     guard let responder else { return }
-                    let plan = responder.respond(unit: frame[6], pdu: Array(frame[7...]), transport: .tcp)
+                    let plan = responder.respond(unit: frame[6], pdu: Array(frame[7...]), transport: .tcp, serving: units)
                     guard let pdu = plan.pdu else { continue }
                     if plan.delayMilliseconds > 0 { conn.sleep(milliseconds: plan.delayMilliseconds) }
                     guard conn.isAlive else { return }
@@ -366,8 +367,10 @@ final class RTUServer: @unchecked Sendable {
     private var stopped = false
     private var running = true
     private weak var responder: (any ModbusResponder)?
+    private let units: Set<UInt8>?
 
-    init(path: String, baud: Int, parity: SerialParity, stopBits: Int, responder: any ModbusResponder) throws {
+    init(path: String, baud: Int, parity: SerialParity, stopBits: Int, units: Set<UInt8>? = nil,
+         responder: any ModbusResponder) throws {
         guard let speed = Self.speed(baud) else { throw SimulatorError.invalidArgument("unsupported baud rate \(baud)") }
         guard stopBits == 1 || stopBits == 2 else { throw SimulatorError.invalidArgument("stop bits must be 1 or 2") }
         let fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
@@ -391,6 +394,7 @@ final class RTUServer: @unchecked Sendable {
         self.path = path
         self.fd = fd
         self.responder = responder
+        self.units = units
         let t = Thread { [self] in run() }
         t.name = "modbus-rtu"
         t.start()
@@ -469,7 +473,7 @@ final class RTUServer: @unchecked Sendable {
 
     private func answer(unit: UInt8, pdu: [UInt8]) {
         guard let responder else { return }
-        let plan = responder.respond(unit: unit, pdu: pdu, transport: .rtu)
+        let plan = responder.respond(unit: unit, pdu: pdu, transport: .rtu, serving: units)
         guard let out = plan.pdu else { return }
         if plan.delayMilliseconds > 0 { usleep(useconds_t(plan.delayMilliseconds) * 1000) }
         var frame = ModbusCRC.rtuFrame(unit: unit, pdu: out)

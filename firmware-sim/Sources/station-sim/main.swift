@@ -55,8 +55,17 @@ struct StationSim: ParsableCommand {
     @Option(name: .customLong("stop-bits"), help: "RTU stop bits: 1 or 2.")
     var stopBits = 1
 
-    @Option(help: "Number of slots (1…48).")
-    var slots = 12
+    @Option(help: "Number of slots (1…48): one count for every cabinet, or one per unit (e.g. 16,12,8).")
+    var slots = "12"
+
+    @Option(help: "Modbus unit ids of the cabinet controllers, in the station's order (1 or 3…247; 2 is the meter), e.g. 1,3,4. All answer on the one --port or --serial unless --cabinet-ports is given.")
+    var units = "1"
+
+    @Option(name: .customLong("cabinet-ports"), help: "One Modbus TCP port per cabinet, in --units order (0 = pick a free one); replaces --port. The meter (unit 2) answers on the first one.")
+    var cabinetPorts: String?
+
+    @Option(name: .customLong("absent-unit"), help: "Modbus TCP answer for a unit nobody answers (unknown, silent or rebooting): silent (no reply) or exception (0x0B gateway target failed). RTU is always silent.")
+    var absentUnit = "silent"
 
     @Option(name: .customLong("control-port"), help: "Control interface port on 127.0.0.1 (0 = pick a free one).")
     var controlPort = 0
@@ -79,7 +88,7 @@ struct StationSim: ParsableCommand {
     @Flag(help: "Start with no batteries (same as --fill empty).")
     var empty = false
 
-    @Option(name: .customLong("serial-number"), help: "Cabinet serial (≤ 16 ASCII characters).")
+    @Option(name: .customLong("serial-number"), help: "Serial of the first cabinet (≤ 16 ASCII characters); the others' are derived (trailing digits → unit id: SIMCAB-000003), or give one per unit, comma-separated.")
     var serialNumber = "SIMCAB-000001"
 
     @Option(name: .customLong("command-time"), help: "Simulated seconds a command takes to execute (0 = at once).")
@@ -94,7 +103,44 @@ struct StationSim: ParsableCommand {
     @Option(help: "Ambient temperature, °C.")
     var ambient = 25.0
 
+    static func intList(_ text: String, _ option: String) throws -> [Int] {
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = items.compactMap { Int($0) }
+        guard !items.isEmpty, values.count == items.count else {
+            throw ValidationError("\(option) takes integers separated by commas, got \(text)")
+        }
+        return values
+    }
+
+    /// The cabinets as the options give them.
+    func cabinetSetups() throws -> [CabinetSetup] {
+        let unitIds = try Self.intList(units, "--units")
+        let slotCounts = try Self.intList(slots, "--slots")
+        let serials = serialNumber.split(separator: ",").map(String.init)
+        var setups: [CabinetSetup]
+        do {
+            setups = try CabinetSetup.station(units: unitIds, slots: slotCounts, serialNumber: serials.first ?? serialNumber)
+        } catch { throw ValidationError("\(error)") }
+        if serials.count > 1 {
+            guard serials.count == setups.count else {
+                throw ValidationError("--serial-number: one serial, or one per unit (\(setups.count))")
+            }
+            for k in setups.indices { setups[k].serialNumber = serials[k] }
+        }
+        return setups
+    }
+
     func validate() throws {
+        guard AbsentUnitReply(rawValue: absentUnit) != nil else { throw ValidationError("--absent-unit must be silent or exception") }
+        let setups = try cabinetSetups()
+        if let cabinetPorts {
+            guard serial == nil else { throw ValidationError("--cabinet-ports is for Modbus TCP, not with --serial") }
+            let ports = try Self.intList(cabinetPorts, "--cabinet-ports")
+            guard ports.count == setups.count else {
+                throw ValidationError("--cabinet-ports needs one port per unit (\(setups.count))")
+            }
+            guard ports.allSatisfy({ (0...65535).contains($0) }) else { throw ValidationError("ports are 0…65535") }
+        }
         guard FillMode(rawValue: fill) != nil else { throw ValidationError("--fill must be mixed, empty or full") }
         guard BusyReply(rawValue: busyReply) != nil else { throw ValidationError("--busy-reply must be exception or result") }
         guard ["N", "E", "O"].contains(parity.uppercased()) else { throw ValidationError("--parity must be N, E or O") }
@@ -110,22 +156,38 @@ struct StationSim: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         signal(SIGPIPE, SIG_IGN)
 
-        let config = SimulatorConfiguration(
-            slots: slots, serialNumber: serialNumber, seed: seed, speed: speed,
+        let setups = try cabinetSetups()
+        var config = SimulatorConfiguration(
+            slots: setups[0].slots, serialNumber: setups[0].serialNumber, seed: seed, speed: speed,
             fill: empty ? .empty : FillMode(rawValue: fill)!, commandExecutionTime: commandTime,
             watchdogTimeout: watchdogTimeout, busyReply: BusyReply(rawValue: busyReply)!,
             ambientTemperature: ambient, rider: rider ? RiderConfiguration() : nil)
+        // One cabinet at unit 1 is configured exactly as before several cabinets existed.
+        if setups.count > 1 || setups[0].unit != Int(CabinetMap.cabinetUnit) { config.cabinets = setups }
+        config.absentUnitReply = AbsentUnitReply(rawValue: absentUnit)!
         do { try config.validate() } catch { throw ValidationError("\(error)") }
 
         let sim = Simulator(configuration: config)
         do {
+            // The ready lines: the Modbus line and the control line as always; with several cabinets,
+            // one "cabinet unit U …" line per cabinet in between.
+            var cabinetLines: [String] = setups.map { "cabinet unit \($0.unit) serial \($0.serialNumber) slots \($0.slots)" }
             if let serial {
                 try sim.startRTU(path: serial, baud: baud, parity: parity.uppercased().first ?? "N", stopBits: stopBits)
                 say("modbus rtu serving \(serial) at \(baud) 8\(parity.uppercased())\(stopBits)")
+            } else if let cabinetPorts {
+                let ports = try Self.intList(cabinetPorts, "--cabinet-ports")
+                for (k, setup) in setups.enumerated() {
+                    let served = k == 0 ? [setup.unit, Int(CabinetMap.meterUnit)] : [setup.unit]
+                    let bound = try sim.startTCP(host: host, port: ports[k], units: served)
+                    if k == 0 { say("modbus tcp listening on \(host):\(bound)") }
+                    cabinetLines[k] += " modbus tcp \(host):\(bound)"
+                }
             } else {
                 let bound = try sim.startTCP(host: host, port: port)
                 say("modbus tcp listening on \(host):\(bound)")
             }
+            if setups.count > 1 || cabinetPorts != nil { cabinetLines.forEach(say) }
             let control = try sim.startControl(port: controlPort)
             say("control listening on 127.0.0.1:\(control)")
             if let scenario {
