@@ -315,10 +315,17 @@ extension Simulator {
         #expect(silent.status != 0)
         #expect(shared.stop() == 0)
 
-        let own = try SimulatorProcess(["--units", "1,3", "--cabinet-ports", "0,0", "--slots", "2", "--absent-unit", "exception"])
+        let own = try SimulatorProcess(["--units", "1,3", "--cabinet-ports", "0,0", "--slots", "2", "--absent-unit", "exception",
+                                        "--fill", "empty,full"])
         defer { own.stop() }
         let p1 = try #require(own.cabinetPorts[1]), p3 = try #require(own.cabinetPorts[3])
         #expect(own.modbusPort == p1 && p1 != p3)
+        // a fill per unit: unit 1 empty, unit 3 full
+        for (unit, present) in [(1, false), (3, true)] {
+            let state = try #require(try own.control(["cmd": "state", "unit": unit])["state"] as? [String: Any])
+            let slots = try #require(state["slots"] as? [[String: Any]])
+            #expect(slots.map { $0["battery_present"] as? Bool } == [present, present])
+        }
         let r3 = try runCommand(python, [peerScript, "--port", "\(p3)", "--unit", "3", "--slots", "2", "--no-meter",
                                          "--serial-number", "SIMCAB-000003"], timeout: 180)
         #expect(r3.status == 0, "\(r3.output)")

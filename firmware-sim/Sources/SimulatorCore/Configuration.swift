@@ -35,8 +35,10 @@ public struct CabinetSetup: Sendable, Equatable, Codable {
     public var slots: Int
     /// ≤ 16 printable ASCII characters.
     public var serialNumber: String
-    public init(unit: Int, slots: Int, serialNumber: String) {
-        self.unit = unit; self.slots = slots; self.serialNumber = serialNumber
+    /// How this cabinet starts; nil = `SimulatorConfiguration.fill`.
+    public var fill: FillMode?
+    public init(unit: Int, slots: Int, serialNumber: String, fill: FillMode? = nil) {
+        self.unit = unit; self.slots = slots; self.serialNumber = serialNumber; self.fill = fill
     }
 
     /// The serial of the cabinet at `unit` derived from a base serial: its trailing digits replaced
@@ -54,14 +56,20 @@ public struct CabinetSetup: Sendable, Equatable, Codable {
 
     /// The cabinets for `units` (in order): `slots` one count for all or one per unit; the first
     /// cabinet gets `serialNumber`, the others a serial derived from it (`derivedSerial`).
-    public static func station(units: [Int], slots: [Int], serialNumber: String = "SIMCAB-000001") throws -> [CabinetSetup] {
+    /// `fills`: empty (the configuration's fill for all), one for all, or one per unit.
+    public static func station(units: [Int], slots: [Int], serialNumber: String = "SIMCAB-000001",
+                               fills: [FillMode] = []) throws -> [CabinetSetup] {
         guard !units.isEmpty else { throw SimulatorError.invalidArgument("at least one unit id") }
         guard slots.count == 1 || slots.count == units.count else {
             throw SimulatorError.invalidArgument("give one slot count for all cabinets or one per unit (\(units.count))")
         }
+        guard fills.count <= 1 || fills.count == units.count else {
+            throw SimulatorError.invalidArgument("give one fill for all cabinets or one per unit (\(units.count))")
+        }
         return units.enumerated().map { k, unit in
             CabinetSetup(unit: unit, slots: slots.count == 1 ? slots[0] : slots[k],
-                         serialNumber: k == 0 ? serialNumber : derivedSerial(serialNumber, unit: unit))
+                         serialNumber: k == 0 ? serialNumber : derivedSerial(serialNumber, unit: unit),
+                         fill: fills.isEmpty ? nil : (fills.count == 1 ? fills[0] : fills[k]))
         }
     }
 }

@@ -69,6 +69,7 @@ public final class Simulator: Sendable, ModbusResponder {
             var own = configuration
             own.slots = setup.slots
             own.serialNumber = setup.serialNumber
+            own.fill = setup.fill ?? configuration.fill
             own.cabinets = []
             // The first cabinet keeps the seed (one cabinet behaves as it always did); the others get their own.
             if k > 0 { own.seed = configuration.seed &+ UInt64(setup.unit) &* 0x9E37_79B9_7F4A_7C15 }

@@ -82,7 +82,7 @@ struct StationSim: ParsableCommand {
     @Flag(help: "Start with rider mode on (normal behaviour; tune it with the control command \"rider\").")
     var rider = false
 
-    @Option(help: "How the cabinet starts: mixed (families 1–3, some full, some charging, last two slots empty), empty, full.")
+    @Option(help: "How the cabinet starts: mixed (families 1–3, some full, some charging, last two slots empty), empty, full; or one per unit, e.g. empty,full.")
     var fill = "mixed"
 
     @Flag(help: "Start with no batteries (same as --fill empty).")
@@ -117,9 +117,18 @@ struct StationSim: ParsableCommand {
         let unitIds = try Self.intList(units, "--units")
         let slotCounts = try Self.intList(slots, "--slots")
         let serials = serialNumber.split(separator: ",").map(String.init)
+        var fills: [FillMode] = []
+        for item in fill.split(separator: ",") {
+            guard let f = FillMode(rawValue: item.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--fill must be mixed, empty or full (or one of them per unit)")
+            }
+            fills.append(f)
+        }
+        if empty { fills = [.empty] }
         var setups: [CabinetSetup]
         do {
-            setups = try CabinetSetup.station(units: unitIds, slots: slotCounts, serialNumber: serials.first ?? serialNumber)
+            setups = try CabinetSetup.station(units: unitIds, slots: slotCounts, serialNumber: serials.first ?? serialNumber,
+                                              fills: fills)
         } catch { throw ValidationError("\(error)") }
         if serials.count > 1 {
             guard serials.count == setups.count else {
@@ -141,7 +150,6 @@ struct StationSim: ParsableCommand {
             }
             guard ports.allSatisfy({ (0...65535).contains($0) }) else { throw ValidationError("ports are 0…65535") }
         }
-        guard FillMode(rawValue: fill) != nil else { throw ValidationError("--fill must be mixed, empty or full") }
         guard BusyReply(rawValue: busyReply) != nil else { throw ValidationError("--busy-reply must be exception or result") }
         guard ["N", "E", "O"].contains(parity.uppercased()) else { throw ValidationError("--parity must be N, E or O") }
         guard (0...65535).contains(port), (0...65535).contains(controlPort) else { throw ValidationError("ports are 0…65535") }
@@ -159,7 +167,7 @@ struct StationSim: ParsableCommand {
         let setups = try cabinetSetups()
         var config = SimulatorConfiguration(
             slots: setups[0].slots, serialNumber: setups[0].serialNumber, seed: seed, speed: speed,
-            fill: empty ? .empty : FillMode(rawValue: fill)!, commandExecutionTime: commandTime,
+            fill: setups[0].fill ?? .mixed, commandExecutionTime: commandTime,
             watchdogTimeout: watchdogTimeout, busyReply: BusyReply(rawValue: busyReply)!,
             ambientTemperature: ambient, rider: rider ? RiderConfiguration() : nil)
         // One cabinet at unit 1 is configured exactly as before several cabinets existed.
