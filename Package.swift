@@ -5,7 +5,8 @@
 //   Sources/CModbus, Sources/CMosquitto   C system libraries, nothing else
 //   Sources/ModbusLink                    the only Swift that touches libmodbus
 //   Sources/MQTTLink                      the only Swift that touches libmosquitto
-//   Sources/StationSupport                small shared utilities, no dependencies: RFC 3339, Unix socket address
+//   Sources/StationSupport                shared utilities, no dependencies: Mutex-based Locked, Wakeup, ReadyFlag,
+//                                         system-call wrapper, Unix socket address (sd_notify), disk reserve, RFC 3339
 //   Sources/StationDomain                 pure station domain: map, slots, batteries, rules
 //   Sources/Acquisition                   the bus owner: polls the cabinet, keeps the live model
 //   Sources/StationStore                  SQLite (GRDB): event log and, later, swaps/entitlements
@@ -70,11 +71,11 @@ let package = Package(
         ]),
 
         .target(name: "Acquisition", dependencies: [
-            "StationDomain", "ModbusLink",
+            "StationSupport", "StationDomain", "ModbusLink",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "StationStore", dependencies: [
-            "StationDomain",
+            "StationSupport", "StationDomain",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // The configuration file: model, YAML loader, check report (the daemon's `check-config`, `swapctl config check`,

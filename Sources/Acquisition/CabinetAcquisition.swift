@@ -11,8 +11,8 @@ public actor CabinetAcquisition {
     public nonisolated let broadcast = ChangeBroadcast()
     private let logger: Logger
     /// The latest snapshot, readable without hopping onto the actor (swap decisions, status API).
-    private nonisolated let latest = LockedBox(StationSnapshot())
-    private nonisolated let stats = LockedBox(AcquisitionStatistics())
+    private nonisolated let latest = Locked(StationSnapshot())
+    private nonisolated let stats = Locked(AcquisitionStatistics())
 
     private var tracker: StationTracker
     private var slotBlocks: [Int: SlotStatus] = [:]
@@ -29,7 +29,7 @@ public actor CabinetAcquisition {
     private var needsFullResync = true
     private var meter: MeterReading?
     /// Command seqs: a counter and the last seq written (readable off the actor, for `proposeSeq`).
-    private nonisolated let seqState = LockedBox(SeqState())
+    private nonisolated let seqState = Locked(SeqState())
     private var reportedSlotMismatch = false
     /// Slots read again in the next cycle whatever the summary says (see `requestRefresh`).
     private var refreshRequested: Set<Int> = []

@@ -1,10 +1,13 @@
 import Foundation
+// `Locked` (a value behind a Mutex, checked Sendable; formerly LockedBox here) is StationSupport's; re-exported for
+// Acquisition's files and its clients.
+@_exported import StationSupport
 import StationDomain
 
 /// Fans the stream of station changes out to every subscriber (event log, inventory publisher, swaps…).
 /// A batch is one acquisition cycle's changes, in order.
 public final class ChangeBroadcast: Sendable {
-    private let subscribers = LockedBox<[UUID: AsyncStream<ChangeBatch>.Continuation]>([:])
+    private let subscribers = Locked<[UUID: AsyncStream<ChangeBatch>.Continuation]>([:])
 
     public init() {}
 
@@ -64,17 +67,4 @@ extension ChangeBatch {
     public var persisted: PersistedStation {
         PersistedStation(snapshot: snapshot, quarantine: quarantined, openDoors: openDoors, cabinets: cabinetStates)
     }
-}
-
-/// A tiny lock-protected box (NSLock; Synchronization.Mutex is not copyable into closures as easily).
-public final class LockedBox<Value>: @unchecked Sendable {
-    // @unchecked: every access to `value` goes through `lock`.
-    private let lock = NSLock()
-    private var value: Value
-    public init(_ value: Value) { self.value = value }
-    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock(); defer { lock.unlock() }
-        return try body(&value)
-    }
-    public var current: Value { withLock { $0 } }
 }

@@ -18,7 +18,7 @@ public final class StationAcquisition: Sendable {
     /// Station-level change batches: every cabinet's batches with station-wide numbers and their `cabinet` id.
     public let broadcast = ChangeBroadcast()
     private let logger: Logger
-    private let state: LockedBox<State>
+    private let state: Locked<State>
 
     struct State: Sendable {
         /// Each cabinet's span of station numbers, once known.
@@ -55,7 +55,7 @@ public final class StationAcquisition: Sendable {
         let spans: [Int?] = configurations.indices.map { i in
             configurations[i].expectedSlotCount ?? seeds[i].flatMap { $0.snapshot.cabinet?.slotCount }
         }
-        state = LockedBox(State(spans: spans, persisted: seeds,
+        state = Locked(State(spans: spans, persisted: seeds,
                                 quarantine: seeds.map { $0?.quarantine ?? [:] }, openDoors: seeds.map { $0?.openDoors ?? [:] }))
         streams = cabs.map { $0.broadcast.subscribe() }
     }

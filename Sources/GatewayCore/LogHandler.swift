@@ -74,12 +74,12 @@ public struct LogfmtHandler: LogHandler {
 /// engineer gets recent history even where the journal is not at hand. Bounded: `capacity` lines.
 public final class RecentLog: Sendable {
     public static let shared = RecentLog(capacity: 500)
-    private let box: LockedBox<(lines: [String], next: Int)>
+    private let box: Locked<(lines: [String], next: Int)>
     private let capacity: Int
 
     public init(capacity: Int) {
         self.capacity = max(1, capacity)
-        box = LockedBox((lines: [], next: 0))
+        box = Locked((lines: [], next: 0))
     }
 
     public func append(_ line: String) {

@@ -1,10 +1,6 @@
 import Foundation
 import GRDB
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import StationSupport
 
 // Disk-full handling.
 //
@@ -68,41 +64,6 @@ extension StationStore {
     }
 }
 
-/// The reserve file's file-system side (kept apart from the actor, whose `write` and `close`
-/// methods would shadow the C functions).
-enum DiskReserve {
-    /// Creates the reserve file if it is missing and the file system has room to spare.
-    /// Returns whether the reserve is in place. Never throws: the reserve is an aid, not a need.
-    @discardableResult
-    static func ensure(at reservePath: String, bytes: Int) -> Bool {
-        guard bytes > 0 else { return false }
-        if let size = (try? FileManager.default.attributesOfItem(atPath: reservePath))?[.size] as? NSNumber,
-           size.intValue >= bytes {
-            return true
-        }
-        let directory = (reservePath as NSString).deletingLastPathComponent
-        var fs = statvfs()
-        guard statvfs(directory.isEmpty ? "." : directory, &fs) == 0,
-              Int64(fs.f_bavail) * Int64(fs.f_frsize) >= 3 * Int64(bytes) else { return false }
-        let fd = open(reservePath, O_WRONLY | O_CREAT, 0o600)
-        guard fd >= 0 else { return false }
-        var ok = posix_fallocate(fd, 0, off_t(bytes)) == 0
-        if !ok {
-            // File systems without fallocate: write zeros (a sparse file would reserve nothing).
-            ok = ftruncate(fd, 0) == 0
-            let chunk = [UInt8](repeating: 0, count: 64 * 1024)
-            var written = 0
-            while ok && written < bytes {
-                let n = chunk.withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, bytes - written)) }
-                if n <= 0 { ok = false } else { written += n }
-            }
-        }
-        close(fd)
-        if !ok { unlink(reservePath) }
-        return ok
-    }
-
-    static func release(at reservePath: String) -> Bool {
-        unlink(reservePath) == 0
-    }
-}
+// The reserve file's file-system side is StationSupport's `DiskReserve` (generic: a path and a size); the
+// alias keeps the name in scope for the store's other files.
+typealias DiskReserve = StationSupport.DiskReserve

@@ -160,8 +160,8 @@ import Glibc
 
         let perConnection = 16 << 20
         let connections = 4
-        let done = LockedBox(0)
-        let sent = LockedBox(0)
+        let done = Locked(0)
+        let sent = Locked(0)
         let deadline = Date().addingTimeInterval(40)
         for _ in 0 ..< connections {
             Thread.detachNewThread {

@@ -312,7 +312,7 @@ final class SyncLane: Sendable {
         var finished = false
         var waiter: CheckedContinuation<Item?, Never>?
     }
-    private let box = LockedBox(State())
+    private let box = Locked(State())
 
     /// Room for `size` more bytes under `limit` (always, when the lane holds nothing).
     func hasRoom(for size: Int, limit: Int) -> Bool { box.withLock { $0.bytes == 0 || $0.bytes + size <= limit } }

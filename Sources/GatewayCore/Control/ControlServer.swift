@@ -124,7 +124,7 @@ struct LineSplitter {
 /// control socket's.
 final class ConnectionBudget: Sendable {
     let limit: Int
-    private let open = LockedBox(0)
+    private let open = Locked(0)
     init(limit: Int) { self.limit = limit }
     static let control = ConnectionBudget(limit: 32)
     static let metrics = ConnectionBudget(limit: 32)
@@ -195,30 +195,4 @@ func acceptUntilShutdown<Connection: Sendable>(_ server: NIOAsyncChannel<Connect
     }
 }
 
-/// A one-way flag that tasks can wait for (systemd's READY=1 waits for the control socket).
-public final class ReadyFlag: @unchecked Sendable {
-    // @unchecked: `done` and `waiters` only under `lock`.
-    private let lock = NSLock()
-    private var done = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    public init() {}
-
-    public func set() {
-        lock.lock()
-        done = true
-        let w = waiters
-        waiters = []
-        lock.unlock()
-        for c in w { c.resume() }
-    }
-
-    public func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if done { lock.unlock(); c.resume(); return }
-            waiters.append(c)
-            lock.unlock()
-        }
-    }
-}
+// `ReadyFlag` (a one-way flag tasks can wait for) is in StationSupport.

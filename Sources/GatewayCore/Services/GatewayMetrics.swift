@@ -16,7 +16,7 @@ public final class GatewayMetrics: Sendable {
         var odooCredentialAlarm = false
     }
     static let bounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
-    private let box = LockedBox(State())
+    private let box = Locked(State())
     public init() {}
 
     public func countSwap(outcome: String) { box.withLock { $0.swaps[outcome, default: 0] += 1 } }

@@ -10,7 +10,7 @@ public final class MQTTService: Service, Sendable {
     public let client: MQTTClient
     private let logger: Logger
     private let health: GatewayHealth
-    private let subscribers = LockedBox<[UUID: AsyncStream<Bool>.Continuation]>([:])
+    private let subscribers = Locked<[UUID: AsyncStream<Bool>.Continuation]>([:])
 
     public init(client: MQTTClient, health: GatewayHealth, logger: Logger) {
         self.client = client; self.health = health; self.logger = logger

@@ -31,14 +31,8 @@ public struct SystemdNotifier: Sendable {
     @discardableResult
     public func notify(_ state: String) -> Bool {
         guard let socketPath, let address = UnixSocketAddress(path: socketPath) else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
         let payload = Array(state.utf8)
-        let sent = address.withSockaddr { sa, length in
-            payload.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, length) }
-        }
-        return sent == payload.count
+        return (try? address.sendDatagram(payload)) == payload.count
     }
 }
 
