@@ -9,6 +9,11 @@ import StationDomain
 public struct ControlRequest: Codable, Sendable {
     public var op: String
     public var slot: Int?
+    /// A slot as a technician writes it: "7" (station-wide) or "B/3" (cabinet id / the cabinet's own slot);
+    /// resolved by the daemon, which knows the station's cabinets. Used when `slot` is absent.
+    public var slotName: String?
+    /// Raw reads: the cabinet whose bus to read (its configured id; default the first cabinet's bus).
+    public var cabinet: String?
     public var limit: Int?
     public var type: String?
     public var fromSeq: Int64?
@@ -71,8 +76,29 @@ public struct StatusView: Codable, Sendable {
     public var usagePending: Int
     public var usageRejected: Int
     public var acquisition: AcquisitionStatsView
+    /// Every cabinet in configured order (several cabinets: `cabinet` then says whether any answers).
+    public var cabinets: [CabinetView]? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
+    }
+}
+
+/// One cabinet of the station: its id, unit, bus, link, safe mode, flags and station slot range.
+public struct CabinetView: Codable, Sendable {
+    public var id: String
+    public var unit: Int
+    public var bus: String
+    public var up: Bool
+    public var safeMode: Bool
+    public var flags: [String]
+    public var firmware: String?
+    public var firstSlot: Int
+    public var slotCount: Int
+    public var lastError: String?
+    public init(id: String, unit: Int, bus: String, up: Bool, safeMode: Bool, flags: [String], firmware: String?,
+                firstSlot: Int, slotCount: Int, lastError: String?) {
+        self.id = id; self.unit = unit; self.bus = bus; self.up = up; self.safeMode = safeMode; self.flags = flags
+        self.firmware = firmware; self.firstSlot = firstSlot; self.slotCount = slotCount; self.lastError = lastError
     }
 }
 

@@ -120,7 +120,7 @@ public final class Gateway: Sendable {
                                   maxQueuedBytes: c.mqtt.maxQueuedBytes,
                                   logger: Self.child(logger, "commands"))
         control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
-                                 store: store, acquisition: acquisition.first, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
+                                 store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
                                  health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"))
         controlServer = c.control.socket.isEmpty ? nil : ControlServer(path: c.control.socket, handler: control, logger: Self.child(logger, "control"))
         metricsServer = c.metrics.enabled ? MetricsServer(host: c.metrics.host, port: c.metrics.port, handler: control,

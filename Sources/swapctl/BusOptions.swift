@@ -8,8 +8,10 @@ import StationSupport
 
 /// Where the cabinet is: from a config file, or given on the command line.
 struct BusOptions: ParsableArguments {
-    @Option(name: .long, help: "Gateway configuration file (its cabinet section is used).")
+    @Option(name: .long, help: "Gateway configuration file (its cabinet section is used; with several cabinets, --cabinet's).")
     var config: String?
+    @Option(name: .long, help: "With --config listing several cabinets: the cabinet id to talk to (default: the first).")
+    var cabinet: String?
     @Option(name: .long, help: "Modbus TCP host of the cabinet controller.")
     var host: String?
     @Option(name: .long, help: "Modbus TCP port.")
@@ -28,10 +30,20 @@ struct BusOptions: ParsableArguments {
     func acquisition() throws -> CabinetAcquisition {
         var conf: AcquisitionConfiguration
         if let config {
-            do { conf = try GatewayConfiguration.load(path: config).acquisition } catch {
+            let all: [AcquisitionConfiguration]
+            do { all = try GatewayConfiguration.load(path: config).acquisitions } catch {
                 throw ValidationError("\(error)")
             }
+            if let cabinet {
+                guard let c = all.first(where: { $0.cabinetID == cabinet }) else {
+                    throw ValidationError("--cabinet \(cabinet): the configuration has cabinets \(all.map(\.cabinetID).joined(separator: ", "))")
+                }
+                conf = c
+            } else {
+                conf = all[0]
+            }
         } else {
+            if cabinet != nil { throw ValidationError("--cabinet needs --config") }
             conf = AcquisitionConfiguration(transport: .tcp(host: "127.0.0.1", port: 502))
         }
         if let serial {

@@ -30,8 +30,22 @@ struct Status: ParsableCommand {
             queues        \(s.eventsUnsent) events unsent, \(s.usagePending) usage records pending, \(s.usageRejected) rejected
             bus           \(s.acquisition.requests) requests, \(s.acquisition.busErrors) errors, \(s.acquisition.failedCycles) failed cycles, \(s.acquisition.reboots) controller reboots
             """)
+            if let cabs = s.cabinets, cabs.count > 1 {
+                for c in cabs {
+                    let range = c.slotCount > 0 ? "slots \(c.firstSlot)…\(c.firstSlot + c.slotCount - 1)" : "slots not numbered yet"
+                    print("cabinet \(c.id.padding(toLength: 5, withPad: " ", startingAt: 0)) \(c.up ? "up" : "DOWN")   unit \(c.unit) on \(c.bus), \(range), safe mode \(c.safeMode ? "YES" : "no")"
+                          + (c.flags.isEmpty ? "" : ", flags \(c.flags.joined(separator: ","))") + (c.up ? "" : (c.lastError.map { "  (\($0))" } ?? "")))
+                }
+            }
             print(s.alarms.isEmpty ? "alarms        none" : "alarms        " + s.alarms.joined(separator: "\n              "))
         }
+    }
+}
+
+extension ControlRequest {
+    /// "7" goes as the station-wide `slot`; "B/3" as `slotName`, resolved by the daemon (it knows the cabinets).
+    mutating func setSlot(_ text: String) {
+        if let n = Int(text) { slot = n } else { slotName = text }
     }
 }
 
@@ -41,9 +55,12 @@ func duration(_ seconds: Int) -> String {
 }
 
 func slotTable(_ v: SlotsView) -> String {
+    // Several cabinets: each slot also as cabinet/its own number (B/3), the form `bms`, `unlock` and `service` accept too.
+    let several = Set(v.slots.compactMap(\.slot.cabinet)).count > 1
     let rows = v.slots.map { r -> [String] in
         let s = r.slot, b = s.bms
-        return [String(s.number), r.status, s.doorClosed ? (s.locked ? "locked" : "closed") : "OPEN",
+        let number = several ? "\(s.number)  \(s.cabinet ?? "?")/\(s.cabinetSlot ?? 0)" : String(s.number)
+        return [number, r.status, s.doorClosed ? (s.locked ? "locked" : "closed") : "OPEN",
                 b?.batteryID ?? (s.batteryPresent ? "?" : "-"), b?.family.name ?? "-",
                 b.map { fmt($0.socPercent) } ?? "-", b.map { fmt($0.sohPercent) } ?? "-",
                 b.map { fmt($0.packVoltage, 2) } ?? "-", b.map { fmt($0.packCurrent, 2) } ?? "-",
@@ -89,18 +106,18 @@ struct Slots: ParsableCommand {
 
 struct BMS: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "One slot's BMS with its cells (read through the daemon).")
-    @Argument(help: "Slot number (1…N).") var slot: Int
+    @Argument(help: "Slot: station-wide number (1…N) or cabinet/slot (B/3).") var slot: String
     @OptionGroup var daemon: DaemonOptions
 
     func run() throws {
         var r = ControlRequest(op: "bms")
-        r.slot = slot
+        r.setSlot(slot)
         try daemon.run(r, as: BMSView.self) { v in printBMS(slot: v.slot, cells: v.cells, cellsError: v.cellsError) }
     }
 }
 
 func printBMS(slot s: SlotStatus, cells: CellDetail?, cellsError: String?) {
-    print("slot \(s.number): \(s.state.description.isEmpty ? "-" : s.state.description), fault \(s.fault), doors opened \(s.doorOpenCount)×, inserts \(s.insertCount)\(s.stale ? ", NOT ANSWERING (last known values)" : "")")
+    print("slot \(s.number)\(s.cabinet.map { " (\($0)/\(s.cabinetSlot ?? 0))" } ?? ""): \(s.state.description.isEmpty ? "-" : s.state.description), fault \(s.fault), doors opened \(s.doorOpenCount)×, inserts \(s.insertCount)\(s.stale ? ", NOT ANSWERING (last known values)" : "")")
     guard let b = s.bms else {
         print(s.batteryPresent ? "battery present but no BMS data\(s.bmsError.map { " (\($0))" } ?? "")" : "no battery")
         return
@@ -126,7 +143,8 @@ func printBMS(slot s: SlotStatus, cells: CellDetail?, cellsError: String?) {
 
 struct Read: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Raw Modbus read through the daemon's bus owner (function 04, or 03 with --holding).")
-    @Option(help: "Modbus unit id (1: cabinet controller, 2: energy meter).") var unit = 1
+    @Option(help: "Modbus unit id (1: cabinet controller, 2: energy meter; another cabinet on the same bus: its unit).") var unit = 1
+    @Option(help: "Several cabinets: read on this cabinet's bus (its id; default the first cabinet's).") var cabinet: String?
     @Option(help: "First register address.") var address: Int
     @Option(help: "Number of registers (1…125).") var count = 1
     @Flag(help: "Read holding registers (function 03) instead of input registers (04).") var holding = false
@@ -134,7 +152,7 @@ struct Read: ParsableCommand {
 
     func run() throws {
         var r = ControlRequest(op: "read")
-        r.unit = unit; r.address = address; r.count = count; r.table = holding ? "holding" : "input"
+        r.unit = unit; r.cabinet = cabinet; r.address = address; r.count = count; r.table = holding ? "holding" : "input"
         try daemon.run(r, as: RawReadView.self) { v in
             print(table(["address", "hex", "dec"], v.registers.enumerated().map { i, reg in
                 [String(v.address + i), String(format: "0x%04X", reg), String(reg)]
@@ -243,20 +261,20 @@ struct TechnicianOptions: ParsableArguments {
 
 struct Unlock: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Maintenance unlock of one slot (technician credential required; audited; published as maintenance.unlock).")
-    @Argument(help: "Slot number.") var slot: Int
+    @Argument(help: "Slot: station-wide number or cabinet/slot (B/3).") var slot: String
     @OptionGroup var tech: TechnicianOptions
     @OptionGroup var daemon: DaemonOptions
 
     func run() throws {
         var r = ControlRequest(op: "unlock")
-        r.slot = slot; r.technician = tech.technician; r.credential = try tech.credential(); r.reason = tech.reason
+        r.setSlot(slot); r.technician = tech.technician; r.credential = try tech.credential(); r.reason = tech.reason
         try daemon.run(r, as: ActionView.self) { print("slot \($0.slot) unlocked (\($0.result)); the door re-locks when closed") }
     }
 }
 
 struct Service: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Take a slot out of service or back into service (technician credential required; audited).")
-    @Argument(help: "Slot number.") var slot: Int
+    @Argument(help: "Slot: station-wide number or cabinet/slot (B/3).") var slot: String
     @Flag(exclusivity: .exclusive, help: "out: no swap uses the slot; in: back into service.")
     var mode: ServiceMode
     @OptionGroup var tech: TechnicianOptions
@@ -266,7 +284,7 @@ struct Service: ParsableCommand {
 
     func run() throws {
         var r = ControlRequest(op: "service")
-        r.slot = slot; r.inService = mode == .in; r.technician = tech.technician; r.credential = try tech.credential(); r.reason = tech.reason
+        r.setSlot(slot); r.inService = mode == .in; r.technician = tech.technician; r.credential = try tech.credential(); r.reason = tech.reason
         try daemon.run(r, as: ActionView.self) { print("slot \($0.slot) \(mode == .in ? "back in service" : "out of service") (\($0.result))") }
     }
 }

@@ -17,7 +17,7 @@ public struct ControlHandler: Sendable {
     let configText: String
     let configDigest: String
     let store: StationStore
-    let acquisition: CabinetAcquisition
+    let acquisition: StationAcquisition
     let coordinator: SwapCoordinator
     let recorder: EventRecorder
     let mqtt: MQTTClient
@@ -28,7 +28,7 @@ public struct ControlHandler: Sendable {
     let logger: Logger
 
     public init(configuration: GatewayConfiguration, configPath: String?, configText: String, configDigest: String,
-                store: StationStore, acquisition: CabinetAcquisition, coordinator: SwapCoordinator, recorder: EventRecorder,
+                store: StationStore, acquisition: StationAcquisition, coordinator: SwapCoordinator, recorder: EventRecorder,
                 mqtt: MQTTClient, health: GatewayHealth, metrics: GatewayMetrics, odooConfigured: Bool, logger: Logger) {
         self.configuration = configuration; self.configPath = configPath; self.configText = configText
         self.configDigest = configDigest; self.store = store; self.acquisition = acquisition; self.coordinator = coordinator
@@ -126,8 +126,19 @@ public struct ControlHandler: Sendable {
         if usage.rejected > 0 { alarms.append("\(usage.rejected) usage record(s) rejected by Odoo (swapctl queues)") }
         let stale = snap.slots.filter(\.stale).map(\.number)
         if !stale.isEmpty && !snap.cabinetStale { alarms.append("slots not answering: \(stale.map(String.init).joined(separator: ","))") }
+        if snap.cabinets.count > 1 {
+            for c in snap.cabinets where c.stale { alarms.append("cabinet \(c.id) not answering (its slots are out of swaps)") }
+            for c in snap.cabinets where !c.stale && c.safeMode { alarms.append("cabinet \(c.id) in safe mode (no unlocks)") }
+        }
         let uptime = Date().timeIntervalSince(h.startedAt)
-        return StatusView(
+        let perCabinet = acquisition.cabinetStatistics
+        let cabinets: [CabinetView]? = snap.cabinets.isEmpty ? nil : snap.cabinets.enumerated().map { i, c in
+            CabinetView(id: c.id, unit: c.unit, bus: GatewayConfiguration.busKey(configuration.cabinets[min(i, configuration.cabinets.count - 1)]),
+                        up: !c.stale, safeMode: c.safeMode, flags: c.info?.flags.names ?? [],
+                        firmware: c.info.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
+                        firstSlot: c.firstSlot, slotCount: c.slotCount, lastError: i < perCabinet.count ? perCabinet[i].statistics.lastError : nil)
+        }
+        var view = StatusView(
             stationID: configuration.station.id, version: GatewayVersion.string, startedAt: Timestamp.rfc3339(h.startedAt),
             uptimeSeconds: Int(uptime), pid: getpid(),
             cabinet: .init(up: !snap.cabinetStale && cab != nil, detail: "\(configuration.acquisition.transport)", lastError: stats.lastError),
@@ -140,6 +151,8 @@ public struct ControlHandler: Sendable {
             entitlements: cacheView(sync), eventsUnsent: log.unsent, usagePending: usage.pending, usageRejected: usage.rejected,
             acquisition: AcquisitionStatsView(cycles: stats.cycles, failedCycles: stats.failedCycles, requests: stats.requests,
                                               busErrors: stats.busErrors, reboots: stats.reboots, commands: stats.commands, lastError: stats.lastError))
+        view.cabinets = cabinets
+        return view
     }
 
     /// The Odoo link as known: the forwarder's reports since the start, else the credentials alarm persisted
@@ -170,11 +183,18 @@ public struct ControlHandler: Sendable {
                          slots: rows)
     }
 
+    /// A station-wide slot from `slot`, or from `slotName` ("7" or "B/3": cabinet id / the cabinet's own slot).
     func checkedSlot(_ r: ControlRequest) throws -> Int {
-        guard let slot = r.slot else { throw Failure("bad_request", "slot is required") }
-        let count = acquisition.snapshot.cabinet?.slotCount ?? acquisition.snapshot.slots.count
+        let count = acquisition.snapshot.slotCount
         guard count > 0 else { throw Failure("cabinet_unreachable", "the cabinet has not answered yet") }
-        guard (1 ... count).contains(slot) else { throw Failure("invalid_slot", "slot \(slot) outside 1…\(count)") }
+        if r.slot == nil, let name = r.slotName {
+            guard let slot = acquisition.resolve(name) else {
+                throw Failure("invalid_slot", "slot \(name) is not a slot of this station (1…\(count), or cabinet/slot such as \(acquisition.cabinets.last!.configuration.cabinetID)/1)")
+            }
+            return slot
+        }
+        guard let slot = r.slot else { throw Failure("bad_request", "slot is required") }
+        guard (1 ... count).contains(slot), acquisition.locate(slot) != nil else { throw Failure("invalid_slot", "slot \(slot) outside 1…\(count)") }
         return slot
     }
 
@@ -197,7 +217,7 @@ public struct ControlHandler: Sendable {
             throw Failure("bad_request", "address 0…65535 and count 1…\(CabinetMap.maxRegistersPerRead) within the address space")
         }
         do {
-            let regs = try await LocalBusTurn.shared.run { try await acquisition.rawRead(unit: unit, holding: table == "holding", address: address, count: count) }
+            let regs = try await LocalBusTurn.shared.run { try await acquisition.rawRead(cabinet: r.cabinet, unit: unit, holding: table == "holding", address: address, count: count) }
             return RawReadView(unit: unit, table: table, address: address, registers: regs)
         } catch {
             throw Failure("bus_error", "\(error)")
