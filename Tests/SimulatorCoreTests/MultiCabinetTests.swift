@@ -181,6 +181,23 @@ private func peerSummary(_ output: String) throws -> [String: Any] {
         #expect(try old.input(0, 7, unit: 2) == explicit.input(0, 7, unit: 2))
     }
 
+    @Test func theShippedTwoCabinetScenarioSwapsAcrossCabinets() throws {
+        let path = packageRoot.appendingPathComponent("firmware-sim/scenarios/two-cabinets.jsonl").path
+        let lines = try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "\n")
+        var config = SimulatorConfiguration(seed: 5, speed: 2000)
+        config.cabinets = try CabinetSetup.station(units: [1, 3], slots: [4], fills: [.empty, .full])
+        let sim = Simulator(configuration: config)
+        defer { sim.stop() }
+        var errors: [String] = []
+        let responses = sim.runScenario(lines: lines, log: { errors.append($0) })
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(responses.count > 10)
+        let one = sim.snapshot(unit: 1), three = sim.snapshot(unit: 3)
+        #expect(one.slots[0].battery?.id == "RIDER-X-0001" && one.rider.batteriesReturned == 1)
+        #expect(!three.slots[1].batteryPresent && three.rider.batteriesTaken == 1)
+        #expect(!three.faults.silent && !three.down && three.uptime < one.uptime)
+    }
+
     @Test func configurationIsChecked() {
         #expect(throws: SimulatorError.self) { try CabinetSetup.station(units: [1, 3], slots: [4, 4, 4]) }
         for units in [[1, 2], [1, 1], [0], [248]] {

@@ -9,7 +9,9 @@
 //   (FC06, a partial FC16, an FC16 that also covers other addresses) answers 02. The clock
 //   1010–1011 likewise must be written as a pair. The watchdog 1020 takes FC06 or FC16.
 // - Unit 2 (meter) has input registers 0–6 only; any other read or write there answers 02.
-// - Units other than 1 and 2 get no reply (no such device on the line), over TCP too.
+// - The engine works as unit 1 (a cabinet) and unit 2 (the meter); `Simulator` maps each configured
+//   cabinet's unit id to its own cabinet. Units nobody serves get no reply (no such device on the
+//   line), over TCP too unless `absentUnitReply` is `.exception` (0x0B).
 
 extension Cabinet {
     // MARK: Register blocks

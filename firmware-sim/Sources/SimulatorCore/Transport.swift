@@ -1,6 +1,6 @@
 // Why the simulator frames Modbus itself (instead of using libmodbus like the gateway):
 // it is the *firmware*, an independent implementation of the map, and it must do what a
-// libmodbus server cannot — answer two unit ids (1 cabinet, 2 energy meter) on one RTU line,
+// libmodbus server cannot — answer several unit ids (cabinets 1, 3, …, 2 the energy meter) on one RTU line,
 // and inject malformed frames (garbage bytes, bad CRC), delays and drops. So Modbus TCP (MBAP)
 // and RTU (CRC-16/MODBUS; frames delimited by function-code length plus CRC, because timing
 // gaps mean nothing on a pty) are framed here over POSIX sockets and a serial fd. Outside

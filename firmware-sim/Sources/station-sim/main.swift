@@ -23,14 +23,16 @@ struct StationSim: ParsableCommand {
         abstract: "Simulated cabinet controller of a battery swap station (Modbus TCP/RTU + JSON control).",
         discussion: """
         Implements the cabinet Modbus register map v1: unit 1 the cabinet controller, unit 2 the \
-        energy meter. Prints "modbus tcp listening on HOST:PORT" (or "modbus rtu serving PATH") and \
-        "control listening on 127.0.0.1:PORT" once ready. Times in the control interface and \
+        energy meter; --units 1,3,4 simulates several cabinet controllers at those unit ids on the one \
+        port or serial line (--cabinet-ports: one TCP port each). Prints "modbus tcp listening on \
+        HOST:PORT" (or "modbus rtu serving PATH"), with several cabinets one "cabinet unit U serial S \
+        slots N [modbus tcp HOST:PORT]" line each, and "control listening on 127.0.0.1:PORT" once ready. Times in the control interface and \
         scenarios (sleep "seconds", reboot down_seconds, rider delays, unlock timeouts, watchdog) are \
         simulated seconds, which run --speed times faster than wall time. SIGTERM/SIGINT stop it.
 
         Control interface: one JSON object per line, e.g. {"cmd":"state"}, {"cmd":"insert","slot":3,\
         "id":"BAT-1","family":2,"soc":40}, {"cmd":"fault","kind":"crc","count":3}; \
-        {"cmd":"help"} lists every command.
+        {"cmd":"help"} lists every command. Add "unit":N to address a cabinet other than the first.
 
         SUBCOMMAND: station-sim ctl --control-port P [--host H] [--timeout S] '<json>' sends one \
         request to a running simulator and prints the answer (exit 1 on {"ok":false}); see \
