@@ -50,11 +50,15 @@ public struct StoredPendingLocalSwap: Sendable, Equatable {
     /// Seq of its `swap.completed` (or `swap.returned`) event.
     public let eventSeq: Int64
     /// When the broker acknowledged that event (PUBACK), nil while unsent. A PUBACK is not ABS
-    /// counting the swap (only `counted_through_seq` is); see `acknowledgeLocalSwaps`.
+    /// counting the swap (only `counted_through_seq` is); see "Acknowledgement" below.
     public let ackedAt: Date?
     /// Whether the cached record already includes it (`completeSwap` folded it in and no snapshot
     /// or delta has replaced that record since).
     public let inCachedRecord: Bool
+    /// Whether it is counted on top of the cached record now: not folded in, and its event not
+    /// covered by the `counted_through_seq` the record reflects (or never PUBACKed). An acknowledged
+    /// row is kept (a late, older snapshot may need it again) until `applyRecordRetention`.
+    public let countedOnTop: Bool
 }
 
 public enum EntitlementStoreError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -132,9 +136,9 @@ extension StationStore {
     ///
     /// Stages the rows in transactions of `snapshotChunkRows` (other writes run in between),
     /// then, in one short transaction: swaps the staged table in (two renames, no row is copied),
-    /// marks every pending local swap as not included in the cache, moves the acknowledgement
-    /// watermark forward to `countedThroughSeq` and deletes the pending local swaps it covers (ABS
-    /// counted them: see `acknowledgeLocalSwaps`), and records `version` and `receivedAt` in `meta`.
+    /// marks every pending local swap as not included in the cache, records that every record now
+    /// reflects `countedThroughSeq` (without it: the highest value seen so far) and moves the
+    /// watermark forward (see `recordCountedThrough`), and records `version` and `receivedAt` in `meta`.
     /// Readers see the old cache until that commit. Then the old cache's rows are deleted, again in
     /// short transactions.
     ///
@@ -181,7 +185,7 @@ extension StationStore {
                     ALTER TABLE entitlement_staging RENAME TO entitlement;
                     """)
                 try db.execute(sql: "UPDATE pending_local_swap SET in_cache = 0 WHERE in_cache = 1")
-                try Self.acknowledgeLocalSwaps(countedThroughSeq: countedThroughSeq, in: db)
+                try Self.recordCountedThrough(snapshot: countedThroughSeq, in: db)
                 try Self.setMetaValue(String(version), for: EntitlementMetaKey.version, in: db)
                 try Self.setMetaValue(String(receivedMs), for: EntitlementMetaKey.lastSyncAtMs, in: db)
                 try Self.setMetaValue(nil, for: EntitlementMetaKey.stagingToken, in: db)
@@ -284,10 +288,10 @@ extension StationStore {
     // MARK: Delta
 
     /// Applies a delta if `baseVersion` is the cache's version, in one transaction: removes, then
-    /// upserts (the pending local swaps of those plans are no longer included in the cached record),
-    /// moves the acknowledgement watermark forward to `countedThroughSeq` and deletes the pending
-    /// local swaps it covers (whatever their plan: a delta applied on top of its base leaves the whole
-    /// cache equal to ABS's state at `version`), and records `version` and `receivedAt` in `meta`.
+    /// upserts (the pending local swaps of those plans are no longer included in the cached record;
+    /// the upserted records reflect `countedThroughSeq`, without it the highest value seen so far;
+    /// records the delta does not touch keep theirs), moves the watermark forward, and records
+    /// `version` and `receivedAt` in `meta`.
     /// `version` ≤ the cache's version: `.alreadyApplied`; another base (or no snapshot yet):
     /// `.needSnapshot`; in both cases nothing changes (not even `lastSyncAt` or the watermark: a
     /// delta that is not applied acknowledges nothing).
@@ -306,16 +310,23 @@ extension StationStore {
             let notInCache = try db.cachedStatement(sql: """
                 UPDATE pending_local_swap SET in_cache = 0 WHERE plan_instance_id = ? AND in_cache = 1
                 """)
+            let reflects = try Self.messageCountedThrough(countedThroughSeq, in: db)
+            let forgetRecordMark = try db.cachedStatement(sql: "DELETE FROM abs_counted_through_record WHERE plan_instance_id = ?")
+            let setRecordMark = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO abs_counted_through_record (plan_instance_id, counted_through_seq) VALUES (?, ?)
+                """)
             for id in remove {
                 try deleteRecord.execute(arguments: [id])
                 try notInCache.execute(arguments: [id])
+                try forgetRecordMark.execute(arguments: [id])
             }
             let insert = try db.cachedStatement(sql: Self.entitlementInsertSQL(table: "entitlement"))
             for e in upsert {
                 try insert.execute(arguments: Self.entitlementArguments(e))
                 try notInCache.execute(arguments: [e.planInstanceID])
+                try setRecordMark.execute(arguments: [e.planInstanceID, reflects])
             }
-            try Self.acknowledgeLocalSwaps(countedThroughSeq: countedThroughSeq, in: db)
+            try Self.moveWatermark(countedThroughSeq, in: db)
             try Self.setMetaValue(String(version), for: EntitlementMetaKey.version, in: db)
             try Self.setMetaValue(String(receivedMs), for: EntitlementMetaKey.lastSyncAtMs, in: db)
             return .applied
@@ -344,6 +355,12 @@ extension StationStore {
         try await read { db in try Self.countedThroughSeq(in: db) }
     }
 
+    /// The `counted_through_seq` the cached numbers of this plan reflect (nil: they cover none of
+    /// this station's events): the local swaps whose event seq is above it count on top.
+    public func entitlementCountedThroughSeq(planInstanceID: String) async throws -> Int64? {
+        try await read { db in try Self.recordCountedThroughSeq(planInstanceID: planInstanceID, in: db) }
+    }
+
     /// The customer's records as cached (ABS's copy, plus the swaps `completeSwap` folded in
     /// since ABS last sent the record), by plan instance id.
     public func entitlements(customerID: String) async throws -> [Entitlement] {
@@ -355,14 +372,15 @@ extension StationStore {
         try await read { db in try Self.fetchEntitlement(planInstanceID: planInstanceID, in: db) }
     }
 
-    /// The local swaps of the plan that the cached record does **not** include yet: add them with
+    /// The local swaps of the plan that the cached record does **not** include: add them with
     /// `Entitlement.applying(_:)`. (A swap `completeSwap` folded into the cached record is not
-    /// listed until a snapshot or delta replaces that record with ABS's numbers; then it is, until
-    /// ABS has provably counted it.) Read the record and these in one snapshot, or use
+    /// listed until a snapshot or delta replaces that record with ABS's numbers; then it is while
+    /// the `counted_through_seq` that record reflects is below its event's seq, or its event was
+    /// never PUBACKed.) Read the record and these in one snapshot, or use
     /// `effectiveEntitlements(customerID:)`, so that a snapshot applied between two reads cannot
     /// make a swap count twice or not at all.
     public func pendingLocalSwaps(planInstanceID: String) async throws -> [PendingLocalSwap] {
-        try await read { db in try Self.fetchPendingNotInCache(planInstanceID: planInstanceID, in: db) }
+        try await read { db in try Self.fetchPendingCountedOnTop(planInstanceID: planInstanceID, in: db) }
     }
 
     /// The customer's records as the station must decide on them: the cached record plus the
@@ -370,7 +388,7 @@ extension StationStore {
     public func effectiveEntitlements(customerID: String) async throws -> [Entitlement] {
         try await read { db in
             try Self.fetchEntitlements(customerID: customerID, in: db).map { e in
-                e.applying(try Self.fetchPendingNotInCache(planInstanceID: e.planInstanceID, in: db))
+                e.applying(try Self.fetchPendingCountedOnTop(planInstanceID: e.planInstanceID, in: db))
             }
         }
     }
@@ -379,41 +397,101 @@ extension StationStore {
     public func effectiveEntitlement(planInstanceID: String) async throws -> Entitlement? {
         try await read { db in
             guard let e = try Self.fetchEntitlement(planInstanceID: planInstanceID, in: db) else { return nil }
-            return e.applying(try Self.fetchPendingNotInCache(planInstanceID: planInstanceID, in: db))
+            return e.applying(try Self.fetchPendingCountedOnTop(planInstanceID: planInstanceID, in: db))
         }
     }
 
-    /// Every pending local swap (whether or not the cached record includes it), oldest first.
+    /// Every local swap row kept (folded in, counted on top, or acknowledged and kept until
+    /// retention), oldest first.
     public func allPendingLocalSwaps() async throws -> [StoredPendingLocalSwap] {
         try await read { db in
-            try Row.fetchAll(db, sql: """
+            var marks: [String: Int64?] = [:]
+            return try Row.fetchAll(db, sql: """
                 SELECT \(Self.pendingColumns), event_seq, acked_at_ms, in_cache FROM pending_local_swap
                 ORDER BY completed_at_ms, swap_id
                 """).map { row in
                 let acked: Int64? = row["acked_at_ms"]
-                return StoredPendingLocalSwap(swap: Self.pendingLocalSwap(from: row), eventSeq: row["event_seq"],
-                                              ackedAt: acked.map(Self.date), inCachedRecord: (row["in_cache"] as Int) == 1)
+                let swap = Self.pendingLocalSwap(from: row)
+                let eventSeq: Int64 = row["event_seq"]
+                let inCache = (row["in_cache"] as Int) == 1
+                if marks[swap.planInstanceID] == nil {
+                    marks[swap.planInstanceID] = .some(try Self.recordCountedThroughSeq(planInstanceID: swap.planInstanceID, in: db))
+                }
+                let mark = marks[swap.planInstanceID] ?? nil
+                let onTop = !inCache && (acked == nil || eventSeq > (mark ?? -1))
+                return StoredPendingLocalSwap(swap: swap, eventSeq: eventSeq, ackedAt: acked.map(Self.date),
+                                              inCachedRecord: inCache, countedOnTop: onTop)
             }
         }
     }
 
     // MARK: Acknowledgement (contract 1.1, `counted_through_seq`)
+    //
+    // Each cached record reflects a `counted_through_seq`: the one of the message that last wrote
+    // it. A local swap counts on top of the record iff its event's seq is above that value, or the
+    // broker never PUBACKed its event. So a snapshot ABS built before one that already acknowledged a
+    // swap, arriving after it, brings back its older numbers *and* its lower value: the swap counts on
+    // top again (its row is kept). A message without the field reflects the highest value a message
+    // with it gave: it acknowledges nothing new, and a swap a covering message already counted is not
+    // counted again on top of numbers that include it.
+    //
+    // A message's value is clamped when applied to what ABS can have counted then (fail closed): not
+    // above the station's last event seq, and below its lowest local swap event the broker has not
+    // PUBACKed yet. So a value that a message without the field inherits never covers an event sent
+    // after the message that gave it.
+    //
+    // Storage: a snapshot's value for all its records in `abs_counted_through.cache_counted_through_seq`
+    // (no cost per record); a delta's upserted records in `abs_counted_through_record` (overrides,
+    // cleared by the next snapshot); the inherited value in `highest_reflected_seq`. The raw
+    // watermark `abs_counted_through.counted_through_seq` (the highest value received, only moves
+    // forward) is for diagnostics. Rows are deleted by `applyRecordRetention` only.
 
-    /// Inside the transaction that applies a snapshot's swap-in or a delta: moves the watermark
-    /// (table `abs_counted_through`) forward to `countedThroughSeq` (never back: a message built
-    /// earlier, with a lower value, leaves it where it is) and deletes the pending local swaps it
-    /// covers (`event_seq` ≤ watermark): ABS's numbers count them now. nil (a message without the
-    /// field) acknowledges nothing. A swap whose event the broker has not acknowledged yet stays
-    /// pending whatever the watermark says (ABS cannot have counted an event it never received).
-    static func acknowledgeLocalSwaps(countedThroughSeq: Int64?, in db: Database) throws {
+    /// The value the records of a message reflect: its own, clamped (see above), or without the
+    /// field (or a negative one) the highest a message with the field gave.
+    static func messageCountedThrough(_ countedThroughSeq: Int64?, in db: Database) throws -> Int64? {
+        guard let countedThroughSeq, countedThroughSeq >= 0 else {
+            return try Int64.fetchOne(db.cachedStatement(sql: "SELECT highest_reflected_seq FROM abs_counted_through WHERE id = 1"))
+        }
+        var value = min(countedThroughSeq, try lastSeq(in: db))
+        if let unsent = try Int64.fetchOne(db.cachedStatement(sql: """
+            SELECT min(event_seq) FROM pending_local_swap WHERE acked_at_ms IS NULL
+            """)), unsent <= value {
+            value = unsent - 1
+        }
+        let reflected = max(0, value)
+        try db.execute(sql: """
+            UPDATE abs_counted_through SET highest_reflected_seq = max(coalesce(highest_reflected_seq, -1), ?) WHERE id = 1
+            """, arguments: [reflected])
+        return reflected
+    }
+
+    /// Moves the watermark forward to `countedThroughSeq` (never back).
+    static func moveWatermark(_ countedThroughSeq: Int64?, in db: Database) throws {
         guard let countedThroughSeq, countedThroughSeq >= 0 else { return }
         try db.execute(sql: """
             UPDATE abs_counted_through SET counted_through_seq = max(coalesce(counted_through_seq, -1), ?) WHERE id = 1
             """, arguments: [countedThroughSeq])
-        guard let mark = try Self.countedThroughSeq(in: db) else { return }
-        try db.execute(sql: """
-            DELETE FROM pending_local_swap WHERE event_seq <= ? AND acked_at_ms IS NOT NULL
-            """, arguments: [mark])
+    }
+
+    /// Inside a snapshot's swap-in transaction: every record now reflects the snapshot's value
+    /// (the delta overrides are forgotten), and the watermark moves forward.
+    static func recordCountedThrough(snapshot countedThroughSeq: Int64?, in db: Database) throws {
+        let reflects = try messageCountedThrough(countedThroughSeq, in: db)
+        try db.execute(sql: "DELETE FROM abs_counted_through_record")
+        try db.execute(sql: "UPDATE abs_counted_through SET cache_counted_through_seq = ? WHERE id = 1", arguments: [reflects])
+        try moveWatermark(countedThroughSeq, in: db)
+    }
+
+    /// The value the cached record of the plan reflects (its delta's, else the last snapshot's).
+    static func recordCountedThroughSeq(planInstanceID: String, in db: Database) throws -> Int64? {
+        if let row = try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT counted_through_seq FROM abs_counted_through_record WHERE plan_instance_id = ?
+            """), arguments: [planInstanceID]) {
+            return row["counted_through_seq"]
+        }
+        return try Int64.fetchOne(db.cachedStatement(sql: """
+            SELECT cache_counted_through_seq FROM abs_counted_through WHERE id = 1
+            """))
     }
 
     static func countedThroughSeq(in db: Database) throws -> Int64? {
@@ -438,11 +516,15 @@ extension StationStore {
         swap_id, plan_instance_id, swaps, energy_kwh, returned_battery_id, issued_battery_id, completed_at_ms
         """
 
-    static func fetchPendingNotInCache(planInstanceID: String, in db: Database) throws -> [PendingLocalSwap] {
-        try Row.fetchAll(db.cachedStatement(sql: """
+    /// The plan's local swaps to add on top of its cached record: not folded into it, and not
+    /// covered by the `counted_through_seq` it reflects (or never PUBACKed).
+    static func fetchPendingCountedOnTop(planInstanceID: String, in db: Database) throws -> [PendingLocalSwap] {
+        let mark = try recordCountedThroughSeq(planInstanceID: planInstanceID, in: db) ?? -1
+        return try Row.fetchAll(db.cachedStatement(sql: """
             SELECT \(pendingColumns) FROM pending_local_swap
-            WHERE plan_instance_id = ? AND in_cache = 0 ORDER BY completed_at_ms, swap_id
-            """), arguments: [planInstanceID]).map(pendingLocalSwap(from:))
+            WHERE plan_instance_id = ? AND in_cache = 0 AND (acked_at_ms IS NULL OR event_seq > ?)
+            ORDER BY completed_at_ms, swap_id
+            """), arguments: [planInstanceID, mark]).map(pendingLocalSwap(from:))
     }
 
     static func pendingLocalSwap(from row: Row) -> PendingLocalSwap {

@@ -8,8 +8,13 @@ public struct RecordRetention: Sendable {
     /// rejected ones are never deleted: they still need Odoo or a human.
     public var keepSettledUsageDays: Double
     /// Finished swaps are deleted this many days after they finished, unless a usage record or a pending
-    /// local swap still refers to them.
+    /// local swap still refers to them. Local swap rows (`pending_local_swap`) completed longer ago than
+    /// this are deleted once no cached record counts them on top any more: every record's
+    /// `counted_through_seq` covers their event (entitlements, "Acknowledgement"), and never sooner than
+    /// `minimumLocalSwapRowDays`: far beyond a command's longest lifetime (1 day), so no late snapshot can
+    /// still need them.
     public var keepFinishedSwapDays: Double
+    public static let minimumLocalSwapRowDays: Double = 7
     /// Audit lines older than this are deleted.
     public var keepAuditDays: Double
 
@@ -21,15 +26,27 @@ public struct RecordRetention: Sendable {
 }
 
 extension StationStore {
-    /// Deletes settled usage records, finished swaps and audit lines past their retention, in short
+    /// Deletes settled usage records, acknowledged local swap rows, finished swaps and audit lines past their retention, in short
     /// transactions (the writer is never held long). Returns how many rows were deleted.
     @discardableResult
     public func applyRecordRetention(_ policy: RecordRetention, now: Date) async throws -> Int {
         func cutoff(_ days: Double) -> Int64 { Self.millis(now.addingTimeInterval(-max(0, days) * 86_400)) }
         let usageCutoff = cutoff(policy.keepSettledUsageDays)
         let swapCutoff = cutoff(policy.keepFinishedSwapDays)
+        let localSwapCutoff = cutoff(max(policy.keepFinishedSwapDays, RecordRetention.minimumLocalSwapRowDays))
         let auditCutoff = cutoff(policy.keepAuditDays)
         let statements: [(String, Int64)] = [
+            // Before the swaps (a swap is kept while a local swap row refers to it). The lowest value any
+            // record reflects (NULL if one covers nothing: then none is deleted); folded-in and unsent rows stay.
+            ("""
+             DELETE FROM pending_local_swap WHERE swap_id IN (
+                 SELECT swap_id FROM pending_local_swap
+                 WHERE completed_at_ms < ? AND in_cache = 0 AND acked_at_ms IS NOT NULL
+                   AND event_seq <= (SELECT CASE WHEN count(*) = count(v) THEN min(v) END FROM (
+                       SELECT cache_counted_through_seq AS v FROM abs_counted_through
+                       UNION ALL SELECT counted_through_seq FROM abs_counted_through_record))
+                 LIMIT ?)
+             """, localSwapCutoff),
             ("""
              DELETE FROM usage_outbox WHERE ord IN (
                  SELECT ord FROM usage_outbox INDEXED BY usage_outbox_state

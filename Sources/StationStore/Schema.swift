@@ -187,6 +187,40 @@ extension StationStore {
                 """)
         }
 
+        migrator.registerMigration("v4-per-record-counted-through") { db in
+            // The `counted_through_seq` each cached record's numbers reflect (Entitlements.swift,
+            // "Acknowledgement"): a local swap counts on top of a record iff its event's seq is above
+            // the record's value (or its event was never PUBACKed). A snapshot gives every record the
+            // same value: `cache_counted_through_seq`, one row, no cost per record; a delta gives its
+            // upserted records theirs in `abs_counted_through_record` (a row there overrides the
+            // snapshot's value; NULL: covers nothing). `highest_reflected_seq`: the highest value a
+            // message with the field gave, what a message without it reflects. A value is clamped when
+            // applied to what ABS can have counted: the station's last seq, and below its lowest local
+            // swap event not yet PUBACKed. Pending rows are no longer deleted when acknowledged (a late,
+            // older snapshot may bring back numbers without them) but by `applyRecordRetention`.
+            // Existing stations: the records reflect the clamped watermark (v3 deleted the rows it
+            // covered; those left are above it or unsent, and stay counted).
+            try db.execute(sql: """
+                ALTER TABLE abs_counted_through ADD COLUMN cache_counted_through_seq INTEGER
+                    CHECK (cache_counted_through_seq >= 0);
+                ALTER TABLE abs_counted_through ADD COLUMN highest_reflected_seq INTEGER
+                    CHECK (highest_reflected_seq >= 0);
+                UPDATE abs_counted_through SET cache_counted_through_seq = min(
+                    counted_through_seq,
+                    (SELECT last_seq FROM event_seq WHERE id = 1),
+                    coalesce((SELECT min(event_seq) FROM pending_local_swap WHERE acked_at_ms IS NULL) - 1, counted_through_seq));
+                UPDATE abs_counted_through SET highest_reflected_seq = cache_counted_through_seq;
+                CREATE TABLE abs_counted_through_record (
+                    plan_instance_id TEXT PRIMARY KEY NOT NULL,
+                    counted_through_seq INTEGER CHECK (counted_through_seq >= 0)
+                ) WITHOUT ROWID;
+                -- Rows now stay for the retention period: a snapshot's swap-in finds the folded-in ones,
+                -- and an apply the lowest unsent one, without scanning them all.
+                CREATE INDEX pending_local_swap_in_cache ON pending_local_swap(swap_id) WHERE in_cache = 1;
+                CREATE INDEX pending_local_swap_unacked ON pending_local_swap(event_seq) WHERE acked_at_ms IS NULL;
+                """)
+        }
+
         return migrator
     }
 }
