@@ -77,14 +77,14 @@ public struct StatusView: Codable, Sendable {
     public var usageRejected: Int
     public var acquisition: AcquisitionStatsView
     /// Every cabinet in configured order (several cabinets: `cabinet` then says whether any answers).
-    public var cabinets: [CabinetView]? = nil
+    public var cabinets: [CabinetLinkView]? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
     }
 }
 
 /// One cabinet of the station: its id, unit, bus, link, safe mode, flags and station slot range.
-public struct CabinetView: Codable, Sendable {
+public struct CabinetLinkView: Codable, Sendable {
     public var id: String
     public var unit: Int
     public var bus: String

@@ -132,8 +132,8 @@ public struct ControlHandler: Sendable {
         }
         let uptime = Date().timeIntervalSince(h.startedAt)
         let perCabinet = acquisition.cabinetStatistics
-        let cabinets: [CabinetView]? = snap.cabinets.isEmpty ? nil : snap.cabinets.enumerated().map { i, c in
-            CabinetView(id: c.id, unit: c.unit, bus: GatewayConfiguration.busKey(configuration.cabinets[min(i, configuration.cabinets.count - 1)]),
+        let cabinets: [CabinetLinkView]? = snap.cabinets.isEmpty ? nil : snap.cabinets.enumerated().map { i, c in
+            CabinetLinkView(id: c.id, unit: c.unit, bus: GatewayConfiguration.busKey(configuration.cabinets[min(i, configuration.cabinets.count - 1)]),
                         up: !c.stale, safeMode: c.safeMode, flags: c.info?.flags.names ?? [],
                         firmware: c.info.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
                         firstSlot: c.firstSlot, slotCount: c.slotCount, lastError: i < perCabinet.count ? perCabinet[i].statistics.lastError : nil)
