@@ -49,6 +49,15 @@ extension ControlRequest {
     }
 }
 
+/// A slot argument is a number ("7") or cabinet/number ("B/3"); anything else is a usage error (exit 1).
+func validateSlotArgument(_ text: String) throws {
+    if Int(text) != nil { return }
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 2, !parts[0].isEmpty, Int(parts[1]) != nil else {
+        throw ValidationError("slot must be a number (7) or cabinet/number (B/3), got '\(text)'")
+    }
+}
+
 func duration(_ seconds: Int) -> String {
     let d = seconds / 86_400, h = (seconds % 86_400) / 3600, m = (seconds % 3600) / 60, s = seconds % 60
     return d > 0 ? "\(d)d \(h)h" : (h > 0 ? "\(h)h \(m)m" : (m > 0 ? "\(m)m \(s)s" : "\(s)s"))
@@ -108,6 +117,8 @@ struct BMS: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "One slot's BMS with its cells (read through the daemon).")
     @Argument(help: "Slot: station-wide number (1…N) or cabinet/slot (B/3).") var slot: String
     @OptionGroup var daemon: DaemonOptions
+
+    func validate() throws { try validateSlotArgument(slot) }
 
     func run() throws {
         var r = ControlRequest(op: "bms")
@@ -265,6 +276,8 @@ struct Unlock: ParsableCommand {
     @OptionGroup var tech: TechnicianOptions
     @OptionGroup var daemon: DaemonOptions
 
+    func validate() throws { try validateSlotArgument(slot) }
+
     func run() throws {
         var r = ControlRequest(op: "unlock")
         r.setSlot(slot); r.technician = tech.technician; r.credential = try tech.credential(); r.reason = tech.reason
@@ -281,6 +294,8 @@ struct Service: ParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     enum ServiceMode: EnumerableFlag { case out, `in` }
+
+    func validate() throws { try validateSlotArgument(slot) }
 
     func run() throws {
         var r = ControlRequest(op: "service")
