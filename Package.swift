@@ -43,6 +43,8 @@ let package = Package(
                        providers: [.apt(["libmodbus-dev"])]),
         .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto", pkgConfig: "libmosquitto",
                        providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
 
         // Adapters: the only Swift files that see C.
         .target(name: "ModbusLink", dependencies: ["CModbus"]),
@@ -59,8 +61,9 @@ let package = Package(
         .target(name: "ControlProtocol", dependencies: ["StationDomain", "StationSupport"]),
 
         // The ABS command contract: signed envelopes, commands, replies (pure: no I/O).
+        // CZlib: raw DEFLATE envelopes (`enc: deflate`), seen only by ABSProtocol/Inflater.swift.
         .target(name: "ABSProtocol", dependencies: [
-            "StationDomain", "StationSupport",
+            "StationDomain", "StationSupport", "CZlib",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
@@ -126,6 +129,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
 
         .testTarget(name: "StationDomainTests", dependencies: ["StationDomain"]),
+        .testTarget(name: "StationSupportTests", dependencies: ["StationSupport"]),
         .testTarget(name: "SimulatorCoreTests", dependencies: ["TestSupport", "SimulatorCore"]),
         .testTarget(name: "AcquisitionTests", dependencies: ["TestSupport", 
             "Acquisition", "ModbusLink", "StationDomain", "SimulatorCore",

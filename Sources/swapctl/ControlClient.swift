@@ -17,24 +17,11 @@ final class ControlClient {
 
     init(path: String, timeout: Double) throws {
         self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw fail("cannot create a socket: \(String(cString: strerror(errno)))", code: ExitStatus.unreachable) }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard let address = UnixSocketAddress(path: path) else {
-            close(fd)
-            fd = -1
-            throw fail("socket path too long: \(path)", code: 1)
-        }
-        let rc = address.withSockaddr { connect(fd, $0, $1) }
-        let err = errno
-        if rc != 0 {
-            let why = String(cString: strerror(err))
-            close(fd)
-            fd = -1
-            let hint = err == EACCES ? " (are you in the swapgate group?)" : (err == ENOENT || err == ECONNREFUSED ? " (is swapgate running? `systemctl status swapgate`)" : "")
-            throw fail("cannot reach the daemon at \(path): \(why)\(hint)", code: ExitStatus.unreachable)
+        guard let address = UnixSocketAddress(path: path) else { throw fail("socket path too long: \(path)", code: 1) }
+        do { fd = try address.connectStream(timeout: timeout) } catch let e as SystemCallError {
+            let hint = e.errno == EACCES ? " (are you in the swapgate group?)"
+                : (e.errno == ENOENT || e.errno == ECONNREFUSED ? " (is swapgate running? `systemctl status swapgate`)" : "")
+            throw fail("cannot reach the daemon at \(path): \(e.reason)\(hint)", code: ExitStatus.unreachable)
         }
     }
 
@@ -65,13 +52,15 @@ final class ControlClient {
     func roundTrip(_ request: ControlRequest) throws -> [UInt8] {
         var out = try ControlJSON.encoder().encode(request)
         out.append(UInt8(ascii: "\n"))
-        try out.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n <= 0 { throw fail("lost the daemon while sending: \(String(cString: strerror(errno)))", code: ExitStatus.unreachable) }
-                off += n
+        do {
+            try out.withUnsafeBytes { raw in
+                var off = 0
+                while off < raw.count {
+                    off += try systemCall("write") { write(fd, raw.baseAddress! + off, raw.count - off) }
+                }
             }
+        } catch let e as SystemCallError {
+            throw fail("lost the daemon while sending: \(e.reason)", code: ExitStatus.unreachable)
         }
         while true {
             if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
@@ -80,9 +69,12 @@ final class ControlClient {
                 return line
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw fail("the daemon did not answer in time", code: ExitStatus.unreachable) }
-            if n <= 0 { throw fail("the daemon closed the connection", code: ExitStatus.unreachable) }
+            let n: Int
+            do { n = try systemCall("read") { read(fd, &chunk, chunk.count) } } catch let e as SystemCallError {
+                if e.errno == EAGAIN || e.errno == EWOULDBLOCK { throw fail("the daemon did not answer in time", code: ExitStatus.unreachable) }
+                throw fail("lost the daemon while reading: \(e.reason)", code: ExitStatus.unreachable)
+            }
+            if n == 0 { throw fail("the daemon closed the connection", code: ExitStatus.unreachable) }
             buffer += chunk[..<n]
         }
     }

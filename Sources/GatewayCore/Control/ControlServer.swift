@@ -47,8 +47,8 @@ public final class ControlServer: Service, Sendable {
             try? await gracefulShutdown()
             return
         }
-        if chmod(path, 0o660) != 0 {
-            logger.warning("cannot set the control socket's mode to 0660", metadata: ["path": "\(path)", "errno": "\(errno)"])
+        do { try systemCall("chmod") { chmod(path, 0o660) } } catch {
+            logger.warning("cannot set the control socket's mode to 0660", metadata: ["path": "\(path)", "error": "\(error)"])
         }
         logger.info("control API listening", metadata: ["socket": "\(path)"])
         listening.set()
