@@ -59,7 +59,12 @@ final class ClientCore: Sendable {
     /// How long stop() waits for the network thread to send DISCONNECT and exit.
     static let stopWaitSeconds = 5
 
-    init(configuration: MQTTConfiguration) throws {
+    /// Session numbering and the per-connection will (nil: numbers from 1 in this process, static will).
+    let sessionHooks: MQTTSessionHooks?
+    /// The addresses tried in turn (`configuration.brokerAddresses`).
+    let addresses: [MQTTBrokerAddress]
+
+    init(configuration: MQTTConfiguration, sessions: MQTTSessionHooks? = nil) throws {
         try Self.validate(configuration)
         precondition(libraryInitResult == CMOSQ_ERR_SUCCESS, "mosquitto_lib_init failed")
         guard let handle = configuration.clientID.withCString({
@@ -70,6 +75,8 @@ final class ClientCore: Sendable {
                                     message: "mosquitto_new failed: \(String(cString: strerror(err)))")
         }
         self.configuration = configuration
+        self.sessionHooks = sessions
+        self.addresses = configuration.brokerAddresses
         self.handle = handle
         (events, eventSink) = AsyncStream.makeStream(of: MQTTConnectionEvent.self,
                                                      bufferingPolicy: .bufferingNewest(256))
@@ -119,6 +126,14 @@ final class ClientCore: Sendable {
         /// Whether the current connection attempt already produced its event.
         var attemptReported = false
         var connackThisAttempt = false
+        /// The session number and address of the attempt in progress (set before CONNECT).
+        var attemptSession: UInt64 = 0
+        var attemptAddress: MQTTBrokerAddress?
+        /// Those of the current (or, when offline, the last) connection that reached CONNACK.
+        var session: UInt64?
+        var broker: MQTTBrokerAddress?
+        /// Session numbers when no `MQTTSessionHooks` are given.
+        var localSessionCounter: UInt64 = 0
 
         var nextTicket: UInt64 = 1
         /// Publishers between "ticket issued" and "registered or finished".
@@ -163,6 +178,14 @@ final class ClientCore: Sendable {
     }
 
     var isConnected: Bool { state.withLock { $0.connected } }
+    /// The session number of the current connection (the last one while offline; nil before the first CONNACK).
+    var session: UInt64? { state.withLock { $0.session } }
+    /// The broker address of the current connection (the last one while offline).
+    var broker: MQTTBrokerAddress? { state.withLock { $0.broker } }
+    /// The connection's session number and whether it is up, read together.
+    var link: (connected: Bool, session: UInt64?, broker: MQTTBrokerAddress?) {
+        state.withLock { ($0.connected, $0.session, $0.broker) }
+    }
 
     /// The protocol the next (or current) connection speaks: `.v5` or `.v311`, never `.auto`.
     /// Changed only by the network thread, between connections (auto fallback).
@@ -192,8 +215,10 @@ final class ClientCore: Sendable {
     }
 
     static func validate(_ c: MQTTConfiguration) throws(MQTTError) {
-        if c.host.isEmpty || c.host.utf8.contains(0) { throw invalid("host must be a non-empty name or address") }
-        if !(1...65535).contains(c.port) { throw invalid("port \(c.port) is not in 1…65535") }
+        for address in c.brokerAddresses {
+            if address.host.isEmpty || address.host.utf8.contains(0) { throw invalid("host must be a non-empty name or address") }
+            if !(1...65535).contains(address.port) { throw invalid("port \(address.port) is not in 1…65535") }
+        }
         if c.clientID.isEmpty || c.clientID.utf8.contains(0) || c.clientID.utf8.count > 65535 {
             throw invalid("clientID must be non-empty, without NUL, at most 65535 bytes")
         }
@@ -261,11 +286,8 @@ final class ClientCore: Sendable {
             // The error text never contains the credentials.
             try check(mosquitto_username_pw_set(handle, user, c.password), "username/password")
         }
-        if let will = c.will {
-            let rc = will.payload.withUnsafeBytes { buf in
-                mosquitto_will_set(handle, will.topic, Int32(buf.count), buf.baseAddress, Int32(will.qos), will.retain)
-            }
-            try check(rc, "will")
+        if let will = c.will, sessionHooks?.will == nil {
+            try check(setWill(will), "will")
         }
         if let tls = c.tls { try configureTLS(tls) }
 
@@ -274,6 +296,12 @@ final class ClientCore: Sendable {
         mosquitto_publish_v5_callback_set(handle, onPublishCallback)
         mosquitto_message_v5_callback_set(handle, onMessageCallback)
         mosquitto_subscribe_v5_callback_set(handle, onSubscribeCallback)
+    }
+
+    private func setWill(_ will: MQTTWill) -> Int32 {
+        will.payload.withUnsafeBytes { buf in
+            mosquitto_will_set(handle, will.topic, Int32(buf.count), buf.baseAddress, Int32(will.qos), will.retain)
+        }
     }
 
     private func configureTLS(_ tls: MQTTTLSConfiguration) throws {
@@ -371,26 +399,36 @@ final class ClientCore: Sendable {
 
     private func runNetworkThread() {
         var failures = 0
+        var index = 0
         while !stopRequested.load(ordering: .acquiring) {
+            let address = addresses[index]
             state.withLock {
                 $0.attemptReported = false
                 $0.connackThisAttempt = false
+                $0.attemptAddress = address
             }
-            let rc = connectBlocking()
-            if rc == CMOSQ_ERR_SUCCESS {
-                serveConnection()
-            } else {
-                // Right after the call, on this thread: errno still describes a system error.
-                reportAttemptFailure(code: rc, reason: Self.errorText(rc))
+            switch prepareSession() {
+            case .success:
+                let rc = connectBlocking(to: address)
+                if rc == CMOSQ_ERR_SUCCESS {
+                    serveConnection()
+                } else {
+                    // Right after the call, on this thread: errno still describes a system error.
+                    reportAttemptFailure(code: rc, reason: Self.errorText(rc))
+                }
+            case .failure(let error):
+                reportAttemptFailure(code: error.code, reason: error.reason)
             }
             if stopRequested.load(ordering: .acquiring) { break }
             if state.withLock({ $0.connackThisAttempt }) { failures = 0 }
             if fallBackNow.exchange(false, ordering: .acquiringAndReleasing) {
-                // The broker refused MQTT 5: speak 3.1.1 from now on, and try again at once.
+                // The broker refused MQTT 5: speak 3.1.1 from now on, and try again at once (same address).
                 protocolState.withLock { $0 = .v311 }
                 _ = cmosquitto_set_protocol_version(handle, cmosquitto_protocol_v311())
                 continue
             }
+            // A lost connection or a failed attempt: the next address in turn (a cluster's other node).
+            index = (index + 1) % addresses.count
             _ = wake.wait(timeout: .now() + .milliseconds(backoffMilliseconds(failures: failures)))
             failures = min(failures + 1, 32)
         }
@@ -408,10 +446,40 @@ final class ClientCore: Sendable {
         exited.signal()
     }
 
+    private struct SessionFailure: Error {
+        let code: Int32
+        let reason: String
+    }
+
+    /// Takes the attempt's session number and registers its will (libmosquitto sends the will set at
+    /// the time of CONNECT, so it is set anew before every attempt).
+    private func prepareSession() -> Result<Void, SessionFailure> {
+        let number: UInt64
+        if let hooks = sessionHooks {
+            do { number = try hooks.nextSession() } catch {
+                return .failure(SessionFailure(code: Int32(CMOSQ_ERR_ERRNO), reason: "no session number: \(error)"))
+            }
+        } else {
+            number = state.withLock { s in s.localSessionCounter += 1; return s.localSessionCounter }
+        }
+        state.withLock { $0.attemptSession = number }
+        if let makeWill = sessionHooks?.will {
+            let will = makeWill(number)
+            do { try Self.checkTopicName(will.topic) } catch {
+                return .failure(SessionFailure(code: Int32(CMOSQ_ERR_INVAL), reason: "will: \(error)"))
+            }
+            let rc = setWill(will)
+            if rc != CMOSQ_ERR_SUCCESS { return .failure(SessionFailure(code: rc, reason: "will: \(Self.errorText(rc))")) }
+        }
+        return .success(())
+    }
+
     /// Blocking TCP connect (and TLS set-up) followed by sending CONNECT; the CONNACK is
     /// read by mosquitto_loop. Blocking because libmosquitto 2.0.11's asynchronous connect
-    /// spins at full CPU on a refused TLS connection until the keepalive expires.
-    private func connectBlocking() -> Int32 {
+    /// spins at full CPU on a refused TLS connection until the keepalive expires. libmosquitto's own
+    /// reconnect (mosquitto_reconnect, loop_forever) only knows the last host; this thread picks the
+    /// address of every attempt itself.
+    private func connectBlocking(to address: MQTTBrokerAddress) -> Int32 {
         let c = configuration
         var props: OpaquePointer? = nil
         defer { mosquitto_property_free_all(&props) }
@@ -424,7 +492,7 @@ final class ClientCore: Sendable {
             let rc = mosquitto_property_add_int32(&props, cmosquitto_prop_maximum_packet_size(), UInt32(c.maximumPacketSize))
             if rc != CMOSQ_ERR_SUCCESS { return rc }
         }
-        return mosquitto_connect_bind_v5(handle, c.host, Int32(c.port), Int32(c.keepAliveSeconds), nil, props)
+        return mosquitto_connect_bind_v5(handle, address.host, Int32(address.port), Int32(c.keepAliveSeconds), nil, props)
     }
 
     private func serveConnection() {
@@ -484,6 +552,8 @@ final class ClientCore: Sendable {
             s.connected = true
             s.attemptReported = true
             s.connackThisAttempt = true
+            s.session = s.attemptSession
+            s.broker = s.attemptAddress
             s.subscribeMids.removeAll()
             if !sessionPresent {
                 for key in s.subscriptions.keys { s.subscriptions[key]!.acknowledged = false }

@@ -1,8 +1,9 @@
-// The public face of the MQTT adapter: one broker connection that reconnects forever.
+// The public face of the MQTT adapter: one broker connection (to one of several addresses) that reconnects forever.
 
-/// One MQTT connection to one broker, kept up by its own network thread.
+/// One MQTT connection to a broker (or, in turn, to the nodes of a cluster), kept up by its own network thread.
 ///
-/// - `start()` returns at once; the network thread connects, and after every loss
+/// - `start()` returns at once; the network thread connects, and after every loss (moving to the next
+///   of `configuration.brokerAddresses`)
 ///   reconnects forever with exponential backoff (`reconnectDelayMin`…`reconnectDelayMax`).
 /// - `connectionEvents` and `messages` are each meant for a single consumer (an
 ///   `AsyncStream` hands every element to one iterator). `connectionEvents` keeps the
@@ -18,6 +19,12 @@ public final class MQTTClient: Sendable {
     /// in-flight window, credentials, will, TLS). Does not touch the network.
     public init(configuration: MQTTConfiguration) throws {
         core = try ClientCore(configuration: configuration)
+    }
+
+    /// As above, with birth/death session numbering: `sessions.nextSession` gives the number of every
+    /// connection attempt, `sessions.will` its will (replacing `configuration.will`). See `MQTTSessionHooks`.
+    public init(configuration: MQTTConfiguration, sessions: MQTTSessionHooks) throws {
+        core = try ClientCore(configuration: configuration, sessions: sessions)
     }
 
     deinit {
@@ -43,6 +50,17 @@ public final class MQTTClient: Sendable {
 
     /// True between a successful CONNACK and the loss of that link.
     public var isConnected: Bool { core.isConnected }
+
+    /// The session number of the current connection (while offline: of the last one; nil before the first
+    /// CONNACK). Raised at every connection attempt (`MQTTSessionHooks.nextSession`, or 1, 2, … without hooks);
+    /// the will of that connection carried it.
+    public var session: UInt64? { core.session }
+
+    /// The broker address (cluster node) of the current connection (while offline: of the last one).
+    public var broker: MQTTBrokerAddress? { core.broker }
+
+    /// Whether the link is up, with its session number and address, read at one instant.
+    public var link: (connected: Bool, session: UInt64?, broker: MQTTBrokerAddress?) { core.link }
 
     /// Test hook: publishes waiting for their acknowledgement.
     var pendingPublishCount: Int { core.pendingPublishCount }

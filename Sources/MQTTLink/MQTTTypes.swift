@@ -69,12 +69,56 @@ public struct MQTTWill: Sendable, Hashable {
     }
 }
 
-/// Everything the client needs to reach one broker. Validated by `MQTTClient.init`.
+/// One broker address: a host name or IP address (IPv6 without brackets) and a TCP port.
+public struct MQTTBrokerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `"host:port"`; an IPv6 address is written in brackets, `"[::1]:1883"`. Nil when malformed
+    /// (no port, a port outside 1…65535, an empty host, an unbracketed IPv6 address).
+    public init?(parsing text: String) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
+            guard host.contains(":") else { return nil }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+            if host.contains(":") { return nil }   // IPv6 must be bracketed
+        }
+        guard !host.isEmpty, !host.contains(where: { $0 == " " || $0 == "\0" || $0 == "[" || $0 == "]" || $0 == "/" }),
+              portText.allSatisfy(\.isASCII), let port = Int(portText), (1...65535).contains(port) else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    /// `host:port`, with brackets around an IPv6 address.
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Everything the client needs to reach one broker (or one of several nodes of a cluster). Validated by
+/// `MQTTClient.init`.
 ///
 /// Its `description`, `debugDescription` and mirror never show the password.
 public struct MQTTConfiguration: Sendable, Hashable {
     public var host: String
     public var port: Int
+    /// Several broker addresses (the nodes of a cluster). When not empty it replaces `host`/`port`: the
+    /// client connects to the first, and after every lost connection or failed attempt moves to the next
+    /// one in turn (wrapping around), with the usual backoff. TLS, credentials, client id and the
+    /// persistent session are the same on every address. Empty (default): `host`:`port` alone.
+    public var addresses: [MQTTBrokerAddress]
     public var clientID: String
     /// `false` (default): a persistent session. The broker keeps subscriptions and queues
     /// QoS 1/2 messages while the client is offline. With MQTT 5 the session expiry
@@ -114,9 +158,21 @@ public struct MQTTConfiguration: Sendable, Hashable {
     /// never silently dropped.
     public var maxQueuedBytes: Int
 
+    /// The addresses the client cycles through: `addresses`, or `host`:`port` when that is empty.
+    public var brokerAddresses: [MQTTBrokerAddress] {
+        addresses.isEmpty ? [MQTTBrokerAddress(host: host, port: port)] : addresses
+    }
+
+    /// Several addresses: `host`/`port` are set to the first.
+    public init(addresses: [MQTTBrokerAddress], clientID: String) {
+        self.init(host: addresses.first?.host ?? "", port: addresses.first?.port ?? 0, clientID: clientID)
+        self.addresses = addresses
+    }
+
     public init(host: String, port: Int, clientID: String) {
         self.host = host
         self.port = port
+        self.addresses = []
         self.clientID = clientID
         self.cleanSession = false
         self.keepAliveSeconds = 30
@@ -137,7 +193,8 @@ public struct MQTTConfiguration: Sendable, Hashable {
 
 extension MQTTConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var description: String {
-        var parts = ["host: \(host)", "port: \(port)", "clientID: \(clientID)",
+        var parts = addresses.isEmpty ? ["host: \(host)", "port: \(port)"] : ["addresses: \(addresses.map(\.description).joined(separator: " "))"]
+        parts += ["clientID: \(clientID)",
                      "cleanSession: \(cleanSession)", "keepAliveSeconds: \(keepAliveSeconds)",
                      "protocolVersion: \(protocolVersion)"]
         if let username { parts.append("username: \(username)") }
@@ -153,7 +210,7 @@ extension MQTTConfiguration: CustomStringConvertible, CustomDebugStringConvertib
 
     public var customMirror: Mirror {
         Mirror(self, children: [
-            "host": host, "port": port, "clientID": clientID, "cleanSession": cleanSession,
+            "host": host, "port": port, "addresses": addresses, "clientID": clientID, "cleanSession": cleanSession,
             "keepAliveSeconds": keepAliveSeconds, "protocolVersion": protocolVersion,
             "username": username as Any, "password": password == nil ? "nil" : "<redacted>",
             "tls": tls as Any, "will": will as Any, "maxInflight": maxInflight,
@@ -161,6 +218,24 @@ extension MQTTConfiguration: CustomStringConvertible, CustomDebugStringConvertib
             "sessionExpirySeconds": sessionExpirySeconds, "maximumPacketSize": maximumPacketSize,
             "payloadLimits": payloadLimits, "maxQueuedBytes": maxQueuedBytes,
         ], displayStyle: .struct)
+    }
+}
+
+/// Birth/death sessions (abs-mqtt.md, "Birth, death and resync"): before every connection attempt the
+/// client asks `nextSession` for the attempt's session number (the owner raises it by one and keeps it
+/// durably, so it also rises across restarts), then registers `will(n)` as the last will of that
+/// connection (mosquitto_will_set, anew before every connect), so the broker's death notice carries the
+/// same number as the birth the owner publishes on connect (`MQTTClient.session`).
+///
+/// `nextSession` runs on the network thread right before CONNECT: it must be quick. When it throws, the
+/// attempt is not made (reported as `connectFailed`) and retried after the backoff.
+public struct MQTTSessionHooks: Sendable {
+    public var nextSession: @Sendable () throws -> UInt64
+    public var will: (@Sendable (UInt64) -> MQTTWill)?
+
+    public init(nextSession: @escaping @Sendable () throws -> UInt64, will: (@Sendable (UInt64) -> MQTTWill)? = nil) {
+        self.nextSession = nextSession
+        self.will = will
     }
 }
 

@@ -201,6 +201,7 @@ final class TCPProxy: @unchecked Sendable {
     private let listenFD: Int32
     private let lock = NSLock()
     private var closed = false
+    private var listenerClosed = false
     private var holdDownstream = false
     private var cutGeneration = 0
     private var liveLinks = 0
@@ -243,6 +244,16 @@ final class TCPProxy: @unchecked Sendable {
 
     func shutdown() {
         lock.withLock { closed = true }
+        cutAll()
+    }
+
+    /// The node dies: new connections are refused (the listening socket is closed) and every live link is
+    /// reset, so the broker behind sees its client vanish without DISCONNECT (and publishes the will).
+    func die() {
+        lock.withLock {
+            closed = true
+            if !listenerClosed { listenerClosed = true; Glibc.shutdown(listenFD, Int32(SHUT_RDWR)) }
+        }
         cutAll()
     }
 
