@@ -14,6 +14,17 @@ The signature covers the payload bytes exactly as read (file or stdin): they are
 re-encoded, so what the station verifies is byte for byte what was given. With --stamp, the
 tool itself writes the command JSON (adding request_id, issued_at, expires_at) and signs that.
 
+Contract 1.1 (abs-mqtt.md "Large commands over a thin link"):
+  --deflate     the payload is raw DEFLATE (RFC 1951, zlib wbits=-15) of the command JSON, the
+                envelope says "enc": "deflate", and the signature covers the compressed bytes.
+  --parts N / --part-size K
+                split an entitlement snapshot ({"kind": "snapshot", "entitlements": [...]}) into
+                N parts (or parts of K records): one envelope per line, each its own command with
+                "snapshot_id" (--snapshot-id, default a UUID), "part" 1..N, "parts" N, the snapshot's
+                version and counted_through_seq, and its slice of "entitlements". Each part gets its
+                own request_id (given ones are suffixed "-p<part>"); needs --stamp or the times in
+                the JSON. Feed the lines to `mosquitto_pub -l`.
+
 Keys are base64 of the raw 32-byte Ed25519 seed (private) and raw 32-byte public key, the
 forms swapgate's configuration takes (it also takes a PEM public key: `pub --pem`).
 """
@@ -25,6 +36,7 @@ import datetime
 import json
 import sys
 import uuid
+import zlib
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -122,8 +134,61 @@ def cmd_sign(args):
             command.setdefault("expires_at", rfc3339(now + datetime.timedelta(seconds=args.stamp)))
             payload = json.dumps(command, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
-    envelope = {"kid": args.kid, "payload": b64(payload), "sig": b64(key.sign(payload))}
-    print(json.dumps(envelope, separators=(",", ":")))
+    if args.parts is not None or args.part_size is not None:
+        for part_payload in split_snapshot(payload, args):
+            print(envelope_line(key, args, part_payload))
+        return
+    print(envelope_line(key, args, payload))
+
+
+def deflate_raw(data):
+    c = zlib.compressobj(level=9, wbits=-15)
+    return c.compress(data) + c.flush()
+
+
+def envelope_line(key, args, payload):
+    envelope = {"kid": args.kid}
+    if args.deflate:
+        payload = deflate_raw(payload)
+        envelope["enc"] = "deflate"
+    envelope["payload"] = b64(payload)
+    envelope["sig"] = b64(key.sign(payload))
+    return json.dumps(envelope, separators=(",", ":"))
+
+
+def split_snapshot(payload, args):
+    """The payloads (bytes) of the parts of a snapshot command."""
+    if args.parts is not None and args.part_size is not None:
+        fail("give --parts or --part-size, not both")
+    try:
+        command = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        fail(f"--parts needs the snapshot JSON ({e})")
+    if not isinstance(command, dict) or command.get("kind") != "snapshot" or not isinstance(command.get("entitlements"), list):
+        fail("--parts/--part-size split an entitlements snapshot: {\"kind\": \"snapshot\", \"entitlements\": [...]}")
+    records = command.pop("entitlements")
+    if args.parts is not None:
+        if args.parts < 1:
+            fail("--parts must be at least 1")
+        count = args.parts
+        size = max(1, -(-len(records) // count))
+    else:
+        if args.part_size < 1:
+            fail("--part-size must be at least 1")
+        size = args.part_size
+        count = max(1, -(-len(records) // size))
+    snapshot_id = args.snapshot_id or str(uuid.uuid4())
+    base_id = command.pop("request_id", None)
+    out = []
+    for i in range(count):
+        part = dict(command)
+        part["snapshot_id"] = snapshot_id
+        part["part"] = i + 1
+        part["parts"] = count
+        part["request_id"] = f"{base_id}-p{i + 1}" if base_id else str(uuid.uuid4())
+        part["entitlements"] = records[i * size:(i + 1) * size]
+        out.append(json.dumps(part, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+    return out
 
 
 def main():
@@ -146,6 +211,11 @@ def main():
                    help="add request_id (UUID), issued_at (now) and expires_at (now + SECONDS) where missing, "
                         "re-serialising the JSON compactly")
     s.add_argument("--no-check", action="store_true", help="sign the bytes even when they are not a JSON object")
+    s.add_argument("--deflate", action="store_true",
+                   help="compress the payload (raw DEFLATE) and sign the compressed bytes; the envelope carries \"enc\": \"deflate\"")
+    s.add_argument("--parts", type=int, metavar="N", help="split a snapshot into N parts: one envelope per line")
+    s.add_argument("--part-size", type=int, metavar="K", help="split a snapshot into parts of K records: one envelope per line")
+    s.add_argument("--snapshot-id", help="the snapshot_id of the parts (default: a new UUID)")
 
     args = parser.parse_args()
     {"keygen": cmd_keygen, "pub": cmd_pub, "sign": cmd_sign}[args.command](args)

@@ -44,6 +44,10 @@ struct ParsedCommand {
     var remove: Field<[String]> = .absent
     /// Contract 1.1, optional (snapshot and delta).
     var countedThroughSeq: Field<Int64> = .absent
+    /// Contract 1.1, a snapshot in parts: all three or none.
+    var snapshotID: Field<String> = .absent
+    var part: Field<Int64> = .absent
+    var parts: Field<Int64> = .absent
     /// The first problem inside an element of `entitlements`, `upsert` or `remove`, with its path.
     var elementIssue: String?
 
@@ -93,6 +97,9 @@ struct ParsedCommand {
         case ("remove", .entitlements):
             remove = try r.stringArray(path: "remove", issue: &elementIssue)
         case ("counted_through_seq", .entitlements): countedThroughSeq = try r.int64Field()
+        case ("snapshot_id", .entitlements): snapshotID = try r.stringField()
+        case ("part", .entitlements): part = try r.int64Field()
+        case ("parts", .entitlements): parts = try r.int64Field()
         default:
             try r.skipValue()
             return false

@@ -6,8 +6,8 @@ import StationDomain
 /// clock (`now` is given). Replay (a request_id already seen) is the caller's check, made durably
 /// after verification.
 ///
-/// Order (docs/commands.md): retained → command name → size → envelope JSON → kid known →
-/// Ed25519 over the exact decoded payload bytes → command JSON → request_id, v, command,
+/// Order (docs/commands.md): retained → command name → size → envelope JSON → enc known → kid known →
+/// Ed25519 over the exact decoded payload bytes → inflate (`enc: deflate`, bounded) → command JSON → request_id, v, command,
 /// station_id → issued_at/expires_at well-formed → not expired → not issued beyond the clock skew
 /// in the future → lifetime sane → body fields typed and in range.
 public struct CommandVerifier: Sendable {
@@ -79,6 +79,15 @@ public struct CommandVerifier: Sendable {
             }
             return (payload, nil)
         }
+        // `enc` (contract 1.1): absent = the payload is the command JSON; "deflate" = raw DEFLATE of it,
+        // signed compressed and inflated only once the signature verified. Anything else: malformed.
+        let deflated: Bool
+        switch envelope.enc {
+        case .absent: deflated = false
+        case .value("deflate"): deflated = true
+        case .value(let other): throw malformed("unknown enc \(Validation.quote(other)) (known: deflate)")
+        case .null, .wrongType: throw malformed("the envelope's enc must be the string \"deflate\"")
+        }
         guard case .value(let decodedPayload) = envelope.payload else {
             throw malformed(envelope.payload.isAbsent ? "the envelope has no payload" : "the envelope's payload must be a base64 string")
         }
@@ -88,7 +97,7 @@ public struct CommandVerifier: Sendable {
                 throw CommandRefusal(code: .badSignature, message: "unsigned command refused: the envelope has no sig")
             }
             guard let bytes = decodedPayload else { throw malformed("the envelope's payload is not base64") }
-            return (bytes, nil)
+            return (deflated ? try inflate(bytes) : bytes, nil)
         case .wrongType:
             throw malformed("the envelope's sig must be a base64 string")
         case .value(let decodedSig):
@@ -109,7 +118,16 @@ public struct CommandVerifier: Sendable {
             guard key.isValidSignature(signature, for: bytes) else {
                 throw CommandRefusal(code: .badSignature, message: "the signature does not verify with key \(Validation.quote(kid))")
             }
-            return (bytes, kid)
+            return (deflated ? try inflate(bytes) : bytes, kid)
+        }
+    }
+
+    /// The command JSON of an `enc: deflate` payload (already verified), inflated up to the policy's limit.
+    private func inflate(_ compressed: [UInt8]) throws(CommandRefusal) -> [UInt8] {
+        do {
+            return try Inflater.inflateRaw(compressed, limit: policy.maxInflatedBytes)
+        } catch {
+            throw malformed("enc deflate: \(error.message)")
         }
     }
 
@@ -287,9 +305,34 @@ public struct CommandVerifier: Sendable {
             try checkUnique(list, "entitlements")
             return .entitlementSnapshot(version: version, entitlements: list, countedThroughSeq: countedThroughSeq)
         case "delta":
+            if !c.snapshotID.isAbsent || !c.part.isAbsent || !c.parts.isAbsent {
+                // A snapshot in parts: all three fields, part within 1…parts.
+                let snapshotID = try requiredID(c.snapshotID, "snapshot_id")
+                let maxParts = CommandLimits.maxSnapshotParts
+                let parts: Int
+                switch c.parts {
+                case .absent: throw BodyProblem(message: "missing parts (a snapshot part carries snapshot_id, part and parts)")
+                case .value(let p) where p >= 1 && p <= Int64(maxParts): parts = Int(p)
+                case .value(let p): throw BodyProblem(message: "parts \(p) is out of range 1…\(maxParts)")
+                case .null, .wrongType: throw BodyProblem(message: "parts must be an integer in 1…\(maxParts)")
+                }
+                let part: Int
+                switch c.part {
+                case .absent: throw BodyProblem(message: "missing part (a snapshot part carries snapshot_id, part and parts)")
+                case .value(let p) where p >= 1 && p <= Int64(parts): part = Int(p)
+                case .value(let p): throw BodyProblem(message: "part \(p) is out of range 1…\(parts)")
+                case .null, .wrongType: throw BodyProblem(message: "part must be an integer in 1…\(parts)")
+                }
+                return .entitlementSnapshotPart(EntitlementSnapshotPart(
+                    snapshotID: snapshotID, part: part, parts: parts, version: version,
+                    countedThroughSeq: countedThroughSeq, entitlements: list))
+            }
             try mustBeAbsent(!c.entitlements.isAbsent, "entitlements")
             let base = try version(c.baseVersion, "base_version")
             let version = try version(c.version, "version")
+            try mustBeAbsent(!c.snapshotID.isAbsent, "snapshot_id")
+            try mustBeAbsent(!c.part.isAbsent, "part")
+            try mustBeAbsent(!c.parts.isAbsent, "parts")
             guard version > base else {
                 throw BodyProblem(message: "version \(version) must be greater than base_version \(base)")
             }
@@ -348,6 +391,7 @@ private struct Envelope {
     var sig: Field<[UInt8]?> = .absent
 
     /// True when the object has any of kid, payload, sig; otherwise it is a bare command.
+    var enc: Field<String> = .absent
     var isEnvelope: Bool { !kid.isAbsent || !payload.isAbsent || !sig.isAbsent }
 
     static func read(_ buf: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> Envelope {
@@ -369,6 +413,9 @@ private struct Envelope {
                 e.sig = try r.base64Field()
             default:
                 try r.skipValue()
+            case "enc":
+                guard e.enc.isAbsent else { throw JSONSyntaxError(message: "the envelope has enc twice") }
+                e.enc = try r.stringField()
             }
         }
         try r.finish()

@@ -13,6 +13,9 @@ public struct CommandPolicy: Sendable {
     public var maxLifetime: Double = 86_400
     /// The largest MQTT payload (the envelope as received) the verifier looks at.
     public var maxPayloadBytes: Int = 64 * 1024 * 1024
+    /// The most bytes an `enc: deflate` payload may inflate to (configuration `abs.max_inflated_bytes`);
+    /// beyond it the command is refused `malformed` as soon as the limit is passed.
+    public var maxInflatedBytes: Int = 64 * 1024 * 1024
     /// This station's id. When set, a command that names a `station_id` must name this one.
     /// (Contract v1 does not require ABS to send `station_id`; see docs/commands.md.)
     public var stationID: String? = nil
@@ -75,13 +78,15 @@ public enum CommandBody: Sendable, Equatable {
     case entitlementSnapshot(version: Int64, entitlements: [Entitlement], countedThroughSeq: Int64?)
     case entitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String], countedThroughSeq: Int64?)
     case ping
+    /// One part of a snapshot sent in parts (contract 1.1): staged until all `parts` of its `snapshotID` arrived.
+    case entitlementSnapshotPart(EntitlementSnapshotPart)
 
     public var name: CommandName {
         switch self {
         case .swap: return .swap
         case .unlock: return .unlock
         case .slot: return .slot
-        case .entitlementSnapshot, .entitlementDelta: return .entitlements
+        case .entitlementSnapshot, .entitlementSnapshotPart, .entitlementDelta: return .entitlements
         case .ping: return .ping
         }
     }
@@ -91,6 +96,25 @@ public struct VerifiedCommand: Sendable, Equatable {
     public let header: CommandHeader
     public let body: CommandBody
     /// False only when the policy allows unsigned commands and this one carried no signature.
+/// One part of an entitlement snapshot in parts (abs-mqtt.md "Large commands over a thin link"): `part` of
+/// `parts` of the snapshot `snapshotID`, with a slice of its records. `version` and `countedThroughSeq` are
+/// the snapshot's: every part of one `snapshotID` must carry the same (the store checks across parts).
+public struct EntitlementSnapshotPart: Sendable, Equatable {
+    public let snapshotID: String
+    /// 1…parts.
+    public let part: Int
+    /// 1…`CommandLimits.maxSnapshotParts`.
+    public let parts: Int
+    public let version: Int64
+    public let countedThroughSeq: Int64?
+    public let entitlements: [Entitlement]
+
+    public init(snapshotID: String, part: Int, parts: Int, version: Int64, countedThroughSeq: Int64?, entitlements: [Entitlement]) {
+        self.snapshotID = snapshotID; self.part = part; self.parts = parts; self.version = version
+        self.countedThroughSeq = countedThroughSeq; self.entitlements = entitlements
+    }
+}
+
     public let signed: Bool
 
     public init(header: CommandHeader, body: CommandBody, signed: Bool) {
@@ -115,6 +139,8 @@ public enum CommandLimits {
 
 enum Validation {
     static func isPrintableASCII(_ s: String, maxLength: Int) -> Bool {
+    /// The most parts of one entitlement snapshot (a 100 000-record snapshot in parts of 10 records).
+    public static let maxSnapshotParts = 10_000
         let u = s.utf8
         return !u.isEmpty && u.count <= maxLength && u.allSatisfy { $0 >= 0x20 && $0 <= 0x7E }
     }

@@ -112,6 +112,7 @@ extension GatewayConfiguration {
         c.odoo.swapCountService = r.string("odoo.service_swap_count", c.odoo.swapCountService)
         c.odoo.energyService = r.string("odoo.service_energy", c.odoo.energyService)
         c.odoo.backoffBase = r.double("odoo.backoff_base", c.odoo.backoffBase, 0.1 ... 3600)
+        c.abs.maxInflatedBytes = r.int("abs.max_inflated_bytes", c.abs.maxInflatedBytes, 1024 ... 1024 * 1024 * 1024)
         c.odoo.backoffCap = r.double("odoo.backoff_cap", c.odoo.backoffCap, c.odoo.backoffBase ... 86_400)
         c.odoo.credentialsDelay = r.double("odoo.credentials_delay", c.odoo.credentialsDelay, 1 ... 86_400)
 

@@ -48,6 +48,8 @@ public struct GatewayConfiguration: Sendable {
         /// Development only: accept commands without a signature (a warning is logged at start).
         public var allowUnsigned = false
         public var maxClockSkew = 120.0
+        /// The most bytes an `enc: deflate` command may inflate to (refused `malformed` beyond it).
+        public var maxInflatedBytes = 64 * 1024 * 1024
     }
     public struct Swaps: Sendable {
         public var returnTimeout = 120.0

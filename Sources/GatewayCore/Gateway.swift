@@ -111,6 +111,7 @@ public final class Gateway: Sendable {
             o.maxConcurrentRequests = c.odoo.maxInFlight
             forwarder = UsageForwarder(store: store, client: try OdooClient(configuration: o), maxInFlight: c.odoo.maxInFlight,
                                        backoff: Backoff(base: c.odoo.backoffBase, cap: c.odoo.backoffCap, credentialsDelay: c.odoo.credentialsDelay),
+        policy.maxInflatedBytes = c.abs.maxInflatedBytes
                                        recorder: recorder, health: health, metrics: metrics, logger: Self.child(logger, "odoo"))
         } else {
             forwarder = nil

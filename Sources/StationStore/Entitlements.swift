@@ -176,19 +176,11 @@ extension StationStore {
                 start = end
                 await Task.yield()
             }
-            let receivedMs = Self.millis(receivedAt)
-            let retired = Self.retiredTableName()
+            // The same swap-in as a snapshot in parts (SnapshotStaging.swift); it also discards an
+            // unfinished snapshot in parts, which this whole snapshot supersedes.
             try await write { db in
-                try Self.checkStagingToken(token, in: db)
-                try db.execute(sql: """
-                    ALTER TABLE entitlement RENAME TO \(retired);
-                    ALTER TABLE entitlement_staging RENAME TO entitlement;
-                    """)
-                try db.execute(sql: "UPDATE pending_local_swap SET in_cache = 0 WHERE in_cache = 1")
-                try Self.recordCountedThrough(snapshot: countedThroughSeq, in: db)
-                try Self.setMetaValue(String(version), for: EntitlementMetaKey.version, in: db)
-                try Self.setMetaValue(String(receivedMs), for: EntitlementMetaKey.lastSyncAtMs, in: db)
-                try Self.setMetaValue(nil, for: EntitlementMetaKey.stagingToken, in: db)
+                try Self.swapInStagedSnapshot(token: token, version: version, countedThroughSeq: countedThroughSeq,
+                                              receivedAt: receivedAt, snapshotID: nil, in: db)
             }
         } catch {
             // Best effort, unless a later apply owns the staging table now. If this fails too,
@@ -203,6 +195,7 @@ extension StationStore {
         }
         // The old cache. The snapshot is applied; a failure here only leaves rows for the next apply.
         _ = try? await deleteRetiredEntitlementTables()
+        _ = try? await deleteDiscardedSnapshotParts()
     }
 
     /// Deletes what an interrupted snapshot apply left behind (its staging table, an old cache not
@@ -279,7 +272,7 @@ extension StationStore {
         }
     }
 
-    private static func checkStagingToken(_ token: String, in db: Database) throws {
+    static func checkStagingToken(_ token: String, in db: Database) throws {
         guard try metaValue(EntitlementMetaKey.stagingToken, in: db) == token else {
             throw EntitlementStoreError.snapshotSuperseded
         }

@@ -221,6 +221,52 @@ extension StationStore {
                 """)
         }
 
+        migrator.registerMigration("v5-entitlement-snapshot-parts") { db in
+            // Snapshots in parts (SnapshotStaging.swift, docs/store.md "Snapshots in parts"): the one
+            // unfinished set (set numbers never reused: AUTOINCREMENT; its rows outlive it until deleted in
+            // chunks), the parts that arrived, and their records (the columns of `entitlement`, keyed by
+            // set and plan instance id, so a record in two parts of one snapshot is refused).
+            try db.execute(sql: """
+                CREATE TABLE entitlement_part_set (
+                    set_no INTEGER PRIMARY KEY AUTOINCREMENT,
+                    snapshot_id TEXT NOT NULL CHECK (length(snapshot_id) > 0),
+                    version INTEGER NOT NULL,
+                    counted_through_seq INTEGER,
+                    parts INTEGER NOT NULL CHECK (parts >= 1),
+                    expires_at_ms INTEGER NOT NULL,
+                    started_at_ms INTEGER NOT NULL
+                );
+                CREATE TABLE entitlement_part (
+                    set_no INTEGER NOT NULL,
+                    part INTEGER NOT NULL CHECK (part >= 1),
+                    rows INTEGER NOT NULL,
+                    received_at_ms INTEGER NOT NULL,
+                    PRIMARY KEY (set_no, part)
+                ) WITHOUT ROWID;
+                CREATE TABLE entitlement_part_row (
+                    set_no INTEGER NOT NULL,
+                    part INTEGER NOT NULL,
+                    plan_instance_id TEXT NOT NULL CHECK (length(plan_instance_id) > 0),
+                    customer_id TEXT NOT NULL CHECK (length(customer_id) > 0),
+                    subscription_ref TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    valid_from_ms INTEGER NOT NULL,
+                    valid_until_ms INTEGER NOT NULL,
+                    network_code TEXT NOT NULL,
+                    battery_family TEXT NOT NULL,
+                    swap_quota INTEGER NOT NULL,
+                    swaps_used INTEGER NOT NULL,
+                    energy_quota_kwh REAL NOT NULL,
+                    energy_used_kwh REAL NOT NULL,
+                    overage_allowed INTEGER NOT NULL,
+                    max_batteries INTEGER NOT NULL,
+                    batteries_out TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    PRIMARY KEY (set_no, plan_instance_id)
+                ) WITHOUT ROWID;
+                """)
+        }
+
         return migrator
     }
 }

@@ -200,6 +200,8 @@ public final class CommandService: Service, Sendable {
                 case .applied:
                     await recorder.record([ContractEvent("entitlements.applied", ["kind": "delta", "version": version, "count": upsert.count + remove.count])])
                     return .init(ok: true, code: nil, message: nil, data: ["version": version])
+        case let .entitlementSnapshotPart(p):
+            return await stageSnapshotPart(p, header: command.header, now: now)
                 case .alreadyApplied:
                     return .init(ok: true, code: nil, message: "delta \(version) already applied", data: ["version": version])
                 case let .needSnapshot(current):
@@ -221,6 +223,49 @@ public final class CommandService: Service, Sendable {
         }
         return nil
     }
+    /// One part of a snapshot in parts (contract 1.1): staged durably; the snapshot swaps in when its last part
+    /// arrives. Reply data: `snapshot_id`, `part`, `parts`, `parts_missing` (how many parts have not arrived) and
+    /// `first_missing` (the lowest missing part numbers, at most 20), so ABS knows what to send again.
+    private func stageSnapshotPart(_ p: EntitlementSnapshotPart, header: CommandHeader, now: Date) async -> SwapCoordinator.Reply {
+        let base: [String: any Sendable] = ["snapshot_id": p.snapshotID, "part": p.part, "parts": p.parts, "version": p.version]
+        do {
+            let outcome = try await store.stageEntitlementSnapshotPart(
+                snapshotID: p.snapshotID, part: p.part, parts: p.parts, version: p.version, countedThroughSeq: p.countedThroughSeq,
+                entitlements: p.entitlements, expiresAt: header.expiresAt, receivedAt: now)
+            var data = base
+            switch outcome {
+            case let .staged(missing, firstMissing, duplicate):
+                data["parts_missing"] = missing
+                data["first_missing"] = firstMissing
+                return .init(ok: true, code: nil, message: duplicate ? "part \(p.part) already staged" : nil, data: data)
+            case let .applied(count, _):
+                data["parts_missing"] = 0
+                data["first_missing"] = [Int]()
+                data["count"] = count
+                await recorder.record([ContractEvent("entitlements.applied", ["kind": "snapshot", "version": p.version, "count": count,
+                                                                             "snapshot_id": p.snapshotID, "parts": p.parts])])
+                logger.notice("entitlement snapshot in parts applied",
+                              metadata: ["snapshot_id": "\(p.snapshotID)", "parts": "\(p.parts)", "version": "\(p.version)", "count": "\(count)"])
+                return .init(ok: true, code: nil, message: nil, data: data)
+            case .alreadyApplied:
+                data["parts_missing"] = 0
+                data["first_missing"] = [Int]()
+                return .init(ok: true, code: nil, message: "snapshot \(p.snapshotID) already applied", data: data)
+            case let .olderThanStaging(stagingID, stagingVersion):
+                logger.warning("snapshot part older than the snapshot being staged: not staged",
+                               metadata: ["snapshot_id": "\(p.snapshotID)", "staging": "\(stagingID)"])
+                return .init(ok: false, code: "malformed",
+                             message: "snapshot_id \(p.snapshotID) (version \(p.version)) is older than the unfinished snapshot_id \(stagingID) (version \(stagingVersion)) being staged; part not staged",
+                             data: nil)
+            case let .inconsistent(why):
+                return .init(ok: false, code: "malformed", message: why, data: nil)
+            }
+        } catch {
+            logger.error("entitlement snapshot part not staged", metadata: ["error": "\(error)"])
+            return .init(ok: false, code: "station_busy", message: "snapshot part not staged: storage error", data: nil)
+        }
+    }
+
 
     /// The reply data of a slot command: the station-wide slot and, with several cabinets, its cabinet.
     private func slotData(_ slot: Int) -> [String: any Sendable] {
