@@ -28,6 +28,9 @@ public final class StationAcquisition: Sendable {
         /// Each cabinet's latest inventory, quarantine and open doors (its own numbers).
         var quarantine: [[Int: [QuarantineReason]]]
         var openDoors: [[Int: Bool]]
+        /// Batches of cabinets not numbered yet (a cabinet before them has not reported its slot count): held,
+        /// in order, until they can be numbered, so that no change (a first sight of a battery) is lost.
+        var held: [[ChangeBatch]]
     }
 
     /// One cabinet per configuration, in order. Cabinets with the same transport (same RTU device, same TCP
@@ -56,7 +59,8 @@ public final class StationAcquisition: Sendable {
             configurations[i].expectedSlotCount ?? seeds[i].flatMap { $0.snapshot.cabinet?.slotCount }
         }
         state = Locked(State(spans: spans, persisted: seeds,
-                                quarantine: seeds.map { $0?.quarantine ?? [:] }, openDoors: seeds.map { $0?.openDoors ?? [:] }))
+                                quarantine: seeds.map { $0?.quarantine ?? [:] }, openDoors: seeds.map { $0?.openDoors ?? [:] },
+                                held: configurations.map { _ in [] }))
         streams = cabs.map { $0.broadcast.subscribe() }
     }
 
@@ -301,8 +305,20 @@ public final class StationAcquisition: Sendable {
 
     // MARK: - Forwarding
 
+    /// Serializes forwarding (cabinet streams are consumed concurrently) so station batches keep one order.
+    private let forwarding = NSLock()
+
     private func forward(_ batch: ChangeBatch, from index: Int) {
+        forwarding.lock(); defer { forwarding.unlock() }
         let l = layout()
+        state.withLock { $0.held[index].append(batch) }
+        for i in cabinets.indices where l.span[i] != nil {
+            let ready = state.withLock { s -> [ChangeBatch] in defer { s.held[i] = [] }; return s.held[i] }
+            for b in ready { publish(b, from: i, l) }
+        }
+    }
+
+    private func publish(_ batch: ChangeBatch, from index: Int, _ l: Layout) {
         let persisted = state.withLock { s -> [PersistedStation?] in
             s.persisted[index] = batch.persisted
             s.quarantine[index] = batch.quarantined
@@ -316,7 +332,7 @@ public final class StationAcquisition: Sendable {
         let id = cabinets[index].configuration.cabinetID
         let changes: [StationChange] = batch.changes.compactMap { change in
             guard let local = change.slot else { return change }
-            guard let span = l.span[index], local <= span else { return nil }   // not numbered yet: nothing to say
+            guard let span = l.span[index], local <= span else { return nil }   // beyond its configured span
             return change.renumbered(l.first[index] + local - 1)
         }
         var byID: [String: PersistedStation] = [:]

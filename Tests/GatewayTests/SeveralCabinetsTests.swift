@@ -139,9 +139,18 @@ final class CabinetsStation: @unchecked Sendable {
         #expect(perCabinet.map { $0["cabinet"] as? String } == ["A", "B"])
         #expect(perCabinet.map { $0["ready"] as? Int } == [2, 4])
         #expect(perCabinet.map { $0["empty"] as? Int } == [2, 0])
+        // `swapctl direct … --config` with several cabinets: --cabinet picks one (default the first).
+        let swapctl = try productPath("swapctl")
+        let directB = try runCommand(swapctl, ["direct", "cabinet", "--config", st.configPath, "--cabinet", "B", "--json"])
+        #expect(directB.status == 0 && directB.output.contains("SIM-B") && !directB.output.contains("SIM-A"), "\(directB.output)")
+        let directFirst = try runCommand(swapctl, ["direct", "cabinet", "--config", st.configPath, "--json"])
+        #expect(directFirst.status == 0 && directFirst.output.contains("SIM-A"), "\(directFirst.output)")
+        #expect(try runCommand(swapctl, ["direct", "cabinet", "--config", st.configPath, "--cabinet", "Z"]).status != 0)
         // First sight of B's batteries: battery.inserted with the station slot and the cabinet.
-        let inserted = events(in: sub.lines()).filter { $0.type == "battery.inserted" }
-        #expect(inserted.contains { $0.int("slot") == 6 && $0.string("cabinet") == "B" && $0.string("battery_id") != nil }, "\(inserted.map(\.data))")
+        // (B may answer before A has reported its slot count: its first batch waits for its numbers, it is not lost.)
+        #expect(eventually(timeout: 20) {
+            events(in: sub.lines()).contains { $0.type == "battery.inserted" && $0.int("slot") == 6 && $0.string("cabinet") == "B" && $0.string("battery_id") != nil }
+        }, "\(events(in: sub.lines()).filter { $0.type == "battery.inserted" }.map(\.data))")
 
         // Swap 1: the return goes into A/1 (station slot 1), the ready battery comes from B/2 (station slot 6).
         #expect(try st.command("entitlements", ["kind": "snapshot", "version": 10,
