@@ -8,6 +8,7 @@ PACKAGES=(
   libmodbus-dev        # Modbus (gateway side)
   libmosquitto-dev     # MQTT client library
   libsqlite3-dev       # the station store (GRDB links the system SQLite)
+  zlib1g-dev           # raw DEFLATE of `enc: deflate` ABS commands (Sources/CZlib)
   mosquitto            # broker for the demo and the tests
   mosquitto-clients    # mosquitto_sub/mosquitto_pub: outside peers in tests and the demo
   mbpoll               # outside Modbus peer in tests
