@@ -86,23 +86,3 @@ final class ControlClient {
         let data: T?
     }
 }
-
-/// Where the daemon is.
-struct DaemonOptions: ParsableArguments {
-    @Option(name: .long, help: "The daemon's control socket (default: $SWAPCTL_SOCKET or /run/swapgate/control.sock).")
-    var socket: String?
-    @Option(name: .long, help: "Seconds to wait for the daemon's answer.")
-    var timeout: Double = 10
-    @Flag(name: .long, help: "Print JSON instead of a table.")
-    var json = false
-
-    var socketPath: String { socket ?? ProcessInfo.processInfo.environment["SWAPCTL_SOCKET"] ?? "/run/swapgate/control.sock" }
-
-    func client() throws -> ControlClient { try ControlClient(path: socketPath, timeout: timeout) }
-
-    /// Sends the request and prints the answer: as JSON (`--json`) or through `render`.
-    func run<T: Codable>(_ request: ControlRequest, as type: T.Type, render: (T) -> Void) throws {
-        let value = try client().call(request, as: type)
-        if json { printJSON(value) } else { render(value) }
-    }
-}

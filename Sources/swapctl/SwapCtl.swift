@@ -13,8 +13,15 @@ struct SwapCtl: AsyncParsableCommand {
         Exit codes: 0 ok, 1 usage or configuration error (bad options, bad_request), 2 daemon or cabinet \
         unreachable, 3 data error, 4 refused (credential, slot, cabinet, not found).
         """,
-        subcommands: [Status.self, Slots.self, BMS.self, Read.self, Events.self, Queues.self, Usage.self, Entitlements.self,
-                      Audit.self, Unlock.self, Service.self, LocalSwap.self, Config.self, Diagnostics.self, Metrics.self, Direct.self])
+        // Nested the way swift-argument-parser's Examples/math does: each command a type inside SwapCtl (or inside
+        // its group: Usage.List, Config.Check, Direct.Slots…), options shared through @OptionGroup (Options.swift).
+        groupedSubcommands: [
+            CommandGroup(name: "Station (through the daemon)", subcommands: [
+                Status.self, Slots.self, BMS.self, Read.self, Events.self, Queues.self, Usage.self, Entitlements.self, Audit.self]),
+            CommandGroup(name: "Actions (technician credential; audited)", subcommands: [Unlock.self, Service.self, LocalSwap.self]),
+            CommandGroup(name: "Support", subcommands: [Config.self, Diagnostics.self, Metrics.self]),
+            CommandGroup(name: "Daemon stopped", subcommands: [Direct.self]),
+        ])
 }
 
 extension SwapCtl {

@@ -3,13 +3,15 @@ import ControlProtocol
 import Foundation
 import StationDomain
 
-/// The Odoo usage outbox, for technicians: what is queued, what Odoo rejected, and re-sending by hand, through the
-/// running daemon. A station database file is inspected offline with `swapgate store usage list|resend --store FILE`
-/// (the daemon's binary links the store; swapctl does not).
-struct Usage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "The Odoo usage outbox: list queued, rejected and settled records; re-send a rejected one.",
-        subcommands: [UsageList.self, UsageResend.self])
+extension SwapCtl {
+    /// The Odoo usage outbox, for technicians: what is queued, what Odoo rejected, and re-sending by hand, through the
+    /// running daemon. A station database file is inspected offline with `swapgate store usage list|resend --store FILE`
+    /// (the daemon's binary links the store; swapctl does not).
+    struct Usage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The Odoo usage outbox: list queued, rejected and settled records; re-send a rejected one.",
+            subcommands: [List.self, Resend.self])
+    }
 }
 
 /// `--store FILE` moved to `swapgate store usage …`; it is still parsed so that old command lines get a clear answer.
@@ -23,34 +25,36 @@ struct StoreOption: ParsableArguments {
     }
 }
 
-struct UsageList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List usage records, newest first (all states unless --state).")
-    @Option(help: "pending, rejected or settled; all when omitted.") var state: String?
-    @Option(help: "At most this many records.") var limit = 50
-    @OptionGroup var direct: StoreOption
-    @OptionGroup var daemon: DaemonOptions
+extension SwapCtl.Usage {
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List usage records, newest first (all states unless --state).")
+        @Option(help: "pending, rejected or settled; all when omitted.") var state: String?
+        @Option(help: "At most this many records.") var limit = 50
+        @OptionGroup var direct: StoreOption
+        @OptionGroup var daemon: DaemonOptions
 
-    func run() async throws {
-        try direct.refuseIfGiven("list")
-        if let state, UsageState(rawValue: state) == nil { throw ValidationError("--state must be pending, rejected or settled") }
-        var r = ControlRequest(op: "usage")
-        r.state = state; r.limit = limit
-        let items = try daemon.client().call(r, as: [UsageView].self)
-        if daemon.json { printJSON(items) } else { print(usageTable(items)) }
+        func run() async throws {
+            try direct.refuseIfGiven("list")
+            if let state, UsageState(rawValue: state) == nil { throw ValidationError("--state must be pending, rejected or settled") }
+            var r = ControlRequest(op: "usage")
+            r.state = state; r.limit = limit
+            let items = try daemon.client().call(r, as: [UsageView].self)
+            if daemon.json { printJSON(items) } else { print(usageTable(items)) }
+        }
     }
-}
 
-struct UsageResend: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "resend", abstract: "Queue a rejected record again (its idempotency key is kept).")
-    @Argument(help: "The record's idempotency key (the swap id).") var key: String
-    @OptionGroup var direct: StoreOption
-    @OptionGroup var daemon: DaemonOptions
+    struct Resend: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "resend", abstract: "Queue a rejected record again (its idempotency key is kept).")
+        @Argument(help: "The record's idempotency key (the swap id).") var key: String
+        @OptionGroup var direct: StoreOption
+        @OptionGroup var daemon: DaemonOptions
 
-    func run() async throws {
-        try direct.refuseIfGiven("resend \(key)")
-        var r = ControlRequest(op: "usage_resend")
-        r.key = key
-        _ = try daemon.client().call(r, as: UsageView.self)
-        print("\(key): queued again; the daemon sends it with its next pass")
+        func run() async throws {
+            try direct.refuseIfGiven("resend \(key)")
+            var r = ControlRequest(op: "usage_resend")
+            r.key = key
+            _ = try daemon.client().call(r, as: UsageView.self)
+            print("\(key): queued again; the daemon sends it with its next pass")
+        }
     }
 }
