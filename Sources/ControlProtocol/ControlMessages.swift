@@ -78,9 +78,19 @@ public struct StatusView: Codable, Sendable {
     public var acquisition: AcquisitionStatsView
     /// Every cabinet in configured order (several cabinets: `cabinet` then says whether any answers).
     public var cabinets: [CabinetLinkView]? = nil
+    /// Estimated MQTT bytes in the last 24 h by class ("sent" classes and "received" commands; UplinkMeter).
+    public var mqttBytes24h: MQTTBytesView? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
     }
+}
+
+/// Bytes on the MQTT link over the last 24 h: sent by class (events, telemetry, inventory, status, replies) and
+/// received (commands).
+public struct MQTTBytesView: Codable, Sendable {
+    public var sent: [String: Int]
+    public var received: [String: Int]
+    public init(sent: [String: Int], received: [String: Int]) { self.sent = sent; self.received = received }
 }
 
 /// One cabinet of the station: its id, unit, bus, link, safe mode, flags and station slot range.

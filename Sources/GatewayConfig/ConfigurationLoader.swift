@@ -71,6 +71,17 @@ extension GatewayConfiguration {
         c.store.keepAuditDays = r.double("store.keep_audit_days", c.store.keepAuditDays, 1 ... 3650)
 
         c.publishing.telemetryInterval = r.double("publishing.telemetry_interval", c.publishing.telemetryInterval, 1 ... 86_400)
+        c.publishing.telemetryFullInterval = r.double("publishing.telemetry_full_interval", c.publishing.telemetryFullInterval, 1 ... 86_400 * 7)
+        c.publishing.telemetryMode = r.choice("publishing.telemetry_mode", c.publishing.telemetryMode, ["changes", "full"])
+        c.publishing.compactKeys = r.bool("publishing.compact_keys", c.publishing.compactKeys)
+        do {
+            var d = c.publishing.deadbands
+            func band(_ key: String, _ v: inout Double) { v = r.double("publishing.deadbands.\(key)", v, 0 ... 1_000_000) }
+            band("soc", &d.soc); band("soh", &d.soh); band("pack_voltage", &d.packVoltage); band("current", &d.current)
+            band("temperature", &d.temperature); band("cell_voltage", &d.cellVoltage); band("capacity", &d.capacity)
+            band("energy", &d.energy); band("line_voltage", &d.lineVoltage); band("power", &d.power); band("frequency", &d.frequency)
+            c.publishing.deadbands = d
+        }
         c.publishing.inventoryDebounce = r.double("publishing.inventory_debounce", c.publishing.inventoryDebounce, 0 ... 1)
         c.publishing.publishWindow = r.int("publishing.window", c.publishing.publishWindow, 1 ... 1000)
 

@@ -138,6 +138,14 @@ public struct GatewayConfiguration: Sendable {
     }
     public struct Publishing: Sendable {
         public var telemetryInterval = 60.0
+        /// Seconds between `full` telemetry reports (also sent at connection and on rebirth).
+        public var telemetryFullInterval = 900.0
+        /// `changes` (telemetry by exception) or `full` (a full report every interval, the pre-1.1 behaviour).
+        public var telemetryMode = "changes"
+        /// Per-measurement deadbands of `changes` reports (docs/events-and-mqtt.md).
+        public var deadbands = TelemetryDeadbands()
+        /// Compact OVES attribute codes for telemetry keys (docs/events-and-mqtt.md, "Compact keys").
+        public var compactKeys = false
         public var inventoryDebounce = 1.0
         public var publishWindow = 100
     }

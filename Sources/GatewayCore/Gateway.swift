@@ -84,10 +84,14 @@ public final class Gateway: Sendable {
         recorder = EventRecorder(store: store, changes: acquisition.broadcast.subscribe(), wake: wake, health: health,
                                  logger: Self.child(logger, "events"))
         eventPublisher = EventPublisher(store: store, mqtt: mqtt, topics: topics, window: c.publishing.publishWindow,
-                                        wake: wake, health: health, logger: Self.child(logger, "publisher"))
+                                        wake: wake, health: health, logger: Self.child(logger, "publisher"), meter: metrics.traffic)
         stationPublisher = StationPublisher(mqtt: mqtt, connection: mqttService, acquisition: acquisition, topics: topics,
                                             version: GatewayVersion.string, telemetryInterval: c.publishing.telemetryInterval,
-                                            inventoryDebounce: c.publishing.inventoryDebounce, logger: Self.child(logger, "station"))
+                                            inventoryDebounce: c.publishing.inventoryDebounce, logger: Self.child(logger, "station"),
+                                            telemetryFullInterval: c.publishing.telemetryFullInterval,
+                                            telemetry: TelemetryReporter(mode: TelemetryReporter.Mode(rawValue: c.publishing.telemetryMode) ?? .changes,
+                                                                         deadbands: c.publishing.deadbands, compactKeys: c.publishing.compactKeys),
+                                            meter: metrics.traffic)
 
         var settings = SwapCoordinator.Settings(stationID: c.station.id, networkCode: c.station.networkCode, outletCode: c.station.outletCode)
         settings.timeouts = SwapTimeouts(returnTimeout: c.swaps.returnTimeout, pickupTimeout: c.swaps.pickupTimeout)

@@ -37,6 +37,11 @@ extension SwapCtl {
                               + (c.flags.isEmpty ? "" : ", flags \(c.flags.joined(separator: ","))") + (c.up ? "" : (c.lastError.map { "  (\($0))" } ?? "")))
                     }
                 }
+                if let b = s.mqttBytes24h {
+                    // The last 24 h of MQTT traffic (estimated PUBLISH packets), per class.
+                    let sent = ["events", "telemetry", "inventory", "status", "replies"].map { "\($0) \(b.sent[$0] ?? 0)" }.joined(separator: ", ")
+                    print("mqtt 24h      sent \(b.sent.values.reduce(0, +)) B (\(sent)); received commands \(b.received["commands"] ?? 0) B")
+                }
                 print(s.alarms.isEmpty ? "alarms        none" : "alarms        " + s.alarms.joined(separator: "\n              "))
             }
         }

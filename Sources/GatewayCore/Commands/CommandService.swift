@@ -63,6 +63,7 @@ public final class CommandService: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await message in messages {
+                        self.metrics.traffic.countReceived(message)
                         if message.topic == syncTopic { await self.enqueueSync(message, lane: syncLane) } else { await self.handleReleasing(message) }
                     }
                     syncLane.finish()
@@ -324,7 +325,7 @@ public final class CommandService: Service, Sendable {
     private func send(requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?, to command: MQTTMessage,
                       honourResponseTopic: Bool) async {
         let payload = Replies.reply(requestID: requestID, ok: ok, code: code, message: message, data: data, now: Date())
-        do { try await mqtt.publish(topic: topics.reply, payload: payload, qos: 1, retain: false) } catch {
+        do { try await mqtt.publish(.replies, meter: metrics.traffic, topic: topics.reply, payload: payload, qos: 1, retain: false) } catch {
             logger.warning("reply not published", metadata: ["error": "\(error)", "request_id": "\(requestID ?? "-")"])
         }
         guard let rt = command.responseTopic else { return }
@@ -337,7 +338,7 @@ public final class CommandService: Service, Sendable {
                            metadata: ["response_topic": "\(String(rt.prefix(200)).debugDescription)", "request_id": "\(requestID ?? "-")"])
             return
         }
-        try? await mqtt.publish(topic: rt, payload: payload, qos: 1, retain: false,
+        try? await mqtt.publish(.replies, meter: metrics.traffic, topic: rt, payload: payload, qos: 1, retain: false,
                                 properties: MQTTPublishProperties(responseTopic: nil, correlationData: command.correlationData))
     }
 }

@@ -152,6 +152,12 @@ public struct ControlHandler: Sendable {
             acquisition: AcquisitionStatsView(cycles: stats.cycles, failedCycles: stats.failedCycles, requests: stats.requests,
                                               busErrors: stats.busErrors, reboots: stats.reboots, commands: stats.commands, lastError: stats.lastError))
         view.cabinets = cabinets
+        var sent: [String: Int] = [:], received: [String: Int] = [:]
+        let day = metrics.traffic.last24h()
+        for c in UplinkMeter.Class.allCases {
+            if c == .commands { received[c.rawValue] = day["received|\(c.rawValue)"] ?? 0 } else { sent[c.rawValue] = day["sent|\(c.rawValue)"] ?? 0 }
+        }
+        view.mqttBytes24h = MQTTBytesView(sent: sent, received: received)
         return view
     }
 

@@ -72,8 +72,17 @@ public enum Payloads {
          "out_of_service": inv.outOfService, "unknown": inv.unknown, "ready_by_family": inv.readyByFamily]
     }
 
+    /// Today's whole telemetry body with its envelope (no `kind`/`tseq`; the daemon sends TelemetryReporter's messages).
     public static func telemetry(_ snap: StationSnapshot, quarantined: [Int: [QuarantineReason]], stationID: String, now: Date) -> [UInt8] {
-        var o: JSONObject = ["v": 1, "station_id": stationID, "ts": Timestamp.rfc3339(now), "cabinet_stale": snap.cabinetStale]
+        var o = telemetryBody(snap, quarantined: quarantined)
+        o["v"] = 1; o["station_id"] = stationID; o["ts"] = Timestamp.rfc3339(now)
+        return JSON.encode(o)
+    }
+
+    /// Every slot and BMS field, the cabinet block(s) and the meter, without the envelope (TelemetryReporter adds
+    /// `v`, `station_id`, `ts`, `kind`, `tseq` and reports either all of it or what moved).
+    public static func telemetryBody(_ snap: StationSnapshot, quarantined: [Int: [QuarantineReason]]) -> JSONObject {
+        var o: JSONObject = ["cabinet_stale": snap.cabinetStale]
         if let c = snap.cabinet { o["cabinet"] = cabinetBlock(c) }
         if !snap.cabinets.isEmpty {
             // Every cabinet in configured order, with its id, unit, stale flag and station slot range.
@@ -92,7 +101,7 @@ public enum Payloads {
             o["meter"] = NSNull()
         }
         o["slots"] = snap.slots.map { slot(_: $0, quarantine: quarantined[$0.number]) }
-        return JSON.encode(o)
+        return o
     }
 
     static func cabinetBlock(_ c: CabinetInfo) -> JSONObject {

@@ -15,12 +15,13 @@ public actor EventPublisher: Service {
     private let wake: Wakeup
     private let health: GatewayHealth
     private let logger: Logger
+    private let meter: UplinkMeter?
     public private(set) var published = 0
 
     public init(store: StationStore, mqtt: MQTTClient, topics: Topics, window: Int, wake: Wakeup,
-                health: GatewayHealth, logger: Logger) {
+                health: GatewayHealth, logger: Logger, meter: UplinkMeter? = nil) {
         self.store = store; self.mqtt = mqtt; self.topics = topics; self.window = max(1, window)
-        self.wake = wake; self.health = health; self.logger = logger
+        self.wake = wake; self.health = health; self.logger = logger; self.meter = meter
     }
 
     /// The highest seq handed to the broker in this link's lifetime; the next batch continues after it.
@@ -82,7 +83,7 @@ public actor EventPublisher: Service {
                     acked.append(first.seq)
                 }
                 let payload = Payloads.event(e, stationID: topics.stationID)
-                inflight.append((e.seq, try mqtt.send(topic: topics.event(e.type), payload: payload, qos: 1, retain: false)))
+                inflight.append((e.seq, try mqtt.send(.events, meter: meter, topic: topics.event(e.type), payload: payload, qos: 1, retain: false)))
                 cursor = e.seq
             }
             if health.state.lastPublishError != nil { health.update { $0.lastPublishError = nil } }

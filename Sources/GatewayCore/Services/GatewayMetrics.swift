@@ -17,6 +17,8 @@ public final class GatewayMetrics: Sendable {
     }
     static let bounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
     private let box = Locked(State())
+    /// Bytes on the MQTT link per direction and class (UplinkMeter), counted at the gateway's publish call sites.
+    public let traffic = UplinkMeter()
     public init() {}
 
     public func countSwap(outcome: String) { box.withLock { $0.swaps[outcome, default: 0] += 1 } }
@@ -61,6 +63,13 @@ public final class GatewayMetrics: Sendable {
         out += "# HELP swapgate_decision_seconds Swap decision latency (request received to reply built).\n# TYPE swapgate_decision_seconds histogram\n"
         for (i, b) in Self.bounds.enumerated() { out += "swapgate_decision_seconds_bucket{le=\"\(b)\"} \(s.decisionBuckets[i])\n" }
         out += "swapgate_decision_seconds_bucket{le=\"+Inf\"} \(s.decisionCount)\nswapgate_decision_seconds_sum \(s.decisionSum)\nswapgate_decision_seconds_count \(s.decisionCount)\n"
+        out += "# HELP swapgate_mqtt_bytes_total Estimated MQTT bytes (PUBLISH packets: payload, topic, headers) by direction and class.\n# TYPE swapgate_mqtt_bytes_total counter\n"
+        let totals = traffic.totals
+        for d in UplinkMeter.Direction.allCases {
+            for c in UplinkMeter.Class.allCases where (d == .received) == (c == .commands) {
+                out += "swapgate_mqtt_bytes_total{direction=\"\(d.rawValue)\",class=\"\(c.rawValue)\"} \(totals["\(d.rawValue)|\(c.rawValue)"] ?? 0)\n"
+            }
+        }
         return out
     }
 }

@@ -7,7 +7,8 @@ import StationDomain
 
 /// Publishes what describes the station as a whole: the retained `status` (online on every connect,
 /// offline explicitly at clean shutdown; the broker's will covers the rest), the retained `inventory`
-/// on change (debounced) and after every connect, and `telemetry` every interval.
+/// on change (debounced) and after every connect, and `telemetry` by exception (TelemetryReporter): `full` at each
+/// connection, on `fullReportNow()` (rebirth) and every full interval, `changes` every interval when something moved.
 public actor StationPublisher: Service {
     private let mqtt: MQTTClient
     private let connection: MQTTService
@@ -21,15 +22,24 @@ public actor StationPublisher: Service {
     private var lastCabinetState: String?
     private var inventoryDue: ContinuousClock.Instant?
     private var telemetryDue = ContinuousClock.now
+    private let telemetryFullInterval: Double
+    private var fullDue: ContinuousClock.Instant? = ContinuousClock.now
+    private var reporter: TelemetryReporter
+    private let meter: UplinkMeter?
     public private(set) var telemetrySent = 0
     public private(set) var inventorySent = 0
 
     public init(mqtt: MQTTClient, connection: MQTTService, acquisition: StationAcquisition, topics: Topics, version: String,
-                telemetryInterval: Double, inventoryDebounce: Double, logger: Logger) {
+                telemetryInterval: Double, inventoryDebounce: Double, logger: Logger,
+                telemetryFullInterval: Double = 900, telemetry: TelemetryReporter = TelemetryReporter(), meter: UplinkMeter? = nil) {
         self.mqtt = mqtt; self.connection = connection; self.acquisition = acquisition; self.topics = topics
         self.version = version; self.telemetryInterval = telemetryInterval; self.inventoryDebounce = inventoryDebounce
         self.logger = logger
+        self.telemetryFullInterval = telemetryFullInterval; self.reporter = telemetry; self.meter = meter
     }
+
+    /// A `full` telemetry report at the next tick (rebirth); the `changes` that follow compare against it.
+    public func fullReportNow() { fullDue = ContinuousClock.now }
 
     public static func willPayload(stationID: String, version: String) -> [UInt8] {
         Payloads.status(online: false, stationID: stationID, version: version, cabinet: nil, now: Date())
@@ -53,6 +63,8 @@ public actor StationPublisher: Service {
 
     private func onConnected() async {
         lastInventory = nil   // force a fresh retained inventory after every (re)connect
+        reporter.newSession()   // tseq starts again at 1, and the first report is full
+        fullDue = ContinuousClock.now
         await publishStatus()
         inventoryDue = ContinuousClock.now
     }
@@ -70,9 +82,14 @@ public actor StationPublisher: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let now = ContinuousClock.now
             if let due = inventoryDue, now >= due { await publishInventory() }
-            if now >= telemetryDue {
+            if let due = fullDue, now >= due {
+                if await publishTelemetry(full: true) {
+                    fullDue = now.advanced(by: .milliseconds(Int64(telemetryFullInterval * 1000)))
+                    telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
+                }
+            } else if now >= telemetryDue {
                 telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
-                await publishTelemetry()
+                await publishTelemetry(full: reporter.mode == .full || reporter.needsFull)
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
@@ -107,7 +124,7 @@ public actor StationPublisher: Service {
         let each = cabinetStates(snap)
         let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, cabinets: each, now: Date())
         do {
-            try await mqtt.publish(topic: topics.status, payload: payload, qos: 1, retain: true)
+            try await mqtt.publish(.status, meter: meter, topic: topics.status, payload: payload, qos: 1, retain: true)
             lastCabinetState = state + "\(each ?? [:])"
         } catch { logger.info("status not published", metadata: ["error": "\(error)"]) }
     }
@@ -117,7 +134,7 @@ public actor StationPublisher: Service {
         inventoryDue = nil
         guard inv != lastInventory else { return }
         do {
-            try await mqtt.publish(topic: topics.inventory, payload: Payloads.inventory(inv, stationID: topics.stationID,
+            try await mqtt.publish(.inventory, meter: meter, topic: topics.inventory, payload: Payloads.inventory(inv, stationID: topics.stationID,
                                                                                          cabinetOrder: acquisition.cabinets.map(\.configuration.cabinetID), now: Date()),
                                    qos: 1, retain: true)
             lastInventory = inv
@@ -128,15 +145,23 @@ public actor StationPublisher: Service {
         }
     }
 
-    private func publishTelemetry() async {
-        guard mqtt.isConnected else { return }
+    /// Sends a `full` report, or the `changes` since the last report (nothing when nothing moved). Returns whether
+    /// a full report went out (false: not connected or nothing read yet; the tick tries again).
+    @discardableResult
+    private func publishTelemetry(full: Bool) async -> Bool {
+        guard mqtt.isConnected else { return false }
         let snap = acquisition.snapshot
-        guard snap.cabinet != nil else { return }
-        let payload = Payloads.telemetry(snap, quarantined: await acquisition.quarantined, stationID: topics.stationID, now: Date())
+        guard snap.cabinet != nil else { return false }
+        let body = Payloads.telemetryBody(snap, quarantined: await acquisition.quarantined)
+        let session: Int? = nil   // the status session number, once MQTTClient provides it
+        let payload = full ? reporter.full(body, stationID: topics.stationID, session: session, now: Date())
+                           : reporter.changes(body, stationID: topics.stationID, session: session, now: Date())
+        guard let payload else { return false }
         do {
-            try await mqtt.publish(topic: topics.telemetry, payload: payload, qos: 0, retain: false)
+            try await mqtt.publish(.telemetry, meter: meter, topic: topics.telemetry, payload: payload, qos: 0, retain: false)
             telemetrySent += 1
         } catch { logger.debug("telemetry not published", metadata: ["error": "\(error)"]) }
+        return full
     }
 
     private func publishOffline() async {
