@@ -208,6 +208,8 @@ public struct CommandVerifier: Sendable {
         switch name {
         case .ping:
             return .ping
+        case .rebirth:
+            return .rebirth
         case .swap:
             let customerID = try requiredID(c.customerID, "customer_id")
             let planInstanceID = try optionalID(c.planInstanceID, "plan_instance_id")

@@ -26,6 +26,8 @@ public struct CommandPolicy: Sendable {
 /// The last topic level of `cmd/V01/BSS/{sid}/<name>`.
 public enum CommandName: String, Sendable, CaseIterable {
     case swap, unlock, slot, entitlements, ping
+    /// Contract 1.1: republish status, inventory and a full telemetry report now (no body).
+    case rebirth
 }
 
 /// Reply codes of refusals (abs-mqtt.md "Replies"; `need_snapshot` from entitlements.md).
@@ -76,10 +78,11 @@ public enum CommandBody: Sendable, Equatable {
     /// `countedThroughSeq`: contract 1.1's acknowledgement (the highest event seq of this station
     /// that ABS's records count); nil when the message has none (it then acknowledges nothing).
     case entitlementSnapshot(version: Int64, entitlements: [Entitlement], countedThroughSeq: Int64?)
-    case entitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String], countedThroughSeq: Int64?)
-    case ping
     /// One part of a snapshot sent in parts (contract 1.1): staged until all `parts` of its `snapshotID` arrived.
     case entitlementSnapshotPart(EntitlementSnapshotPart)
+    case entitlementDelta(baseVersion: Int64, version: Int64, upsert: [Entitlement], remove: [String], countedThroughSeq: Int64?)
+    case ping
+    case rebirth
 
     public var name: CommandName {
         switch self {
@@ -88,14 +91,11 @@ public enum CommandBody: Sendable, Equatable {
         case .slot: return .slot
         case .entitlementSnapshot, .entitlementSnapshotPart, .entitlementDelta: return .entitlements
         case .ping: return .ping
+        case .rebirth: return .rebirth
         }
     }
 }
 
-public struct VerifiedCommand: Sendable, Equatable {
-    public let header: CommandHeader
-    public let body: CommandBody
-    /// False only when the policy allows unsigned commands and this one carried no signature.
 /// One part of an entitlement snapshot in parts (abs-mqtt.md "Large commands over a thin link"): `part` of
 /// `parts` of the snapshot `snapshotID`, with a slice of its records. `version` and `countedThroughSeq` are
 /// the snapshot's: every part of one `snapshotID` must carry the same (the store checks across parts).
@@ -115,6 +115,10 @@ public struct EntitlementSnapshotPart: Sendable, Equatable {
     }
 }
 
+public struct VerifiedCommand: Sendable, Equatable {
+    public let header: CommandHeader
+    public let body: CommandBody
+    /// False only when the policy allows unsigned commands and this one carried no signature.
     public let signed: Bool
 
     public init(header: CommandHeader, body: CommandBody, signed: Bool) {
@@ -135,12 +139,12 @@ public enum CommandLimits {
     public static let maxIDBytes = 256
     /// Free text (unlock reason): 1…1024 bytes, not blank, no control characters.
     public static let maxTextBytes = 1024
+    /// The most parts of one entitlement snapshot (a 100 000-record snapshot in parts of 10 records).
+    public static let maxSnapshotParts = 10_000
 }
 
 enum Validation {
     static func isPrintableASCII(_ s: String, maxLength: Int) -> Bool {
-    /// The most parts of one entitlement snapshot (a 100 000-record snapshot in parts of 10 records).
-    public static let maxSnapshotParts = 10_000
         let u = s.utf8
         return !u.isEmpty && u.count <= maxLength && u.allSatisfy { $0 >= 0x20 && $0 <= 0x7E }
     }

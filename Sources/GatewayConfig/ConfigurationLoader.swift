@@ -43,6 +43,23 @@ extension GatewayConfiguration {
 
         c.mqtt.host = r.string("mqtt.host", c.mqtt.host)
         c.mqtt.port = r.int("mqtt.port", c.mqtt.port, 1 ... 65535)
+        if let list = r.raw("mqtt.hosts") {
+            if let items = list as? [Any], !items.isEmpty {
+                for (i, item) in items.enumerated() {
+                    if let text = item as? String, let address = GatewayConfiguration.BrokerAddress(parsing: text) {
+                        if c.mqtt.hosts.contains(address) { r.errors.append(ConfigurationError("mqtt.hosts[\(i)]", "\(text) is listed twice")) }
+                        else { c.mqtt.hosts.append(address) }
+                    } else {
+                        r.errors.append(ConfigurationError("mqtt.hosts[\(i)]", "must be \"host:port\" (IPv6 in brackets: \"[::1]:1883\"), got \(item)"))
+                    }
+                }
+            } else {
+                r.errors.append(ConfigurationError("mqtt.hosts", "must be a non-empty list of \"host:port\" strings"))
+            }
+            if r.raw("mqtt.host") != nil || r.raw("mqtt.port") != nil {
+                r.errors.append(ConfigurationError("mqtt.hosts", "give either mqtt.hosts or mqtt.host/mqtt.port, not both"))
+            }
+        }
         c.mqtt.clientID = r.string("mqtt.client_id", c.mqtt.clientID)
         c.mqtt.protocolVersion = r.choice("mqtt.protocol", c.mqtt.protocolVersion, ["auto", "5", "3.1.1"])
         c.mqtt.keepAlive = r.int("mqtt.keepalive", c.mqtt.keepAlive, 5 ... 3600)
@@ -266,7 +283,7 @@ extension GatewayConfiguration {
             let c = try load(path: path)
             let cabs = c.cabinets.count == 1 ? "cabinet \(c.acquisition.transport)"
                 : "cabinets " + c.cabinets.map { "\($0.id)@\(busKey($0))#\($0.unit)" }.joined(separator: " ")
-            return (true, "\(path): ok (station \(c.station.id), \(cabs), broker \(c.mqtt.host):\(c.mqtt.port))")
+            return (true, "\(path): ok (station \(c.station.id), \(cabs), broker \(c.mqttAddresses.map(\.description).joined(separator: " ")))")
         } catch {
             return (false, "\(path): \(error)")
         }

@@ -109,6 +109,8 @@ public struct GatewayConfiguration: Sendable {
     public struct MQTT: Sendable {
         public var host = "127.0.0.1"
         public var port = 1883
+        /// `mqtt.hosts`: a broker cluster's addresses, tried in turn (empty: `host`:`port` alone).
+        public var hosts: [BrokerAddress] = []
         public var clientID = ""                  // default: "swapgate-<station id>"
         public var protocolVersion = "auto"        // auto (5, else 3.1.1) | 5 | 3.1.1
         public var keepAlive = 30
@@ -129,6 +131,35 @@ public struct GatewayConfiguration: Sendable {
         /// Payload bytes received commands may hold in memory while they wait (adapter queue, entitlement lane).
         public var maxQueuedBytes = 64 * 1024 * 1024
     }
+    /// One `mqtt.hosts` entry: `"host:port"`, an IPv6 address in brackets (`"[::1]:1883"`).
+    public struct BrokerAddress: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) { self.host = host; self.port = port }
+
+        /// Nil when malformed: no port, a port outside 1…65535, an empty host, an unbracketed IPv6 address.
+        public init?(parsing text: String) {
+            let host: Substring, portText: Substring
+            if text.hasPrefix("[") {
+                guard let close = text.firstIndex(of: "]") else { return nil }
+                host = text[text.index(after: text.startIndex)..<close]
+                let rest = text[text.index(after: close)...]
+                guard rest.hasPrefix(":"), host.contains(":") else { return nil }
+                portText = rest.dropFirst()
+            } else {
+                guard let colon = text.lastIndex(of: ":") else { return nil }
+                host = text[..<colon]
+                portText = text[text.index(after: colon)...]
+                if host.contains(":") { return nil }
+            }
+            guard !host.isEmpty, !host.contains(where: { $0 == " " || $0 == "\0" || $0 == "[" || $0 == "]" || $0 == "/" }),
+                  portText.allSatisfy(\.isASCII), let port = Int(portText), (1...65535).contains(port) else { return nil }
+            self.host = String(host); self.port = port
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
     public struct Store: Sendable {
         public var path = "/var/lib/swapgate/station.sqlite"
         public var keepSentDays = 7.0
@@ -202,6 +233,8 @@ public struct GatewayConfiguration: Sendable {
                       quarantineTemperature: batteries.quarantineTemp, releaseTemperature: batteries.releaseTemp)
     }
 
+    /// The broker addresses the daemon cycles through: `mqtt.hosts`, or `mqtt.host`:`mqtt.port`.
+    public var mqttAddresses: [BrokerAddress] { mqtt.hosts.isEmpty ? [BrokerAddress(host: mqtt.host, port: mqtt.port)] : mqtt.hosts }
     public var mqttClientID: String { mqtt.clientID.isEmpty ? "swapgate-\(station.id)" : mqtt.clientID }
 }
 

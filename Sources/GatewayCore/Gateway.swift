@@ -56,7 +56,8 @@ public final class Gateway: Sendable {
         acquisition = StationAcquisition(configurations: c.acquisitions, seed: seed,
                                          logger: Self.child(logger, "acquisition"))
 
-        var m = MQTTConfiguration(host: c.mqtt.host, port: c.mqtt.port, clientID: c.mqttClientID)
+        // mqtt.hosts: the nodes of a broker cluster, tried in turn (docs/mqtt-adapter.md "Several brokers").
+        var m = MQTTConfiguration(addresses: c.mqttAddresses.map { MQTTBrokerAddress(host: $0.host, port: $0.port) }, clientID: c.mqttClientID)
         m.cleanSession = false
         m.keepAliveSeconds = c.mqtt.keepAlive
         m.protocolVersion = c.mqtt.protocolVersion == "5" ? .v5 : c.mqtt.protocolVersion == "3.1.1" ? .v311 : .auto
@@ -72,12 +73,17 @@ public final class Gateway: Sendable {
             m.tls = MQTTTLSConfiguration(caFile: c.mqtt.caFile, certFile: c.mqtt.certFile, keyFile: c.mqtt.keyFile,
                                          insecureSkipVerify: c.mqtt.tlsInsecure)
         }
-        m.will = MQTTWill(topic: topics.status, payload: StationPublisher.willPayload(stationID: c.station.id, version: GatewayVersion.string),
-                          qos: 1, retain: true)
         m.maxInflight = c.mqtt.maxInflight
         m.reconnectDelayMin = c.mqtt.reconnectDelayMin
         m.reconnectDelayMax = c.mqtt.reconnectDelayMax
-        mqtt = try MQTTClient(configuration: m)
+        // Birth/death sessions (contract 1.1): a number kept in the store's meta, raised before every CONNECT; the
+        // will registered for that connection carries it (so does the birth StationPublisher sends on connect).
+        let sessionCounter = try await MQTTSessionCounter(store: store, logger: Self.child(logger, "mqtt"))
+        let (stationID, statusTopic) = (c.station.id, topics.status)
+        mqtt = try MQTTClient(configuration: m, sessions: MQTTSessionHooks(nextSession: { try sessionCounter.next() }, will: { n in
+            MQTTWill(topic: statusTopic, payload: StationPublisher.willPayload(stationID: stationID, version: GatewayVersion.string, session: n),
+                     qos: 1, retain: true)
+        }))
         mqttService = MQTTService(client: mqtt, health: health, logger: Self.child(logger, "mqtt"))
 
         let wake = Wakeup()
@@ -105,6 +111,7 @@ public final class Gateway: Sendable {
         var policy = CommandPolicy()
         policy.allowUnsigned = c.abs.allowUnsigned
         policy.maxClockSkew = c.abs.maxClockSkew
+        policy.maxInflatedBytes = c.abs.maxInflatedBytes
         policy.stationID = c.station.id   // a command naming another station is refused
         let verifier = CommandVerifier(keys: try KeyRing(keys: c.abs.publicKeys), policy: policy)
         if !c.odoo.baseURL.isEmpty, let key = c.odoo.apiKey {
@@ -115,7 +122,6 @@ public final class Gateway: Sendable {
             o.maxConcurrentRequests = c.odoo.maxInFlight
             forwarder = UsageForwarder(store: store, client: try OdooClient(configuration: o), maxInFlight: c.odoo.maxInFlight,
                                        backoff: Backoff(base: c.odoo.backoffBase, cap: c.odoo.backoffCap, credentialsDelay: c.odoo.credentialsDelay),
-        policy.maxInflatedBytes = c.abs.maxInflatedBytes
                                        recorder: recorder, health: health, metrics: metrics, logger: Self.child(logger, "odoo"))
         } else {
             forwarder = nil
@@ -123,7 +129,7 @@ public final class Gateway: Sendable {
         commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
                                   acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
                                   maxQueuedBytes: c.mqtt.maxQueuedBytes,
-                                  logger: Self.child(logger, "commands"))
+                                  logger: Self.child(logger, "commands"), rebirth: { [stationPublisher] in await stationPublisher.rebirth() })
         control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
                                  store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
                                  health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"))
@@ -145,7 +151,7 @@ public final class Gateway: Sendable {
         ])])
         logger.notice("swapgate starting", metadata: [
             "station": "\(configuration.station.id)", "cabinets": "\(configuration.cabinets.map { "\($0.id)@\(GatewayConfiguration.busKey($0))#\($0.unit)" }.joined(separator: " "))",
-            "broker": "\(configuration.mqtt.host):\(configuration.mqtt.port)", "store": "\(configuration.store.path)",
+            "broker": "\(configuration.mqttAddresses.map(\.description).joined(separator: " "))", "store": "\(configuration.store.path)",
             "version": "\(GatewayVersion.string)",
         ])
 

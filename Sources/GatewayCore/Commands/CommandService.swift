@@ -25,10 +25,13 @@ public final class CommandService: Service, Sendable {
     private let version: String
     /// Payload bytes the entitlement lane holds before only commands that verify may still wait in it.
     private let maxQueuedBytes: Int
+    /// `rebirth`: republishes status, inventory and a full telemetry report (StationPublisher.rebirth).
+    private let rebirth: (@Sendable () async -> Void)?
 
     public init(mqtt: MQTTClient, topics: Topics, verifier: CommandVerifier, store: StationStore, coordinator: SwapCoordinator,
                 acquisition: StationAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String,
-                maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger) {
+                maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger, rebirth: (@Sendable () async -> Void)? = nil) {
+        self.rebirth = rebirth
         self.mqtt = mqtt; self.topics = topics; self.verifier = verifier; self.store = store; self.coordinator = coordinator
         self.acquisition = acquisition; self.recorder = recorder; self.metrics = metrics; self.version = version; self.logger = logger
         self.maxQueuedBytes = maxQueuedBytes
@@ -172,6 +175,10 @@ public final class CommandService: Service, Sendable {
         switch command.body {
         case let .swap(customerID, planInstanceID, channel):
             return await coordinator.request(header: command.header, customerID: customerID, planInstanceID: planInstanceID, channel: channel)
+        case .rebirth:
+            guard let rebirth else { return .init(ok: false, code: "station_busy", message: "rebirth is not wired in this gateway", data: nil) }
+            await rebirth()
+            return .init(ok: true, code: nil, message: nil, data: nil)
         case .ping:
             let snap = acquisition.snapshot
             return .init(ok: true, code: nil, message: nil, data: [
@@ -193,6 +200,8 @@ public final class CommandService: Service, Sendable {
                 logger.error("entitlement snapshot not applied", metadata: ["error": "\(error)"])
                 return .init(ok: false, code: "station_busy", message: "snapshot not applied: storage error", data: nil)
             }
+        case let .entitlementSnapshotPart(p):
+            return await stageSnapshotPart(p, header: command.header, now: now)
         case let .entitlementDelta(base, version, upsert, remove, countedThroughSeq):
             do {
                 switch try await store.applyEntitlementDelta(baseVersion: base, version: version, upsert: upsert, remove: remove,
@@ -201,8 +210,6 @@ public final class CommandService: Service, Sendable {
                 case .applied:
                     await recorder.record([ContractEvent("entitlements.applied", ["kind": "delta", "version": version, "count": upsert.count + remove.count])])
                     return .init(ok: true, code: nil, message: nil, data: ["version": version])
-        case let .entitlementSnapshotPart(p):
-            return await stageSnapshotPart(p, header: command.header, now: now)
                 case .alreadyApplied:
                     return .init(ok: true, code: nil, message: "delta \(version) already applied", data: ["version": version])
                 case let .needSnapshot(current):
@@ -216,14 +223,6 @@ public final class CommandService: Service, Sendable {
         }
     }
 
-    /// Station-wide slot numbers (abs-mqtt.md, "Several cabinets"): 1…the station's slot count.
-    private func checkSlot(_ slot: Int) -> SwapCoordinator.Reply? {
-        let count = acquisition.snapshot.slotCount
-        guard slot >= 1, slot <= count, acquisition.locate(slot) != nil else {
-            return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil)
-        }
-        return nil
-    }
     /// One part of a snapshot in parts (contract 1.1): staged durably; the snapshot swaps in when its last part
     /// arrives. Reply data: `snapshot_id`, `part`, `parts`, `parts_missing` (how many parts have not arrived) and
     /// `first_missing` (the lowest missing part numbers, at most 20), so ABS knows what to send again.
@@ -267,6 +266,14 @@ public final class CommandService: Service, Sendable {
         }
     }
 
+    /// Station-wide slot numbers (abs-mqtt.md, "Several cabinets"): 1…the station's slot count.
+    private func checkSlot(_ slot: Int) -> SwapCoordinator.Reply? {
+        let count = acquisition.snapshot.slotCount
+        guard slot >= 1, slot <= count, acquisition.locate(slot) != nil else {
+            return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil)
+        }
+        return nil
+    }
 
     /// The reply data of a slot command: the station-wide slot and, with several cabinets, its cabinet.
     private func slotData(_ slot: Int) -> [String: any Sendable] {

@@ -45,8 +45,10 @@ public enum Payloads {
     /// so ABS sees a station whose gateway is up but whose cabinet is not (docs/mqtt.md).
     /// `cabinets`: with several cabinets, each one's state by id (`cabinet` is then the best of them).
     public static func status(online: Bool, stationID: String, version: String, cabinet: String?,
-                              cabinets: [String: String]? = nil, now: Date) -> [UInt8] {
+                              cabinets: [String: String]? = nil, session: UInt64? = nil, now: Date) -> [UInt8] {
         var o: JSONObject = ["v": 1, "station_id": stationID, "online": online, "ts": Timestamp.rfc3339(now), "version": version]
+        // Contract 1.1 "Birth, death and resync": the MQTT connection's number (the will of that connection carries it too).
+        if let session { o["session"] = Int(clamping: session) }
         if let cabinet { o["cabinet"] = cabinet }
         if let cabinets { o["cabinets"] = cabinets }
         return JSON.encode(o)

@@ -41,8 +41,17 @@ public actor StationPublisher: Service {
     /// A `full` telemetry report at the next tick (rebirth); the `changes` that follow compare against it.
     public func fullReportNow() { fullDue = ContinuousClock.now }
 
-    public static func willPayload(stationID: String, version: String) -> [UInt8] {
-        Payloads.status(online: false, stationID: stationID, version: version, cabinet: nil, now: Date())
+    /// The will of the connection numbered `session` (registered before its CONNECT).
+    public static func willPayload(stationID: String, version: String, session: UInt64? = nil) -> [UInt8] {
+        Payloads.status(online: false, stationID: stationID, version: version, cabinet: nil, session: session, now: Date())
+    }
+
+    /// `rebirth` (contract 1.1): status, inventory and a full telemetry report now, whatever was sent before.
+    public func rebirth() async {
+        await publishStatus()
+        lastInventory = nil
+        await publishInventory()
+        fullReportNow()   // the tick sends it within 100 ms
     }
 
     public func run() async throws {
@@ -122,7 +131,8 @@ public actor StationPublisher: Service {
         let snap = acquisition.snapshot
         let state = cabinetState(snap)
         let each = cabinetStates(snap)
-        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, cabinets: each, now: Date())
+        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, cabinets: each,
+                                      session: mqtt.session, now: Date())
         do {
             try await mqtt.publish(.status, meter: meter, topic: topics.status, payload: payload, qos: 1, retain: true)
             lastCabinetState = state + "\(each ?? [:])"
@@ -166,7 +176,7 @@ public actor StationPublisher: Service {
 
     private func publishOffline() async {
         guard mqtt.isConnected else { return }
-        let payload = Payloads.status(online: false, stationID: topics.stationID, version: version, cabinet: nil, now: Date())
+        let payload = Payloads.status(online: false, stationID: topics.stationID, version: version, cabinet: nil, session: mqtt.session, now: Date())
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.mqtt.publish(topic: self.topics.status, payload: payload, qos: 1, retain: true) }
