@@ -2,18 +2,22 @@
 // swapgate — the edge gateway of an OVES battery swap station.
 //
 // Folder map (see README.md, "Architecture"):
-//   Sources/CModbus, Sources/CMosquitto   C system libraries, nothing else
+//   Sources/CModbus, CMosquitto, CZlib    C system libraries, nothing else
 //   Sources/ModbusLink                    the only Swift that touches libmodbus
 //   Sources/MQTTLink                      the only Swift that touches libmosquitto
 //   Sources/StationSupport                shared utilities, no dependencies: Mutex-based Locked, Wakeup, ReadyFlag,
 //                                         system-call wrapper, Unix socket address (sd_notify), disk reserve, RFC 3339
 //   Sources/StationDomain                 pure station domain: map, slots, batteries, rules
 //   Sources/Acquisition                   the bus owner: polls the cabinet, keeps the live model
-//   Sources/StationStore                  SQLite (GRDB): event log and, later, swaps/entitlements
+//   Sources/StationStore                  SQLite (GRDB): event log, entitlements, swaps, Odoo outbox, audit
+//   Sources/ABSProtocol, OdooLink         ABS's signed command contract; Odoo's usage endpoint over HTTP
 //   Sources/GatewayConfig                 the configuration model and its YAML loader/checker (daemon and swapctl)
 //   Sources/ControlProtocol               the local control API's wire types and JSON coders (daemon and swapctl)
-//   Sources/GatewayCore                   services wiring the above into the daemon
-//   Sources/swapgate, swapctl, swapbench  executables
+//   Sources/GatewayCore                   the daemon's services (Commands, Swaps, Events, MQTT, Telemetry, Services,
+//                                         Control: the control API's server, Monitoring: health, metrics, logs)
+//   Sources/swapgate                      the daemon's executable (run, check-config, store usage … on a file)
+//   Sources/swapctl                       the technicians' CLI: ControlProtocol + GatewayConfig + the bus, no GatewayCore
+//   Sources/swapbench                     benchmarks
 //   firmware-sim/                         the simulated cabinet controller (station-sim)
 import PackageDescription
 
