@@ -46,8 +46,11 @@ public struct CommandVerifier: Sendable {
         // The command JSON.
         let parsed: ParsedCommand
         do {
-            parsed = try commandBytes.withUnsafeBufferPointer { buf throws(JSONSyntaxError) in
-                try ParsedCommand.parse(buf, name: name)
+            switch commandBytes {
+            case .plain(let bytes):
+                parsed = try bytes.withUnsafeBufferPointer { buf throws(JSONSyntaxError) in try ParsedCommand.parse(buf, name: name) }
+            case .inflated(let bytes):
+                parsed = try bytes.withBuffer { buf throws(JSONSyntaxError) in try ParsedCommand.parse(buf, name: name) }
             }
         } catch {
             throw malformed(error.message)
@@ -66,7 +69,13 @@ public struct CommandVerifier: Sendable {
     // MARK: Envelope
 
     /// The command bytes and the kid that signed them (nil: unsigned, allowed by the policy).
-    private func openEnvelope(_ payload: [UInt8]) throws(CommandRefusal) -> ([UInt8], String?) {
+    /// The command JSON: as received, or inflated (`enc: deflate`) into its own buffer.
+    private enum CommandBytes {
+        case plain([UInt8])
+        case inflated(InflatedBytes)
+    }
+
+    private func openEnvelope(_ payload: [UInt8]) throws(CommandRefusal) -> (CommandBytes, String?) {
         let envelope: Envelope
         do {
             envelope = try payload.withUnsafeBufferPointer { buf throws(JSONSyntaxError) in try Envelope.read(buf) }
@@ -77,7 +86,7 @@ public struct CommandVerifier: Sendable {
             guard policy.allowUnsigned else {
                 throw CommandRefusal(code: .badSignature, message: "unsigned command refused: the payload is not a signed envelope {kid, payload, sig}")
             }
-            return (payload, nil)
+            return (.plain(payload), nil)
         }
         // `enc` (contract 1.1): absent = the payload is the command JSON; "deflate" = raw DEFLATE of it,
         // signed compressed and inflated only once the signature verified. Anything else: malformed.
@@ -97,7 +106,7 @@ public struct CommandVerifier: Sendable {
                 throw CommandRefusal(code: .badSignature, message: "unsigned command refused: the envelope has no sig")
             }
             guard let bytes = decodedPayload else { throw malformed("the envelope's payload is not base64") }
-            return (deflated ? try inflate(bytes) : bytes, nil)
+            return (deflated ? .inflated(try inflate(bytes)) : .plain(bytes), nil)
         case .wrongType:
             throw malformed("the envelope's sig must be a base64 string")
         case .value(let decodedSig):
@@ -118,12 +127,12 @@ public struct CommandVerifier: Sendable {
             guard key.isValidSignature(signature, for: bytes) else {
                 throw CommandRefusal(code: .badSignature, message: "the signature does not verify with key \(Validation.quote(kid))")
             }
-            return (deflated ? try inflate(bytes) : bytes, kid)
+            return (deflated ? .inflated(try inflate(bytes)) : .plain(bytes), kid)
         }
     }
 
     /// The command JSON of an `enc: deflate` payload (already verified), inflated up to the policy's limit.
-    private func inflate(_ compressed: [UInt8]) throws(CommandRefusal) -> [UInt8] {
+    private func inflate(_ compressed: [UInt8]) throws(CommandRefusal) -> InflatedBytes {
         do {
             return try Inflater.inflateRaw(compressed, limit: policy.maxInflatedBytes)
         } catch {
@@ -305,8 +314,6 @@ public struct CommandVerifier: Sendable {
             let list = try records(c.entitlements, "entitlements")
             if let issue = c.elementIssue { throw BodyProblem(message: issue) }
             try checkUnique(list, "entitlements")
-            return .entitlementSnapshot(version: version, entitlements: list, countedThroughSeq: countedThroughSeq)
-        case "delta":
             if !c.snapshotID.isAbsent || !c.part.isAbsent || !c.parts.isAbsent {
                 // A snapshot in parts: all three fields, part within 1…parts.
                 let snapshotID = try requiredID(c.snapshotID, "snapshot_id")
@@ -329,12 +336,14 @@ public struct CommandVerifier: Sendable {
                     snapshotID: snapshotID, part: part, parts: parts, version: version,
                     countedThroughSeq: countedThroughSeq, entitlements: list))
             }
+            return .entitlementSnapshot(version: version, entitlements: list, countedThroughSeq: countedThroughSeq)
+        case "delta":
             try mustBeAbsent(!c.entitlements.isAbsent, "entitlements")
-            let base = try version(c.baseVersion, "base_version")
-            let version = try version(c.version, "version")
             try mustBeAbsent(!c.snapshotID.isAbsent, "snapshot_id")
             try mustBeAbsent(!c.part.isAbsent, "part")
             try mustBeAbsent(!c.parts.isAbsent, "parts")
+            let base = try version(c.baseVersion, "base_version")
+            let version = try version(c.version, "version")
             guard version > base else {
                 throw BodyProblem(message: "version \(version) must be greater than base_version \(base)")
             }
@@ -391,9 +400,9 @@ private struct Envelope {
     var kid: Field<String> = .absent
     var payload: Field<[UInt8]?> = .absent
     var sig: Field<[UInt8]?> = .absent
+    var enc: Field<String> = .absent
 
     /// True when the object has any of kid, payload, sig; otherwise it is a bare command.
-    var enc: Field<String> = .absent
     var isEnvelope: Bool { !kid.isAbsent || !payload.isAbsent || !sig.isAbsent }
 
     static func read(_ buf: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> Envelope {
@@ -413,11 +422,11 @@ private struct Envelope {
             case "sig":
                 guard e.sig.isAbsent else { throw JSONSyntaxError(message: "the envelope has sig twice") }
                 e.sig = try r.base64Field()
-            default:
-                try r.skipValue()
             case "enc":
                 guard e.enc.isAbsent else { throw JSONSyntaxError(message: "the envelope has enc twice") }
                 e.enc = try r.stringField()
+            default:
+                try r.skipValue()
             }
         }
         try r.finish()

@@ -1,4 +1,9 @@
 import CZlib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Raw DEFLATE (RFC 1951, no zlib or gzip header) with a hard limit on the output: the only Swift
 /// that touches zlib (`enc: deflate` envelopes, abs-mqtt.md "Large commands over a thin link").
@@ -15,39 +20,43 @@ enum Inflater {
 
     /// The inflated bytes of `input`, which must be exactly one complete raw DEFLATE stream (nothing
     /// after its end). Throws when the output would exceed `limit` bytes, the data is not DEFLATE,
-    /// the stream is cut short, or bytes follow it.
-    static func inflateRaw(_ input: [UInt8], limit: Int) throws(Failure) -> [UInt8] {
+    /// the stream is cut short, or bytes follow it. The output lives in one malloc'd block grown by
+    /// realloc (large blocks are remapped by glibc, not copied) and is handed over without a copy.
+    static func inflateRaw(_ input: [UInt8], limit: Int) throws(Failure) -> InflatedBytes {
         var stream = z_stream()
         guard czlib_inflate_init_raw(&stream) == Z_OK else {
             throw Failure(message: "cannot start inflating (zlib: out of memory)")
         }
         defer { inflateEnd(&stream) }
 
-        // A guess that avoids most regrowth for JSON (ratios of 5–15 are usual), capped by the limit.
-        var output = [UInt8]()
-        output.reserveCapacity(min(limit, max(step, input.count.multipliedReportingOverflow(by: 8).overflow ? limit : input.count * 8)) + 1)
-        var status: Int32 = Z_OK
+        // A first guess (JSON deflates 5–30×), capped by the limit; then doubled, never past it.
+        let guess = input.count > limit / 8 ? limit : input.count * 8
+        var capacity = max(step, min(limit + 1, guess))
+        guard var base = malloc(capacity)?.assumingMemoryBound(to: UInt8.self) else {
+            throw Failure(message: "out of memory while inflating")
+        }
+        var count = 0
         var failure: Failure?
         input.withUnsafeBufferPointer { inBuf in
             stream.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)
             stream.avail_in = UInt32(inBuf.count)
             while true {
-                // Room for one more step, but never more than one byte beyond the limit (the byte that
-                // proves the limit is passed).
-                let room = min(step, limit + 1 - output.count)
-                let start = output.count
-                if output.capacity < start + room {
-                    // Grow by doubling, but never past the limit (Array's own doubling would).
-                    output.reserveCapacity(min(limit + 1, max(start + room, output.capacity * 2)))
+                if count == capacity {
+                    // Full: grow, but never beyond one byte past the limit (the byte that proves it is passed).
+                    let grown = min(limit + 1, capacity * 2)
+                    guard grown > capacity, let p = realloc(base, grown) else {
+                        failure = Failure(message: "out of memory while inflating")
+                        return
+                    }
+                    base = p.assumingMemoryBound(to: UInt8.self)
+                    capacity = grown
                 }
-                output.append(contentsOf: repeatElement(0, count: room))
-                status = output.withUnsafeMutableBufferPointer { outBuf in
-                    stream.next_out = outBuf.baseAddress! + start
-                    stream.avail_out = UInt32(room)
-                    return inflate(&stream, Z_NO_FLUSH)
-                }
-                output.removeLast(Int(stream.avail_out))
-                if output.count > limit {
+                let room = min(step, capacity - count)
+                stream.next_out = base + count
+                stream.avail_out = UInt32(room)
+                let status = inflate(&stream, Z_NO_FLUSH)
+                count += room - Int(stream.avail_out)
+                if count > limit {
                     failure = Failure(message: "the payload inflates beyond the station's limit of \(limit) bytes")
                     return
                 }
@@ -76,7 +85,27 @@ enum Inflater {
                 }
             }
         }
-        if let failure { throw failure }
-        return output
+        if let failure {
+            free(base)
+            throw failure
+        }
+        return InflatedBytes(base: base, count: count)
+    }
+}
+
+/// Inflated command bytes in a malloc'd block, freed with this object.
+final class InflatedBytes {
+    private let base: UnsafeMutablePointer<UInt8>
+    let count: Int
+
+    init(base: UnsafeMutablePointer<UInt8>, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
+    deinit { free(base) }
+
+    func withBuffer<R, E: Error>(_ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeBufferPointer(start: base, count: count))
     }
 }

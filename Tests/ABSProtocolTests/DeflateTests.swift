@@ -79,7 +79,7 @@ import TestSupport
         let numeric = "{\"kid\":\"\(key.kid)\",\"enc\":1,\"payload\":\"\(Data(plain).base64EncodedString())\",\"sig\":\"\(sig)\"}"
         expectRefused(try verify(Array(numeric.utf8)), .malformed, mentioning: "enc")
         let twice = "{\"kid\":\"\(key.kid)\",\"enc\":\"deflate\",\"enc\":\"deflate\",\"payload\":\"\",\"sig\":\"\(sig)\"}"
-        expectRefused(try verify(Array(twice.utf8)), .malformed, mentioning: "enc twice")
+        expectRefused(try verify(Array(twice.utf8)), .malformed, mentioning: "enc", "twice")
         // Plain JSON declared deflate: not DEFLATE data.
         expectRefused(try verify(try envelope(plain)), .malformed)
         // No enc: as before.
