@@ -32,7 +32,7 @@ final class CabinetsStation: @unchecked Sendable {
         \(entries)
         mqtt: {host: 127.0.0.1, port: \(broker.port), reconnect_delay_min: 1, reconnect_delay_max: 2}
         store: {path: \(dir.path("station.sqlite"))}
-        publishing: {telemetry_interval: 1, inventory_debounce: 0.2}
+        publishing: {telemetry_interval: 1, inventory_debounce: 0.2, telemetry_mode: full}
         control: {socket: \(controlSocket), technicians_file: \(dir.path("technicians"))}
         metrics: {port: \(freeLoopbackPort())}
         swaps: {return_timeout: 30, pickup_timeout: 30}
@@ -178,7 +178,7 @@ final class CabinetsStation: @unchecked Sendable {
             let t = payloads(in: sub.lines(), topicSuffix: "/telemetry").last
             let cabs = (t?["cabinets"] as? [[String: Any]]) ?? []
             return cabs.count == 2 && cabs[1]["stale"] as? Bool == true && cabs[0]["stale"] as? Bool == false
-        }, "\(st.gateway?.output().suffix(3000) ?? "")")
+        }, "\(payloads(in: sub.lines(), topicSuffix: "/telemetry").suffix(2).map { ($0["ts"] ?? "", $0["cabinets"] ?? "") }) \(st.gateway?.output().suffix(3000) ?? "")")
         let status = payloads(in: sub.lines(), topicSuffix: "/status").last
         #expect((status?["cabinets"] as? [String: String]) == ["A": "online", "B": "unreachable"], "\(status ?? [:])")
         #expect(status?["cabinet"] as? String == "online")
