@@ -87,8 +87,8 @@ extension GatewayConfiguration {
         c.store.keepSettledDays = r.double("store.keep_settled_days", c.store.keepSettledDays, 1 ... 3650)
         c.store.keepAuditDays = r.double("store.keep_audit_days", c.store.keepAuditDays, 1 ... 3650)
 
-        c.publishing.telemetryInterval = r.double("publishing.telemetry_interval", c.publishing.telemetryInterval, 1 ... 86_400)
-        c.publishing.telemetryFullInterval = r.double("publishing.telemetry_full_interval", c.publishing.telemetryFullInterval, 1 ... 86_400 * 7)
+        c.publishing.telemetryInterval = r.double("publishing.telemetry_interval", c.publishing.telemetryInterval, 0.05 ... 86_400)   // below 1 s: benchmarks (swapbench uplink)
+        c.publishing.telemetryFullInterval = r.double("publishing.telemetry_full_interval", c.publishing.telemetryFullInterval, 0.05 ... 86_400 * 7)
         c.publishing.telemetryMode = r.choice("publishing.telemetry_mode", c.publishing.telemetryMode, ["changes", "full"])
         c.publishing.compactKeys = r.bool("publishing.compact_keys", c.publishing.compactKeys)
         do {

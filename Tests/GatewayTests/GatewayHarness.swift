@@ -20,7 +20,8 @@ final class Station: @unchecked Sendable {
 
     init(slots: Int = 8, brokerOptions: MosquittoBrokerOptions = MosquittoBrokerOptions(persistence: true),
          simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil,
-         absSection: String = "abs: {allow_unsigned: true}", storeDirectory: String? = nil) throws {
+         absSection: String = "abs: {allow_unsigned: true}", storeDirectory: String? = nil,
+         publishing: String = "{telemetry_interval: 2, inventory_debounce: 0.2, telemetry_mode: full}") throws {
         dir = try TempDir("swapgate-e2e")
         broker = try MosquittoBroker(options: brokerOptions)
         sim = try SimulatorProcess(["--slots", "\(slots)", "--port", "0", "--control-port", "0"] + simArguments)
@@ -41,7 +42,7 @@ final class Station: @unchecked Sendable {
         cabinet: {host: 127.0.0.1, port: \(sim.modbusPort!), fast_interval: 0.2, watchdog_interval: 1, detail_interval: 1, response_timeout: 0.5}
         \(mqtt)
         store: {path: \(storeDirectory.map { $0 + "/station.sqlite" } ?? dir.path("station.sqlite"))}
-        publishing: {telemetry_interval: 2, inventory_debounce: 0.2}
+        publishing: \(publishing)
         \(absSection)
         log_level: debug
         \(local)
