@@ -333,10 +333,8 @@ actor Inbox {
     private func expireEcho(_ p: String) { echoWaiters.removeValue(forKey: p)?.resume(throwing: BenchError("echo \(p) lost")) }
 }
 
-final class DoneFlag: @unchecked Sendable {
-    // @unchecked: `value` only under `lock`.
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+final class DoneFlag: Sendable {
+    private let value = Locked(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.current }
 }

@@ -136,8 +136,8 @@ final class ConnectionBudget: Sendable {
 
 /// Keeps a local server small and alive whatever its clients do: a connection idle for 5 minutes is closed
 /// (`swapctl slots --watch` asks every second), and beyond its server's budget (32) new ones are closed at once.
-final class LocalConnectionGuard: ChannelInboundHandler, @unchecked Sendable {
-    // @unchecked: used on its channel's event loop only; the budget is shared through a lock.
+final class LocalConnectionGuard: ChannelInboundHandler {
+    // Not Sendable: used on its channel's event loop only (the budget it shares is).
     typealias InboundIn = ByteBuffer
     private let budget: ConnectionBudget
     private var counted = false
@@ -168,8 +168,8 @@ final class LocalConnectionGuard: ChannelInboundHandler, @unchecked Sendable {
 /// whatever a local client sends, parsing it and answering it run there, not on the Swift cooperative pool
 /// (two threads on a small board) that the acquisition loop — and with it the controller's watchdog
 /// write — needs. Awaiting an actor (the store, the acquisition) still hops there for the call itself.
-final class LocalClientsExecutor: TaskExecutor, @unchecked Sendable {
-    // @unchecked: the queue is the only state.
+final class LocalClientsExecutor: TaskExecutor {
+    // Sendable (checked): the serial queue is its only state.
     private let queue: DispatchQueue
     init(label: String) { queue = DispatchQueue(label: label) }
     static let control = LocalClientsExecutor(label: "swapgate.control")
