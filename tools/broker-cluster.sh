@@ -148,6 +148,7 @@ stop() {
         alive "$e" && kill -KILL "$e" 2>/dev/null || true
     fi
     rm -f "$dir"/rabbit?.pid "$dir/epmd.pid"
+    echo stopped
 }
 
 status() {

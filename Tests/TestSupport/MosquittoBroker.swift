@@ -204,7 +204,14 @@ public final class MosquittoSubscriber: @unchecked Sendable {
     public let process: ManagedProcess
     private let probeTopic: String
 
-    init(broker: MosquittoBroker, connectionArguments: [String], topics: [String], qos: Int,
+    convenience init(broker: MosquittoBroker, connectionArguments: [String], topics: [String], qos: Int,
+                     extraArguments: [String]) throws {
+        try self.init(probe: { try broker.publish(topic: $0, message: "probe") }, connectionArguments: connectionArguments,
+                      topics: topics, qos: qos, extraArguments: extraArguments)
+    }
+
+    /// `probe(topic)` publishes a probe message on `topic` (through any broker, e.g. another node of a cluster).
+    init(probe: (String) throws -> Void, connectionArguments: [String], topics: [String], qos: Int,
          extraArguments: [String]) throws {
         probeTopic = "swapgate-test/probe/\(UUID().uuidString.prefix(8))"
         var args = connectionArguments + ["-v", "-q", String(qos), "-t", probeTopic]
@@ -214,7 +221,7 @@ public final class MosquittoSubscriber: @unchecked Sendable {
         // Subscribed once a probe published after start comes back.
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
-            try broker.publish(topic: probeTopic, message: "probe")
+            try probe(probeTopic)
             if (try? process.waitForOutput(timeout: 0.5, { $0.contains(self.probeTopic) })) != nil { return }
             if !process.isRunning { break }
         }
