@@ -227,7 +227,7 @@ extension StationStore {
             // chunks), the parts that arrived, and their records (the columns of `entitlement`, keyed by
             // set and plan instance id, so a record in two parts of one snapshot is refused).
             try db.execute(sql: """
-                CREATE TABLE entitlement_part_set (
+                CREATE TABLE snapshot_part_set (
                     set_no INTEGER PRIMARY KEY AUTOINCREMENT,
                     snapshot_id TEXT NOT NULL CHECK (length(snapshot_id) > 0),
                     version INTEGER NOT NULL,
@@ -236,14 +236,14 @@ extension StationStore {
                     expires_at_ms INTEGER NOT NULL,
                     started_at_ms INTEGER NOT NULL
                 );
-                CREATE TABLE entitlement_part (
+                CREATE TABLE snapshot_part (
                     set_no INTEGER NOT NULL,
                     part INTEGER NOT NULL CHECK (part >= 1),
                     rows INTEGER NOT NULL,
                     received_at_ms INTEGER NOT NULL,
                     PRIMARY KEY (set_no, part)
                 ) WITHOUT ROWID;
-                CREATE TABLE entitlement_part_row (
+                CREATE TABLE snapshot_part_row (
                     set_no INTEGER NOT NULL,
                     part INTEGER NOT NULL,
                     plan_instance_id TEXT NOT NULL CHECK (length(plan_instance_id) > 0),

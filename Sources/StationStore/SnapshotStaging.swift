@@ -5,8 +5,8 @@ import StationDomain
 // Entitlement snapshots in parts (abs-mqtt.md contract 1.1, "Large commands over a thin link";
 // docs/store.md "Snapshots in parts").
 //
-// Each part is staged durably, in one transaction, into `entitlement_part_row` (the records) and
-// `entitlement_part` (which parts arrived), under the one unfinished set in `entitlement_part_set`
+// Each part is staged durably, in one transaction, into `snapshot_part_row` (the records) and
+// `snapshot_part` (which parts arrived), under the one unfinished set in `snapshot_part_set`
 // (snapshot_id, version, counted_through_seq, parts). Parts come in any order and more than once (a
 // part already staged changes nothing). When the last missing part is staged, the records are
 // copied inside SQLite (INSERT … SELECT, in key-ordered chunks) into `entitlement_staging` and
@@ -90,7 +90,7 @@ extension StationStore {
                 if let set = current, set.snapshotID != snapshotID {
                     let newer = version > set.version || version == set.version || nowMs >= set.expiresAtMs
                     guard newer else { return .done(.olderThanStaging(stagingSnapshotID: set.snapshotID, stagingVersion: set.version)) }
-                    try db.execute(sql: "DELETE FROM entitlement_part_set")
+                    try db.execute(sql: "DELETE FROM snapshot_part_set")
                     current = nil
                 }
                 let set: PartSet
@@ -107,17 +107,17 @@ extension StationStore {
                     set = current
                 } else {
                     try db.execute(sql: """
-                        INSERT INTO entitlement_part_set (snapshot_id, version, counted_through_seq, parts, expires_at_ms, started_at_ms)
+                        INSERT INTO snapshot_part_set (snapshot_id, version, counted_through_seq, parts, expires_at_ms, started_at_ms)
                         VALUES (?, ?, ?, ?, ?, ?)
                         """, arguments: [snapshotID, version, countedThroughSeq, parts, expiresMs, nowMs])
                     set = PartSet(setNo: db.lastInsertedRowID, snapshotID: snapshotID, version: version,
                                   countedThroughSeq: countedThroughSeq, parts: parts, expiresAtMs: expiresMs)
                 }
-                let duplicate = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM entitlement_part WHERE set_no = ? AND part = ?)",
+                let duplicate = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM snapshot_part WHERE set_no = ? AND part = ?)",
                                                   arguments: [set.setNo, part]) ?? false
                 if !duplicate {
                     let insert = try db.cachedStatement(sql: """
-                        INSERT INTO entitlement_part_row (set_no, part, \(Self.entitlementColumns))
+                        INSERT INTO snapshot_part_row (set_no, part, \(Self.entitlementColumns))
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
                     let prefix: StatementArguments = [set.setNo, part]
@@ -126,17 +126,17 @@ extension StationStore {
                             try insert.execute(arguments: prefix + arguments)
                         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                             let id = entitlements[i].planInstanceID
-                            let other = try Int.fetchOne(db, sql: "SELECT part FROM entitlement_part_row WHERE set_no = ? AND plan_instance_id = ?",
+                            let other = try Int.fetchOne(db, sql: "SELECT part FROM snapshot_part_row WHERE set_no = ? AND plan_instance_id = ?",
                                                          arguments: [set.setNo, id])
                             throw InconsistentPart(message: "entitlements[\(i)] (plan_instance_id \"\(id.prefix(64))\") is already in part \(other.map(String.init) ?? "?") of snapshot_id \"\(snapshotID)\"")
                         }
                     }
-                    try db.execute(sql: "INSERT INTO entitlement_part (set_no, part, rows, received_at_ms) VALUES (?, ?, ?, ?)",
+                    try db.execute(sql: "INSERT INTO snapshot_part (set_no, part, rows, received_at_ms) VALUES (?, ?, ?, ?)",
                                    arguments: [set.setNo, part, rows.count, nowMs])
-                    try db.execute(sql: "UPDATE entitlement_part_set SET expires_at_ms = max(expires_at_ms, ?) WHERE set_no = ?",
+                    try db.execute(sql: "UPDATE snapshot_part_set SET expires_at_ms = max(expires_at_ms, ?) WHERE set_no = ?",
                                    arguments: [expiresMs, set.setNo])
                 }
-                let staged = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM entitlement_part WHERE set_no = ?", arguments: [set.setNo]) ?? 0
+                let staged = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM snapshot_part WHERE set_no = ?", arguments: [set.setNo]) ?? 0
                 if staged >= parts { return .complete(setNo: set.setNo, duplicate: duplicate) }
                 return .done(.staged(missing: parts - staged, firstMissing: try Self.firstMissingParts(setNo: set.setNo, parts: parts, in: db),
                                      duplicate: duplicate))
@@ -158,15 +158,15 @@ extension StationStore {
     public func entitlementSnapshotStaging() async throws -> SnapshotStagingState? {
         try await read { db in
             guard let set = try Self.fetchPartSet(in: db) else { return nil }
-            let staged = try Int.fetchAll(db, sql: "SELECT part FROM entitlement_part WHERE set_no = ? ORDER BY part", arguments: [set.setNo])
-            let rows = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(rows), 0) FROM entitlement_part WHERE set_no = ?", arguments: [set.setNo]) ?? 0
+            let staged = try Int.fetchAll(db, sql: "SELECT part FROM snapshot_part WHERE set_no = ? ORDER BY part", arguments: [set.setNo])
+            let rows = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(rows), 0) FROM snapshot_part WHERE set_no = ?", arguments: [set.setNo]) ?? 0
             return SnapshotStagingState(snapshotID: set.snapshotID, version: set.version, parts: set.parts, staged: staged, rows: rows)
         }
     }
 
     private static func fetchPartSet(in db: Database) throws -> PartSet? {
         guard let row = try Row.fetchOne(db, sql: """
-            SELECT set_no, snapshot_id, version, counted_through_seq, parts, expires_at_ms FROM entitlement_part_set
+            SELECT set_no, snapshot_id, version, counted_through_seq, parts, expires_at_ms FROM snapshot_part_set
             ORDER BY set_no DESC LIMIT 1
             """) else { return nil }
         return PartSet(setNo: row["set_no"], snapshotID: row["snapshot_id"], version: row["version"],
@@ -177,7 +177,7 @@ extension StationStore {
         // Walk the staged part numbers in order; the gaps are the missing ones.
         var missing: [Int] = []
         var expected = 1
-        let cursor = try Int.fetchCursor(db, sql: "SELECT part FROM entitlement_part WHERE set_no = ? ORDER BY part", arguments: [setNo])
+        let cursor = try Int.fetchCursor(db, sql: "SELECT part FROM snapshot_part WHERE set_no = ? ORDER BY part", arguments: [setNo])
         while missing.count < firstMissingListed, let p = try cursor.next() {
             while expected < p && missing.count < firstMissingListed { missing.append(expected); expected += 1 }
             expected = p + 1
@@ -208,12 +208,12 @@ extension StationStore {
                     try Self.checkStagingToken(token, in: db)
                     // The upper key of this chunk (nil: the rest fits in it).
                     let upper = try String.fetchOne(db, sql: """
-                        SELECT plan_instance_id FROM entitlement_part_row WHERE set_no = ? AND plan_instance_id > ?
+                        SELECT plan_instance_id FROM snapshot_part_row WHERE set_no = ? AND plan_instance_id > ?
                         ORDER BY plan_instance_id LIMIT 1 OFFSET ?
                         """, arguments: [setNo, lower, chunk - 1])
                     try db.execute(sql: """
                         INSERT INTO entitlement_staging (\(Self.entitlementColumns))
-                        SELECT \(Self.entitlementColumns) FROM entitlement_part_row
+                        SELECT \(Self.entitlementColumns) FROM snapshot_part_row
                         WHERE set_no = ? AND plan_instance_id > ? AND (? IS NULL OR plan_instance_id <= ?)
                         ORDER BY plan_instance_id
                         """, arguments: [setNo, lower, upper, upper])
@@ -260,12 +260,12 @@ extension StationStore {
         try setMetaValue(String(version), for: EntitlementMetaKey.version, in: db)
         try setMetaValue(String(millis(receivedAt)), for: EntitlementMetaKey.lastSyncAtMs, in: db)
         try setMetaValue(nil, for: EntitlementMetaKey.stagingToken, in: db)
-        try db.execute(sql: "DELETE FROM entitlement_part_set")
+        try db.execute(sql: "DELETE FROM snapshot_part_set")
         try setMetaValue(snapshotID, for: SnapshotPartMetaKey.appliedSnapshotID, in: db)
     }
 
     /// Deletes, in transactions of `retireChunkRows`, the staged rows and parts of discarded or applied
-    /// sets (those whose set_no has no row in `entitlement_part_set`). Returns the rows deleted.
+    /// sets (those whose set_no has no row in `snapshot_part_set`). Returns the rows deleted.
     @discardableResult
     public func deleteDiscardedSnapshotParts() async throws -> Int {
         let batch = Self.retireChunkRows
@@ -273,13 +273,13 @@ extension StationStore {
         while true {
             let n = try await write { db -> Int in
                 try db.execute(sql: """
-                    DELETE FROM entitlement_part_row WHERE (set_no, plan_instance_id) IN (
-                        SELECT set_no, plan_instance_id FROM entitlement_part_row
-                        WHERE set_no NOT IN (SELECT set_no FROM entitlement_part_set) LIMIT ?)
+                    DELETE FROM snapshot_part_row WHERE (set_no, plan_instance_id) IN (
+                        SELECT set_no, plan_instance_id FROM snapshot_part_row
+                        WHERE set_no NOT IN (SELECT set_no FROM snapshot_part_set) LIMIT ?)
                     """, arguments: [batch])
                 let n = db.changesCount
                 if n < batch {
-                    try db.execute(sql: "DELETE FROM entitlement_part WHERE set_no NOT IN (SELECT set_no FROM entitlement_part_set)")
+                    try db.execute(sql: "DELETE FROM snapshot_part WHERE set_no NOT IN (SELECT set_no FROM snapshot_part_set)")
                 }
                 return n
             }
