@@ -50,6 +50,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
+        // adjtimex(2) (<sys/timex.h>, in the C library): seen only by GatewayCore/Time/TrustedClock.swift.
+        .systemLibrary(name: "CTimex", path: "Sources/CTimex"),
+
         // Adapters: the only Swift files that see C.
         .target(name: "ModbusLink", dependencies: ["CModbus"]),
         .target(name: "MQTTLink", dependencies: ["CMosquitto"]),
@@ -92,7 +95,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "GatewayCore", dependencies: [
-            "StationSupport", "ControlProtocol", "GatewayConfig", "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink",
+            "StationSupport", "ControlProtocol", "GatewayConfig", "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink", "CTimex",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),

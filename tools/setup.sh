@@ -21,6 +21,7 @@ PACKAGES=(
   procps               # ps/pkill used by scripts
   curl                 # the demo and tests scrape /metrics and /health
   python3-prometheus-client  # outside peer: parses the /metrics exposition in tests
+  faketime             # libfaketime: the daemon under a board clock in 1970 / a year ahead (TrustedTimeTests)
 )
 
 missing=()

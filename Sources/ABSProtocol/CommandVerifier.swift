@@ -10,6 +10,15 @@ import StationDomain
 /// Ed25519 over the exact decoded payload bytes → inflate (`enc: deflate`, bounded) → command JSON → request_id, v, command,
 /// station_id → issued_at/expires_at well-formed → not expired → not issued beyond the clock skew
 /// in the future → lifetime sane → body fields typed and in range.
+/// What a command's times are judged against (contract 1.1 "Time").
+public enum CommandTime: Sendable, Equatable {
+    /// The station's clock is trusted (synchronised): expiry and issued_at skew against it.
+    case trusted(Date)
+    /// The clock is not trusted: expiry against the time base taken from signed commands (nil: none yet, the
+    /// command's own issued_at is the base); issued_at ahead of the base is accepted (it moves the base).
+    case signedBase(Date?)
+}
+
 public struct CommandVerifier: Sendable {
     public let keys: KeyRing
     public let policy: CommandPolicy
@@ -22,14 +31,20 @@ public struct CommandVerifier: Sendable {
     /// `command`: the last level of the topic `cmd/V01/BSS/{sid}/<name>`; `payload`: the MQTT
     /// payload bytes as received; `retained`: the message's retain flag.
     public func verify(command: String, payload: [UInt8], retained: Bool, now: Date) -> Result<VerifiedCommand, CommandRefusal> {
+        verify(command: command, payload: payload, retained: retained, time: .trusted(now))
+    }
+
+    /// `time`: the station's clock when it is trusted, or the time base taken from signed commands while it
+    /// is not (contract 1.1 "Time"; docs/commands.md "Time").
+    public func verify(command: String, payload: [UInt8], retained: Bool, time: CommandTime) -> Result<VerifiedCommand, CommandRefusal> {
         do {
-            return .success(try verifyOrThrow(command: command, payload: payload, retained: retained, now: now))
+            return .success(try verifyOrThrow(command: command, payload: payload, retained: retained, time: time))
         } catch {
             return .failure(error)
         }
     }
 
-    private func verifyOrThrow(command: String, payload: [UInt8], retained: Bool, now: Date) throws(CommandRefusal) -> VerifiedCommand {
+    private func verifyOrThrow(command: String, payload: [UInt8], retained: Bool, time: CommandTime) throws(CommandRefusal) -> VerifiedCommand {
         guard !retained else {
             throw malformed("a retained command is refused (commands are never retained)")
         }
@@ -56,7 +71,7 @@ public struct CommandVerifier: Sendable {
             throw malformed(error.message)
         }
 
-        let header = try checkHeader(parsed, name: name, kid: kid, now: now)
+        let header = try checkHeader(parsed, name: name, kid: kid, time: time)
         let body: CommandBody
         do {
             body = try checkBody(parsed, name: name)
@@ -142,7 +157,7 @@ public struct CommandVerifier: Sendable {
 
     // MARK: Header
 
-    private func checkHeader(_ c: ParsedCommand, name: CommandName, kid: String?, now: Date) throws(CommandRefusal) -> CommandHeader {
+    private func checkHeader(_ c: ParsedCommand, name: CommandName, kid: String?, time judgedAgainst: CommandTime) throws(CommandRefusal) -> CommandHeader {
         let requestID: String
         switch c.requestID {
         case .absent: throw malformed("missing request_id")
@@ -192,11 +207,22 @@ public struct CommandVerifier: Sendable {
         let issuedAt = try time(c.issuedAt, "issued_at")
         let expiresAt = try time(c.expiresAt, "expires_at")
 
+        // Trusted clock: expiry and skew against it. Signed time base (the clock is not trusted): expiry against
+        // the base (none yet: this command's issued_at becomes it); an issued_at ahead of the base is no skew but
+        // the newer time, which moves the base forward once the command is accepted (the signature verified above).
+        let now: Date
+        let checkSkew: Bool
+        let source: String
+        switch judgedAgainst {
+        case .trusted(let d): (now, checkSkew, source) = (d, true, "station time")
+        case .signedBase(let base?): (now, checkSkew, source) = (base, false, "signed time base")
+        case .signedBase(nil): (now, checkSkew, source) = (issuedAt, false, "signed time base, from this command")
+        }
         guard now < expiresAt else {
-            throw refuse(.expired, "expired at \(RFC3339.format(expiresAt)) (station time \(RFC3339.format(now)))")
+            throw refuse(.expired, "expired at \(RFC3339.format(expiresAt)) (\(source) \(RFC3339.format(now)))")
         }
         let ahead = issuedAt.timeIntervalSince(now)
-        guard ahead <= policy.maxClockSkew else {
+        guard !checkSkew || ahead <= policy.maxClockSkew else {
             throw refuse(.expired, "issued_at \(RFC3339.format(issuedAt)) is \(Int(ahead.rounded())) s in the future of the station's clock (\(RFC3339.format(now))), beyond the allowed clock skew of \(formatSeconds(policy.maxClockSkew)) s")
         }
         let lifetime = expiresAt.timeIntervalSince(issuedAt)

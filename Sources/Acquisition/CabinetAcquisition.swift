@@ -107,7 +107,11 @@ public actor CabinetAcquisition {
             plan.watchdogValue = watchdogCounter
         }
         if needsFullResync || (lastClock.map { now - $0 >= .seconds(configuration.clockSyncInterval) } ?? true) {
-            plan.clockSeconds = UInt32(clamping: Int(Date().timeIntervalSince1970))
+            // Only from a trusted time (the gateway's synchronised clock or its signed time base), never 1970:
+            // while there is none, nothing is written and the next cycle asks again (docs/operator.md "Clock").
+            if let t = CabinetClockSource.trustedTime(), t.timeIntervalSince1970 >= CabinetClockSource.notBefore {
+                plan.clockSeconds = UInt32(clamping: Int(t.timeIntervalSince1970))
+            }
         }
 
         var result: ScanResult
@@ -455,4 +459,15 @@ public struct AcquisitionStatistics: Sendable, Codable, Hashable {
     public var commands = 0
     public var lastError: String?
     public init() {}
+}
+
+/// Where the cabinet clock write (holding 1010–1011) takes its time: the daemon installs its TrustedClock's
+/// `trustedNow` (nil while the gateway's clock is not trusted and no signed time base exists). Default: the
+/// system clock (library use and tests without a daemon).
+public enum CabinetClockSource {
+    private static let source = Locked<@Sendable () -> Date?>({ Date() })
+    /// No cabinet clock is set earlier than this (2024-01-01T00:00:00Z), whatever the source says.
+    public static let notBefore: TimeInterval = 1_704_067_200
+    public static func install(_ f: @escaping @Sendable () -> Date?) { source.withLock { $0 = f } }
+    public static func trustedTime() -> Date? { source.current() }
 }

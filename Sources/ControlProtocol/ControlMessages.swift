@@ -80,6 +80,11 @@ public struct StatusView: Codable, Sendable {
     public var cabinets: [CabinetLinkView]? = nil
     /// Estimated MQTT bytes in the last 24 h by class ("sent" classes and "received" commands; UplinkMeter).
     public var mqttBytes24h: MQTTBytesView? = nil
+    /// "synced" or "unsynced" (contract 1.1 "Time"), and the signed time base when there is one (RFC 3339).
+    public var clock: String? = nil
+    public var clockBase: String? = nil
+    /// The event log's drain after an outage (publishing.backlog_rate); nil from an older daemon.
+    public var backlog: BacklogView? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
     }

@@ -112,6 +112,8 @@ extension GatewayConfiguration {
         c.abs.publicKeys = r.stringMap("abs.public_keys")
         c.abs.allowUnsigned = r.bool("abs.allow_unsigned", c.abs.allowUnsigned)
         c.abs.maxClockSkew = r.double("abs.max_clock_skew", c.abs.maxClockSkew, 0 ... 3600)
+        c.clock.trust = r.choice("clock.trust", c.clock.trust, ["auto", "system", "commands"])
+        c.clock.syncFlag = r.optionalString("clock.sync_flag")
         do { _ = try KeyRing(keys: c.abs.publicKeys) } catch {
             r.errors.append(ConfigurationError("abs.public_keys", "\(error)"))
         }

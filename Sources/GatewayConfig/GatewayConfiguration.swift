@@ -26,7 +26,19 @@ public struct GatewayConfiguration: Sendable {
     public var odoo = Odoo()
     public var control = Control()
     public var metrics = Metrics()
+    public var clock = Clock()
     public var logLevel = "info"
+
+    /// Trusted time (contract 1.1 "Time"; docs/operator.md "Clock").
+    public struct Clock: Sendable {
+        /// `auto`: trusted when synchronised (kernel STA_UNSYNC clear, `syncFlag` present if set), not earlier than
+        /// the build and within abs.max_clock_skew of the signed time base; `system`: always trusted (boards with
+        /// an RTC, tests); `commands`: never, the time base from signed commands always.
+        public var trust = "auto"
+        /// A file whose existence says the clock is synchronised (systemd-timesyncd:
+        /// /run/systemd/timesync/synchronized). Nil: the kernel's status only.
+        public var syncFlag: String?
+    }
 
     /// The local control API (swapctl talks to the daemon through it).
     public struct Control: Sendable {

@@ -11,6 +11,9 @@ import StationStore
 
 public enum GatewayVersion {
     public static let string = "0.3.0"
+    /// A wall clock earlier than this is wrong (contract 1.1 "Time"): SwiftPM has no compile-time timestamp, so this
+    /// is set by hand at release (tools/release.sh prints it; docs/operator.md "Clock"). 2026-11-01T00:00:00Z.
+    public static let buildEpoch = Date(timeIntervalSince1970: 1_793_491_200)
 }
 
 /// Builds the daemon from a configuration: the store, the acquisition, MQTT and the services that tie
@@ -37,6 +40,7 @@ public final class Gateway: Sendable {
     public let control: ControlHandler
     public let controlServer: ControlServer?
     public let metricsServer: MetricsServer?
+    public let clock: TrustedClock
     let configDigest: String
     let logger: Logger
 
@@ -53,6 +57,13 @@ public final class Gateway: Sendable {
         if let json = try await store.meta(PersistedStation.metaKey) {
             seed = try? JSONDecoder().decode(PersistedStation.self, from: Data(json.utf8))
         }
+        // Trusted time (contract 1.1 "Time"): the clock, or the signed time base restored from the store.
+        let trustedClock = TrustedClock(trust: TrustedClock.Trust(rawValue: c.clock.trust) ?? .auto, maxSkew: c.abs.maxClockSkew,
+                                        syncFlagPath: c.clock.syncFlag)
+        await trustedClock.restore(from: store)
+        ClockTrustMark.install(trustedClock)
+        CabinetClockSource.install { trustedClock.trustedNow() }
+        self.clock = trustedClock
         acquisition = StationAcquisition(configurations: c.acquisitions, seed: seed,
                                          logger: Self.child(logger, "acquisition"))
 
@@ -105,6 +116,7 @@ public final class Gateway: Sendable {
         settings.maxConcurrentSwaps = c.swaps.maxConcurrent
         settings.swapCountService = c.odoo.swapCountService
         settings.energyService = c.odoo.energyService
+        settings.now = { trustedClock.now() }
         let client = mqtt
         coordinator = SwapCoordinator(store: store, acquisition: acquisition, settings: settings, metrics: metrics, wake: wake,
                                       logger: Self.child(logger, "swaps"), isOnline: { client.isConnected })
@@ -129,7 +141,8 @@ public final class Gateway: Sendable {
         commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
                                   acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
                                   maxQueuedBytes: c.mqtt.maxQueuedBytes,
-                                  logger: Self.child(logger, "commands"), rebirth: { [stationPublisher] in await stationPublisher.rebirth() })
+                                  logger: Self.child(logger, "commands"), rebirth: { [stationPublisher] in await stationPublisher.rebirth() },
+                                  clock: trustedClock)
         control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
                                  store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
                                  health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"))
@@ -143,6 +156,10 @@ public final class Gateway: Sendable {
         let previousClean = try await store.meta("clean_shutdown").map { $0 == "true" } ?? true
         try await store.setMeta("clean_shutdown", "false")
         if !previousClean { logger.warning("previous run did not shut down cleanly (crash or power loss)") }
+        if let why = clock.distrust {
+            logger.warning("the clock is not trusted: commands are judged against the signed time base",
+                           metadata: ["why": "\(why)", "base": "\(clock.baseNow.map { Timestamp.rfc3339($0) } ?? "none yet")"])
+        }
         if configuration.abs.allowUnsigned {
             logger.warning("abs.allow_unsigned is on: UNSIGNED COMMANDS ARE ACCEPTED (development only)")
         }

@@ -27,11 +27,15 @@ public final class CommandService: Service, Sendable {
     private let maxQueuedBytes: Int
     /// `rebirth`: republishes status, inventory and a full telemetry report (StationPublisher.rebirth).
     private let rebirth: (@Sendable () async -> Void)?
+    /// Trusted time (contract 1.1 "Time"): what commands are judged against, moved forward by signed ones.
+    private let clock: TrustedClock
 
     public init(mqtt: MQTTClient, topics: Topics, verifier: CommandVerifier, store: StationStore, coordinator: SwapCoordinator,
                 acquisition: StationAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String,
-                maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger, rebirth: (@Sendable () async -> Void)? = nil) {
+                maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger, rebirth: (@Sendable () async -> Void)? = nil,
+                clock: TrustedClock = TrustedClock(trust: .system, maxSkew: 120)) {
         self.rebirth = rebirth
+        self.clock = clock
         self.mqtt = mqtt; self.topics = topics; self.verifier = verifier; self.store = store; self.coordinator = coordinator
         self.acquisition = acquisition; self.recorder = recorder; self.metrics = metrics; self.version = version; self.logger = logger
         self.maxQueuedBytes = maxQueuedBytes
@@ -109,7 +113,7 @@ public final class CommandService: Service, Sendable {
             lane.push(.init(message: message, verified: nil, bytes: message.payload.count))
             return
         }
-        let result = verifier.verify(command: "entitlements", payload: message.payload, retained: message.retain, now: Date())
+        let result = verifier.verify(command: "entitlements", payload: message.payload, retained: message.retain, time: clock.commandTime())
         switch result {
         case .failure:
             await handle(message, preverified: result)
@@ -130,7 +134,9 @@ public final class CommandService: Service, Sendable {
     private func handle(_ message: MQTTMessage, preverified: Result<VerifiedCommand, CommandRefusal>?) async {
         guard message.topic.hasPrefix(topics.command("")) else { return }
         let name = String(message.topic.dropFirst(topics.command("").count))
-        let now = Date()
+        // Trusted time: the clock, or the signed time base while the clock is not trusted (TrustedClock).
+        let time = clock.commandTime()
+        var now = clock.now()
         let reply: (requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?)
         // A response topic is honoured only for a command whose signature verified (send()).
         var verifiedSigned = false
@@ -142,7 +148,7 @@ public final class CommandService: Service, Sendable {
         case let .queueFull(limit)?:
             verification = .failure(CommandRefusal(code: .stationBusy, message: "command queue full (\(limit) bytes waiting); not read, send it again"))
         case nil:
-            verification = preverified ?? verifier.verify(command: name, payload: message.payload, retained: message.retain, now: now)
+            verification = preverified ?? verifier.verify(command: name, payload: message.payload, retained: message.retain, time: time)
         }
         switch verification {
         case let .failure(refusal):
@@ -150,6 +156,13 @@ public final class CommandService: Service, Sendable {
             reply = (refusal.requestID, false, refusal.code.rawValue, refusal.message, nil)
         case let .success(command):
             verifiedSigned = command.signed
+            // Verified (signature) and not expired against the current time: a signed command's issued_at moves the
+            // time base forward (persisted); an unsigned one (development) never does. Before dispatch, so a swap's
+            // entitlement validity is judged against the newest signed time.
+            if command.signed {
+                await clock.accept(issuedAt: command.header.issuedAt, store: store)
+                now = clock.now()
+            }
             // Replay: the request id is remembered durably only once the command is authentic.
             let fresh: Bool
             do { fresh = try await store.rememberRequest(command.header.requestID, expiresAt: command.header.expiresAt, now: now) } catch {

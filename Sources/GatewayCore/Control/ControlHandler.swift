@@ -158,6 +158,8 @@ public struct ControlHandler: Sendable {
             if c == .commands { received[c.rawValue] = day["received|\(c.rawValue)"] ?? 0 } else { sent[c.rawValue] = day["sent|\(c.rawValue)"] ?? 0 }
         }
         view.mqttBytes24h = MQTTBytesView(sent: sent, received: received)
+        view.clock = ClockTrustMark.state
+        view.clockBase = ClockTrustMark.installed?.baseNow.map { Timestamp.rfc3339($0) }
         return view
     }
 

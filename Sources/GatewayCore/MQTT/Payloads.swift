@@ -49,6 +49,8 @@ public enum Payloads {
         var o: JSONObject = ["v": 1, "station_id": stationID, "online": online, "ts": Timestamp.rfc3339(now), "version": version]
         // Contract 1.1 "Birth, death and resync": the MQTT connection's number (the will of that connection carries it too).
         if let session { o["session"] = Int(clamping: session) }
+        // Contract 1.1 "Time": "synced" or "unsynced" (TrustedClock).
+        if let clock = ClockTrustMark.state { o["clock"] = clock }
         if let cabinet { o["cabinet"] = cabinet }
         if let cabinets { o["cabinets"] = cabinets }
         return JSON.encode(o)

@@ -24,6 +24,12 @@ public enum MetricsExposition {
     public static func render(metrics: GatewayMetrics, acquisition a: AcquisitionStatistics, snapshot: StationSnapshot,
                               log: EventLogStats?, usage: UsageStats?, mqttConnected: Bool, now: Date = Date()) -> String {
         var out = metrics.prometheusText()
+        if let clock = ClockTrustMark.installed {
+            out += "# HELP swapgate_clock_synced 1 when the station's clock is trusted (synchronised), 0 while commands are judged against the signed time base.\n# TYPE swapgate_clock_synced gauge\n"
+            out += "swapgate_clock_synced \(clock.isTrusted ? 1 : 0)\n"
+            out += "# HELP swapgate_clock_base_seconds The signed time base (newest accepted issued_at plus time since), unix seconds; 0: none yet.\n# TYPE swapgate_clock_base_seconds gauge\n"
+            out += "swapgate_clock_base_seconds \(Int(clock.baseNow?.timeIntervalSince1970 ?? 0))\n"
+        }
         func family(_ name: String, _ type: String, _ help: String) { out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
         family("swapgate_bus_requests_total", "counter", "Modbus requests made by the polling loop.")
         out += "swapgate_bus_requests_total \(a.requests)\n"

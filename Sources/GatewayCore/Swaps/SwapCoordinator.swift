@@ -20,6 +20,8 @@ public actor SwapCoordinator {
         public var maxConcurrentSwaps = 1
         public var swapCountService = "service-swap-count"
         public var energyService = "service-energy-gage"
+        /// The time entitlement validity is judged against (TrustedClock.now: the signed time base while the clock is untrusted).
+        public var now: @Sendable () -> Date = { Date() }
         public init(stationID: String, networkCode: String, outletCode: String) {
             self.stationID = stationID; self.networkCode = networkCode; self.outletCode = outletCode
         }
@@ -128,7 +130,7 @@ public actor SwapCoordinator {
         }
         let started = ContinuousClock.now
         defer { metrics.observeDecision(seconds: (ContinuousClock.now - started).seconds) }
-        let now = Date()
+        let now = settings.now()
         // Several cabinets: a cabinet that cannot serve (unreachable, safe mode, e-stop, tamper) only takes its own
         // slots out (stale in the decision's snapshot); the station's conditions are those of the best cabinet.
         let snapshot = acquisition.snapshot.forSwapDecisions
@@ -375,7 +377,7 @@ public actor SwapCoordinator {
 }
 
 extension ContractEvent {
-    func newEvent(at date: Date = Date()) -> NewEvent { NewEvent(type: type, timestamp: date, data: JSON.encode(data)) }
+    func newEvent(at date: Date = Date()) -> NewEvent { NewEvent(type: type, timestamp: date, data: JSON.encode(ClockTrustMark.mark(data))) }
 }
 
 extension Duration {
