@@ -20,7 +20,8 @@ public enum GatewayVersion {
 /// them together, in one ServiceGroup that owns start-up order and graceful shutdown (SIGTERM/SIGINT).
 ///
 /// Start order (shutdown runs it backwards): MQTT, station publisher, event publisher, event recorder,
-/// maintenance, [Odoo forwarder], acquisition, [metrics], [control API], systemd notifier, commands. So at shutdown the acquisition stops first, the recorder drains what it saw,
+/// maintenance, [Odoo forwarder], acquisition, swaps, [metrics], [control API], systemd notifier, commands. So at shutdown
+/// commands stop first (no new swap), running swaps are driven until just before the acquisition stops, the recorder drains what it saw,
 /// the publisher sends what it can, the offline status goes out, and MQTT disconnects last.
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
@@ -186,6 +187,8 @@ public final class Gateway: Sendable {
         var services: [any Service] = [mqttService, stationPublisher, eventPublisher, recorder, maintenance]
         if let forwarder { services.append(forwarder) }
         services.append(AcquisitionService(acquisition: acquisition))
+        // Swaps after the acquisition (they react to its changes) and before the adapters that request them.
+        services.append(SwapService(coordinator: coordinator, acquisition: acquisition, logger: Self.child(logger, "swaps")))
         if let metricsServer { services.append(metricsServer) }
         if let controlServer { services.append(controlServer) }
         services += [systemd, commands]

@@ -42,19 +42,15 @@ public final class CommandService: Service, Sendable {
     }
 
     public func run() async throws {
-        // Subscribe at once (commands that arrive meanwhile wait in the stream), but act on none before a
-        // swap that a power cut interrupted is finished from a fresh cabinet reading (up to 60 s; after that
-        // the coordinator keeps trying and refuses swaps with station_busy until it could).
+        // Subscribe at once (commands that arrive meanwhile wait in the stream), but act on none before the
+        // SwapService has finished a swap that a power cut interrupted from a fresh cabinet reading (it waits up
+        // to 60 s for one; after that the coordinator keeps trying and refuses swaps with station_busy until it could).
         // Retain As Published (MQTT 5): a command published with retain keeps the flag on live delivery and in the
         // session's queue, so it can be refused. MQTT 3.1.1 clears it on live delivery (docs/mqtt-adapter.md).
         try mqtt.subscribe(topics.commands, qos: 1, retainAsPublished: true)
         let messages = mqtt.messages
-        for _ in 0 ..< 600 {
-            let snap = acquisition.snapshot
-            if ((snap.cabinet != nil || snap.cabinets.contains { $0.info != nil }) && !snap.cabinetStale) || Task.isShuttingDownGracefully { break }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        await coordinator.reconcileAfterRestart()
+        await cancelWhenGracefulShutdown { await self.coordinator.started.wait() }
+        if Task.isShuttingDownGracefully { return }
         logger.notice("accepting commands", metadata: ["topic": "\(topics.commands)"])
         if mqtt.protocolInUse == .v311 {
             logger.warning("MQTT 3.1.1: a command retained while the station is subscribed cannot be told apart from a live one")
@@ -81,13 +77,6 @@ public final class CommandService: Service, Sendable {
                         await self.handle(item.message, preverified: item.verified)
                         syncLane.done(bytes: item.bytes)
                         if size >= Self.largeMessageBytes { releaseFreeHeap() }
-                    }
-                }
-                group.addTask {
-                    // Drive running swaps: timeouts need a clock even when nothing changes.
-                    while !Task.isCancelled {
-                        await self.coordinator.evaluate()
-                        try? await Task.sleep(for: .milliseconds(250))
                     }
                 }
                 await group.waitForAll()

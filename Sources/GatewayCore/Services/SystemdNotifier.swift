@@ -58,7 +58,8 @@ public struct SystemdService: Service {
         logger.info("told systemd the daemon is ready", metadata: ["watchdog": "\(watchdogInterval.map { "\($0) s" } ?? "off")"])
         try? await cancelWhenGracefulShutdown {
             guard let interval = watchdogInterval else {
-                while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
+                // No watchdog: nothing to do until shutdown (no periodic wake-up).
+                try await gracefulShutdown()
                 return
             }
             var lastCycles = acquisition.statistics.cycles

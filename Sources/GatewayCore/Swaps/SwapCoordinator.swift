@@ -47,6 +47,13 @@ public actor SwapCoordinator {
     /// Until an interrupted swap has been reconciled with a fresh cabinet reading, no new swap starts.
     private var needsReconcile = true
     private var reconcileWaitSince: Date?
+    /// A stage that could not be recorded (fail closed): evaluated again at this time.
+    private var retryAt: Date?
+    /// Wakes the SwapService: a swap accepted, a transition made outside its evaluation (an unlock failed).
+    public nonisolated let wakeup = Wakeup()
+    /// Set once the SwapService has reconciled interrupted swaps (or tried, after waiting for the first reading):
+    /// commands are taken from then on.
+    public nonisolated let started = ReadyFlag()
 
     public init(store: StationStore, acquisition: StationAcquisition, settings: Settings, metrics: GatewayMetrics,
                 wake: Wakeup, logger: Logger, isOnline: @escaping @Sendable () -> Bool) {
@@ -205,6 +212,7 @@ public actor SwapCoordinator {
             return Reply(ok: false, code: SwapRefusalCode.stationBusy.rawValue, message: "the swap cannot be recorded (storage error); no door opened", data: nil)
         }
         running[record.swapID] = machine
+        wakeup.signal()
         metrics.countSwap(outcome: "accepted")
         logger.notice("swap accepted", metadata: ["swap_id": "\(record.swapID)", "kind": "\(plan.kind.rawValue)",
                                                   "return_slot": "\(plan.returnSlot.map(String.init) ?? "-")", "issue_slot": "\(plan.issueSlot.map(String.init) ?? "-")"])
@@ -218,9 +226,10 @@ public actor SwapCoordinator {
 
     // MARK: Driving swaps
 
-    /// Called with every change batch and every second.
+    /// Called by the SwapService on every change batch, at `nextDeadline()` and when woken.
     public func evaluate() async {
         if needsReconcile { await reconcileAfterRestart() }
+        retryAt = nil
         guard !running.isEmpty else { return }
         let snapshot = acquisition.snapshot
         let now = Date()
@@ -229,6 +238,17 @@ public actor SwapCoordinator {
             let actions = m.observe(snapshot, now: now)
             if actions.isEmpty { running[id] = m } else { await apply(actions, to: m) }
         }
+    }
+
+    /// The nearest time at which `evaluate()` may act without a change in the cabinet: a running swap's timeout
+    /// (SwapMachine.nextDeadline), a stage write to retry, the reconciliation of interrupted swaps (retried every
+    /// second until it could run). Nil when nothing is waiting for time: then only a change or a wake-up matters.
+    public func nextDeadline() -> Date? {
+        let now = Date()
+        var candidates = running.values.compactMap { $0.nextDeadline(after: now) }
+        if let retryAt { candidates.append(retryAt) }
+        if needsReconcile { candidates.append(now.addingTimeInterval(1)) }
+        return candidates.min()
     }
 
     /// Swaps whose transition is being recorded: not evaluated again meanwhile (the actor is re-entrant
@@ -256,6 +276,7 @@ public actor SwapCoordinator {
                     // Fail closed: the stage is not recorded, so the door stays shut. The old machine stays in
                     // place and the next evaluation derives the same transition again.
                     logger.error("cannot record the swap's next stage; door stays shut", metadata: ["swap_id": "\(id)", "error": "\(error)"])
+                    retryAt = Date().addingTimeInterval(0.25)
                     return
                 }
                 running[id] = m
@@ -290,6 +311,7 @@ public actor SwapCoordinator {
         guard var m = running[swapID], !applying.contains(swapID) else { return }
         let actions = m.unlockFailed(reason: reason, now: Date())
         await apply(actions, to: m)
+        wakeup.signal()
     }
 
     // MARK: Completion

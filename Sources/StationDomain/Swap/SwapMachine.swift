@@ -87,6 +87,21 @@ public struct SwapMachine: Sendable {
         }
     }
 
+    /// The next instant after `now` at which `observe` may act with no change in the cabinet (a stage's
+    /// timeout, its open-door grace, the returned battery's verify timeout); nil when no timeout is left.
+    /// The coordinator sleeps until the nearest one or the next change (docs/swaps.md "Driving swaps").
+    public func nextDeadline(after now: Date) -> Date? {
+        let limit: Double
+        switch record.stage {
+        case .awaitingReturn, .returnRefused: limit = timeouts.returnTimeout
+        case .awaitingPickup: limit = timeouts.pickupTimeout
+        case .accepted, .completed, .returnedWithoutIssue, .aborted: return nil
+        }
+        var candidates = [stageSince.addingTimeInterval(limit), stageSince.addingTimeInterval(limit + timeouts.openDoorGrace)]
+        if record.stage == .awaitingReturn, let closed = closedWithBatteryAt { candidates.append(closed.addingTimeInterval(timeouts.verifyTimeout)) }
+        return candidates.filter { $0 > now }.min()
+    }
+
     /// Records the command seq of the current stage's unlock (stored before the unlock is written, so a
     /// restart or a retry re-sends the same seq, which the controller executes once).
     public mutating func assignUnlockSeq(_ seq: UInt16) {
