@@ -22,12 +22,13 @@ struct UplinkBench: ParsableCommand {
     @Option(name: .customLong("bin-dir"), help: "Directory of swapgate and station-sim (default: next to this executable).")
     var binDir: String?
     @Flag(help: "Skip the full-every-minute comparison run.") var changesOnly = false
+    @Flag(help: "publishing.compact_keys: true in the by-exception run.") var compactKeys = false
 
     func run() throws {
         let bin = binDir.map { URL(fileURLWithPath: $0) } ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         print("uplink: one \(slots)-slot station, \(swaps) swaps, a day at \(speed)x (\(Int(86_400 / speed)) s wall per run)")
         let exception = try day(mode: "changes", bin: bin)
-        print(exception.report(label: "by exception (default)"))
+        print(exception.report(label: compactKeys ? "by exception, compact keys" : "by exception (default)"))
         if !changesOnly {
             let full = try day(mode: "full", bin: bin)
             print(full.report(label: "full JSON every minute"))
@@ -74,7 +75,7 @@ struct UplinkBench: ParsableCommand {
         cabinet: {host: 127.0.0.1, port: \(modbus), fast_interval: 0.05, detail_interval: 0.5}
         mqtt: {host: 127.0.0.1, port: \(port)}
         store: {path: \(dir.appendingPathComponent("station.sqlite").path)}
-        publishing: {telemetry_interval: \(60 / speed), telemetry_full_interval: \(900 / speed), telemetry_mode: \(mode)}
+        publishing: {telemetry_interval: \(60 / speed), telemetry_full_interval: \(900 / speed), telemetry_mode: \(mode), compact_keys: \(mode == "changes" && compactKeys)}
         abs: {allow_unsigned: true}
         log_level: notice
         """.write(to: config, atomically: true, encoding: .utf8)
