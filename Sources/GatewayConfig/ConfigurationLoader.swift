@@ -101,6 +101,7 @@ extension GatewayConfiguration {
         }
         c.publishing.inventoryDebounce = r.double("publishing.inventory_debounce", c.publishing.inventoryDebounce, 0 ... 1)
         c.publishing.publishWindow = r.int("publishing.window", c.publishing.publishWindow, 1 ... 1000)
+        c.publishing.backlogRate = r.double("publishing.backlog_rate", c.publishing.backlogRate, 0 ... 1_000_000_000)
 
         c.batteries.readySoC = r.double("batteries.ready_soc", c.batteries.readySoC, 1 ... 100)
         c.batteries.minSoH = r.double("batteries.min_soh", c.batteries.minSoH, 0 ... 100)

@@ -191,6 +191,9 @@ public struct GatewayConfiguration: Sendable {
         public var compactKeys = false
         public var inventoryDebounce = 1.0
         public var publishWindow = 100
+        /// Bytes per second at which a backlog of events drains after an outage (0 = unlimited; default sized for
+        /// GPRS). docs/events-and-mqtt.md "Backlog after an outage".
+        public var backlogRate = 2000.0
     }
     public struct Batteries: Sendable {
         public var readySoC = 95.0

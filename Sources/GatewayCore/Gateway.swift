@@ -102,7 +102,8 @@ public final class Gateway: Sendable {
         recorder = EventRecorder(store: store, changes: acquisition.broadcast.subscribe(), wake: wake, health: health,
                                  logger: Self.child(logger, "events"))
         eventPublisher = EventPublisher(store: store, mqtt: mqtt, topics: topics, window: c.publishing.publishWindow,
-                                        wake: wake, health: health, logger: Self.child(logger, "publisher"), meter: metrics.traffic)
+                                        wake: wake, health: health, logger: Self.child(logger, "publisher"), meter: metrics.traffic,
+                                        pacer: BacklogPacer(rate: c.publishing.backlogRate), gauge: metrics.backlog)
         stationPublisher = StationPublisher(mqtt: mqtt, connection: mqttService, acquisition: acquisition, topics: topics,
                                             version: GatewayVersion.string, telemetryInterval: c.publishing.telemetryInterval,
                                             inventoryDebounce: c.publishing.inventoryDebounce, logger: Self.child(logger, "station"),

@@ -42,6 +42,11 @@ extension SwapCtl {
                     let sent = ["events", "telemetry", "inventory", "status", "replies"].map { "\($0) \(b.sent[$0] ?? 0)" }.joined(separator: ", ")
                     print("mqtt 24h      sent \(b.sent.values.reduce(0, +)) B (\(sent)); received commands \(b.received["commands"] ?? 0) B")
                 }
+                if let b = s.backlog, b.pacing {
+                    // An outage's backlog draining at publishing.backlog_rate.
+                    let eta = b.etaSeconds.map { "~\(max(1, Int(($0 / 60).rounded(.up)))) min" } ?? "~? min"
+                    print("backlog       draining backlog: \(b.events) events, \(eta) at \(Int(b.rateBytesPerSecond)) B/s")
+                }
                 print(s.alarms.isEmpty ? "alarms        none" : "alarms        " + s.alarms.joined(separator: "\n              "))
             }
         }

@@ -158,6 +158,9 @@ public struct ControlHandler: Sendable {
             if c == .commands { received[c.rawValue] = day["received|\(c.rawValue)"] ?? 0 } else { sent[c.rawValue] = day["sent|\(c.rawValue)"] ?? 0 }
         }
         view.mqttBytes24h = MQTTBytesView(sent: sent, received: received)
+        let pacing = metrics.backlog.current
+        view.backlog = BacklogView(events: log.unsent, pacing: pacing.pacing && log.unsent > 0, rateBytesPerSecond: pacing.rate,
+                                   etaSeconds: metrics.backlog.estimatedSeconds(unsent: log.unsent))
         view.clock = ClockTrustMark.state
         view.clockBase = ClockTrustMark.installed?.baseNow.map { Timestamp.rfc3339($0) }
         return view

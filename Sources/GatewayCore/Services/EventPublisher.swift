@@ -7,6 +7,7 @@ import StationStore
 /// Sends the durable event log to the broker: oldest first, `window` publishes in flight, an event marked
 /// sent only after its PUBACK. After a lost link it starts again from the oldest unacknowledged event, so
 /// delivery is at least once and in `seq` order; a re-sent event carries its original `event_id`.
+/// With `publishing.backlog_rate` set, a backlog drains at that many bytes per second (BacklogPacer).
 public actor EventPublisher: Service {
     private let store: StationStore
     private let mqtt: MQTTClient
@@ -16,12 +17,21 @@ public actor EventPublisher: Service {
     private let health: GatewayHealth
     private let logger: Logger
     private let meter: UplinkMeter?
+    /// Paces the drain of a backlog (`publishing.backlog_rate`, BacklogPacer); rate 0 = unlimited.
+    private var pacer: BacklogPacer
+    private let gauge: BacklogGauge?
+    /// Monotonic seconds for the pacer's bucket.
+    private let clock: @Sendable () -> Double
     public private(set) var published = 0
 
     public init(store: StationStore, mqtt: MQTTClient, topics: Topics, window: Int, wake: Wakeup,
-                health: GatewayHealth, logger: Logger, meter: UplinkMeter? = nil) {
+                health: GatewayHealth, logger: Logger, meter: UplinkMeter? = nil,
+                pacer: BacklogPacer = BacklogPacer(rate: 0), gauge: BacklogGauge? = nil,
+                clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }) {
         self.store = store; self.mqtt = mqtt; self.topics = topics; self.window = max(1, window)
         self.wake = wake; self.health = health; self.logger = logger; self.meter = meter
+        self.pacer = pacer; self.gauge = gauge; self.clock = clock
+        gauge?.set(rate: pacer.rate)
     }
 
     /// The highest seq handed to the broker in this link's lifetime; the next batch continues after it.
@@ -55,6 +65,7 @@ public actor EventPublisher: Service {
             return 0
         }
         if batch.isEmpty {
+            gauge?.set(pacing: false)
             let acked = await settleInflight()
             if acked == 0 && cursor != 0 {
                 // Caught up: let the last mark-sent land, then look again from the oldest unsent event.
@@ -77,13 +88,28 @@ public actor EventPublisher: Service {
         var acked: [Int64] = []
         do {
             for e in batch {
-                if inflight.count >= window {
+                // A backlog (an event older than the pacer's backlog age, rate set) keeps only a few in flight, so
+                // replies, status and inventory find room in the library's in-flight window and go first.
+                let backlog = pacer.isBacklog(e.timestamp, now: Date())
+                gauge?.set(pacing: backlog)
+                let limit = backlog ? min(window, pacer.backlogWindow) : window
+                while inflight.count >= limit {
                     let first = inflight.removeFirst()
                     try await first.delivery.wait()
                     acked.append(first.seq)
                 }
                 let payload = Payloads.event(e, stationID: topics.stationID)
-                inflight.append((e.seq, try mqtt.send(.events, meter: meter, topic: topics.event(e.type), payload: payload, qos: 1, retain: false)))
+                let topic = topics.event(e.type)
+                if pacer.limited {
+                    let bytes = MQTTPacketEstimate.publish(topic: topic, payloadBytes: payload.count, qos: 1)
+                    gauge?.observe(eventBytes: bytes)
+                    // Every event is charged; only backlog waits (a live event goes at once, its bytes delay the backlog).
+                    let wait = pacer.bucket.take(bytes, now: clock())
+                    if backlog && wait > 0 {
+                        try await Task.sleep(for: .milliseconds(Int64((wait * 1000).rounded(.up))))
+                    }
+                }
+                inflight.append((e.seq, try mqtt.send(.events, meter: meter, topic: topic, payload: payload, qos: 1, retain: false)))
                 cursor = e.seq
             }
             if health.state.lastPublishError != nil { health.update { $0.lastPublishError = nil } }

@@ -19,6 +19,8 @@ public final class GatewayMetrics: Sendable {
     private let box = Locked(State())
     /// Bytes on the MQTT link per direction and class (UplinkMeter), counted at the gateway's publish call sites.
     public let traffic = UplinkMeter()
+    /// The event publisher's backlog pacing (BacklogPacer): pacing now, rate, average event size.
+    public let backlog = BacklogGauge()
     public init() {}
 
     public func countSwap(outcome: String) { box.withLock { $0.swaps[outcome, default: 0] += 1 } }
@@ -70,6 +72,11 @@ public final class GatewayMetrics: Sendable {
                 out += "swapgate_mqtt_bytes_total{direction=\"\(d.rawValue)\",class=\"\(c.rawValue)\"} \(totals["\(d.rawValue)|\(c.rawValue)"] ?? 0)\n"
             }
         }
+        let b = backlog.current
+        out += "# HELP swapgate_events_backlog_pacing 1 while the event publisher paces a backlog (publishing.backlog_rate).\n# TYPE swapgate_events_backlog_pacing gauge\n"
+        out += "swapgate_events_backlog_pacing \(b.pacing ? 1 : 0)\n"
+        out += "# HELP swapgate_events_backlog_rate_bytes Configured backlog drain rate in bytes per second (0 = unlimited).\n# TYPE swapgate_events_backlog_rate_bytes gauge\n"
+        out += "swapgate_events_backlog_rate_bytes \(b.rate)\n"
         return out
     }
 }
