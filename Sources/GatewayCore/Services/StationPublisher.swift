@@ -164,7 +164,7 @@ public actor StationPublisher: Service {
         let snap = acquisition.snapshot
         guard snap.cabinet != nil else { return false }
         let body = Payloads.telemetryBody(snap, quarantined: await acquisition.quarantined)
-        let session: Int? = nil   // the status session number, once MQTTClient provides it
+        let session = mqtt.session.map { Int(clamping: $0) }   // the status's session number (contract 1.1)
         let payload = full ? reporter.full(body, stationID: topics.stationID, session: session, now: Date())
                            : reporter.changes(body, stationID: topics.stationID, session: session, now: Date())
         guard let payload else { return false }
