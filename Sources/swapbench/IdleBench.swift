@@ -91,7 +91,8 @@ struct IdleBench: AsyncParsableCommand {
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        // Signals unblocked in the child: strace detaches and prints its summary on SIGINT.
+        try spawnWithSignalsUnblocked(p)
         Thread.sleep(forTimeInterval: seconds)
         kill(p.processIdentifier, SIGINT)
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
