@@ -32,10 +32,7 @@ public final class RabbitCluster: @unchecked Sendable {
 
     public init() throws {
         directory = try TempDir("swapgate-rabbit")
-        // A ManagedProcess (output to a file), not runCommand: the script leaves the nodes running in the background.
-        let starter = try ManagedProcess("/bin/bash", [Self.script, "start", directory.url.path], name: "broker-cluster")
-        let finished = (try? starter.waitForOutput(timeout: 600) { $0.contains("seconds=") || $0.contains("did not start") }) != nil
-        let r = (status: Int32(finished && starter.output().contains("seconds=") ? 0 : 1), output: starter.output())
+        let r = Self.runScript(["start", directory.url.path], log: directory.path("start.log"), timeout: 600)
         var values: [String: String] = [:]
         for line in r.output.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "="), !line.hasPrefix(" ") else { continue }
@@ -73,8 +70,35 @@ public final class RabbitCluster: @unchecked Sendable {
     }
 
     static func runStop(_ dir: String) {
-        guard let stopper = try? ManagedProcess("/bin/bash", [script, "stop", dir], name: "broker-cluster-stop") else { return }
-        _ = try? stopper.waitForOutput(timeout: 120) { $0.contains("stopped") }
+        _ = runScript(["stop", dir], log: dir + "/stop.log", timeout: 120)
+    }
+
+    /// Runs broker-cluster.sh with posix_spawn and waitpid, its output in `log`. Not Foundation's Process: the
+    /// script leaves the nodes running in the background, and Process was seen never to reap it (a zombie `bash`
+    /// and a test waiting forever).
+    static func runScript(_ arguments: [String], log: String, timeout: Double) -> (status: Int32, output: String) {
+        func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        let command = "exec /bin/bash \(quote(script)) \(arguments.map(quote).joined(separator: " ")) >\(quote(log)) 2>&1 </dev/null"
+        var pid: pid_t = 0
+        let words: [String] = ["/bin/bash", "-c", command]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let rc = withUnblockedSignals { posix_spawn(&pid, "/bin/bash", nil, nil, argv, environ) }
+        guard rc == 0 else { return (-1, "posix_spawn failed: \(rc)") }
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        var exited = false
+        while Date() < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid { exited = true; break }
+            usleep(50_000)
+        }
+        if !exited {
+            _ = Glibc.kill(pid, SIGKILL)
+            _ = waitpid(pid, &status, 0)
+        }
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let code: Int32 = exited && (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
+        return (code, output)
     }
 
     /// mosquitto_pub/mosquitto_sub arguments for node `index` (MQTT 3.1.1: RabbitMQ 3.10 speaks no MQTT 5).
