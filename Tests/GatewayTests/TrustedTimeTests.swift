@@ -3,19 +3,17 @@ import Testing
 import TestSupport
 
 /// Trusted time (contract 1.1 "Time") with the real daemon under libfaketime: the swapgate process sees a board
-/// clock in 1970 or a year ahead (LD_PRELOAD libfaketime, wall clock only: FAKETIME_DONT_FAKE_MONOTONIC), while
+/// clock in 1970 or a year ahead (the faketime wrapper, wall clock only: --exclude-monotonic), while
 /// mosquitto, station-sim and the test's ABS (tools/abs_sign.py) keep the real time. Status and metrics say
 /// unsynced, a ping's signed issued_at becomes the time base, a swap signed now is judged against it, nothing
 /// expired is accepted, the cabinet clock is never set from the wrong clock, and events recorded meanwhile carry
 /// clock_trusted: false.
 @Suite(.serialized) struct TrustedTimeTests {
-    static let libfaketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
-
     /// Starts the daemon with its wall clock faked (`faketime`: libfaketime's FAKETIME, e.g. "@1970-01-02 00:00:00").
     static func startGateway(_ st: Station, faketime: String) throws {
-        let g = try ManagedProcess(try productPath("swapgate"), ["run", "-c", st.configPath], name: "swapgate",
-                                   environment: ["LD_PRELOAD": libfaketime, "FAKETIME": faketime,
-                                                 "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"])
+        // Through the faketime wrapper (a bare LD_PRELOAD of the library lost the daemon's arguments in our runs).
+        let g = try ManagedProcess("/usr/bin/faketime", ["--exclude-monotonic", "-f", faketime, try productPath("swapgate"), "run", "-c", st.configPath],
+                                   name: "swapgate", environment: ["FAKETIME_DONT_FAKE_MONOTONIC": "1"])
         st.gateway = g
         try g.waitForOutput(timeout: 60) { $0.contains("accepting commands") }
     }
