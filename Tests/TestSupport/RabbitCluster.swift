@@ -116,7 +116,8 @@ public final class RabbitCluster: @unchecked Sendable {
 
     /// A long-running `mosquitto_sub -v` on node `index` (e.g. with `["-c", "-i", "abs"]`: a persistent session).
     public func startSubscriber(node index: Int, topics: [String], qos: Int = 1, extraArguments: [String] = []) throws -> MosquittoSubscriber {
-        try MosquittoSubscriber(probe: { try self.publish(node: index, topic: $0, message: "probe", qos: 0) },
+        // A probe that cannot be published yet (a node that just joined) is simply tried again by the loop.
+        try MosquittoSubscriber(probe: { try? self.publish(node: index, topic: $0, message: "probe", qos: 1) },
                                 connectionArguments: connectionArguments(node: index), topics: topics, qos: qos,
                                 extraArguments: extraArguments)
     }
