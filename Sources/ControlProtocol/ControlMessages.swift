@@ -85,8 +85,6 @@ public struct StatusView: Codable, Sendable {
     public var clockBase: String? = nil
     /// The event log's drain after an outage (publishing.backlog_rate); nil from an older daemon.
     public var backlog: BacklogView? = nil
-    /// The event log's drain after an outage (publishing.backlog_rate); nil from an older daemon.
-    public var backlog: BacklogView? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
     }
