@@ -8,7 +8,7 @@ struct SwapBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swapbench",
         abstract: "Benchmarks against same-run baselines (raw libmodbus, raw libmosquitto, raw SQLite).",
-        subcommands: [ModbusBench.self, EventsBench.self, DecisionBench.self, RSSBench.self, IdleBench.self, OdooBench.self, UplinkBench.self, All.self])
+        subcommands: [ModbusBench.self, EventsBench.self, DecisionBench.self, RSSBench.self, SnapshotBench.self, IdleBench.self, OdooBench.self, UplinkBench.self, All.self])
 }
 
 struct All: AsyncParsableCommand {
