@@ -113,6 +113,7 @@ extension GatewayConfiguration {
         c.abs.publicKeys = r.stringMap("abs.public_keys")
         c.abs.allowUnsigned = r.bool("abs.allow_unsigned", c.abs.allowUnsigned)
         c.abs.maxClockSkew = r.double("abs.max_clock_skew", c.abs.maxClockSkew, 0 ... 3600)
+        c.abs.maxInflatedBytes = r.int("abs.max_inflated_bytes", c.abs.maxInflatedBytes, 1024 ... 1024 * 1024 * 1024)
         c.clock.trust = r.choice("clock.trust", c.clock.trust, ["auto", "system", "commands"])
         c.clock.syncFlag = r.optionalString("clock.sync_flag")
         do { _ = try KeyRing(keys: c.abs.publicKeys) } catch {
@@ -143,7 +144,6 @@ extension GatewayConfiguration {
         c.odoo.swapCountService = r.string("odoo.service_swap_count", c.odoo.swapCountService)
         c.odoo.energyService = r.string("odoo.service_energy", c.odoo.energyService)
         c.odoo.backoffBase = r.double("odoo.backoff_base", c.odoo.backoffBase, 0.1 ... 3600)
-        c.abs.maxInflatedBytes = r.int("abs.max_inflated_bytes", c.abs.maxInflatedBytes, 1024 ... 1024 * 1024 * 1024)
         c.odoo.backoffCap = r.double("odoo.backoff_cap", c.odoo.backoffCap, c.odoo.backoffBase ... 86_400)
         c.odoo.credentialsDelay = r.double("odoo.credentials_delay", c.odoo.credentialsDelay, 1 ... 86_400)
 
