@@ -21,7 +21,15 @@
 set -euo pipefail
 
 RABBIT_BIN=/usr/lib/rabbitmq/bin
-[ -x "$RABBIT_BIN/rabbitmq-server" ] || { echo "rabbitmq-server is not installed (apt-get install -y rabbitmq-server)" >&2; exit 2; }
+if [ ! -x "$RABBIT_BIN/rabbitmq-server" ]; then
+    # Installed on first use (not by tools/setup.sh: only the gated cluster tests and the fleet work need it).
+    # policy-rc.d keeps the package from starting its own system node; ours run from temporary folders.
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null; $SUDO chmod +x /usr/sbin/policy-rc.d
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rabbitmq-server >/dev/null
+    status=$?; $SUDO rm -f /usr/sbin/policy-rc.d
+    [ $status -eq 0 ] && [ -x "$RABBIT_BIN/rabbitmq-server" ] || { echo "rabbitmq-server could not be installed" >&2; exit 2; }
+fi
 
 free_port() {
     python3 - <<'EOF'
