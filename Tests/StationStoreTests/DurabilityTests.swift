@@ -135,7 +135,7 @@ struct DurabilityTests {
     @Test func migrationsAreRecordedByNameAndRunOnce() async throws {
         let dir = try StoreDir(); defer { dir.remove() }
         let expected = ["v1-event-log", "v1-meta", "v2-entitlements", "v2-swaps", "v2-usage", "v2-audit", "v2-seen-requests", "v3-counted-through-seq",
-                        "v4-per-record-counted-through"]
+                        "v4-per-record-counted-through", "v5-entitlement-snapshot-parts"]
         let store = try dir.open()
         let names = try await store.read { db in
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
