@@ -116,6 +116,7 @@ extension GatewayConfiguration {
         c.abs.maxInflatedBytes = r.int("abs.max_inflated_bytes", c.abs.maxInflatedBytes, 1024 ... 1024 * 1024 * 1024)
         c.clock.trust = r.choice("clock.trust", c.clock.trust, ["auto", "system", "commands"])
         c.clock.syncFlag = r.optionalString("clock.sync_flag")
+        c.clock.kernelFlag = r.bool("clock.kernel_flag", c.clock.kernelFlag)
         do { _ = try KeyRing(keys: c.abs.publicKeys) } catch {
             r.errors.append(ConfigurationError("abs.public_keys", "\(error)"))
         }

@@ -38,6 +38,11 @@ public struct GatewayConfiguration: Sendable {
         /// A file whose existence says the clock is synchronised (systemd-timesyncd:
         /// /run/systemd/timesync/synchronized). Nil: the kernel's status only.
         public var syncFlag: String?
+        /// Whether `auto` also distrusts a clock the kernel calls unsynchronised (adjtimex STA_UNSYNC). Off by
+        /// default: on VMs and containers the flag reads "unsynchronised" while the clock is right (seen on this
+        /// project's own machines), and judging commands against a signed base there would change what expires.
+        /// Turn it on for a board whose NTP client sets the kernel flag (or use `syncFlag`).
+        public var kernelFlag = false
     }
 
     /// The local control API (swapctl talks to the daemon through it).

@@ -59,8 +59,11 @@ public final class Gateway: Sendable {
             seed = try? JSONDecoder().decode(PersistedStation.self, from: Data(json.utf8))
         }
         // Trusted time (contract 1.1 "Time"): the clock, or the signed time base restored from the store.
+        let useKernelFlag = c.clock.kernelFlag
+        let kernelSaysSynchronised: @Sendable () -> Bool = { useKernelFlag ? TrustedClock.kernelSaysSynchronised() : true }
         let trustedClock = TrustedClock(trust: TrustedClock.Trust(rawValue: c.clock.trust) ?? .auto, maxSkew: c.abs.maxClockSkew,
-                                        syncFlagPath: c.clock.syncFlag)
+                                        syncFlagPath: c.clock.syncFlag,
+                                        kernelSynchronised: kernelSaysSynchronised)
         await trustedClock.restore(from: store)
         ClockTrustMark.install(trustedClock)
         CabinetClockSource.install { trustedClock.trustedNow() }
