@@ -67,7 +67,8 @@ let package = Package(
         // Shared by the daemon and swapctl, so swapctl links neither the store, NIO, HTTP nor MQTT.
         .target(name: "ControlProtocol", dependencies: ["StationDomain", "StationSupport"]),
 
-        // The ABS command contract: signed envelopes, commands, replies (pure: no I/O).
+        // The ABS contract (pure: no I/O): signed envelopes and commands in; Contract/: every event, reply, status,
+        // inventory and telemetry payload out, as Encodable types written by one JSON writer.
         // CZlib: raw DEFLATE envelopes (`enc: deflate`), seen only by ABSProtocol/Inflater.swift.
         .target(name: "ABSProtocol", dependencies: [
             "StationDomain", "StationSupport", "CZlib",
@@ -147,7 +148,12 @@ let package = Package(
         ]),
         // End to end: the swapgate, station-sim and swapctl binaries against a real mosquitto.
         .testTarget(name: "GatewayTests", dependencies: [
-            "TestSupport", "GatewayCore", "GatewayConfig", "ControlProtocol", "StationSupport", "StationStore", "StationDomain",
+            "TestSupport", "GatewayCore", "GatewayConfig", "ControlProtocol", "StationSupport", "StationStore", "StationDomain", "ABSProtocol",
+        ]),
+        // The use cases in-process, in seconds: a fake cabinet, the store over an in-memory GRDB queue, a fixed clock.
+        .testTarget(name: "OrchestrationTests", dependencies: [
+            "GatewayCore", "StationStore", "StationDomain", "StationSupport", "ABSProtocol",
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ABSProtocolTests", dependencies: ["TestSupport", "ABSProtocol", "StationDomain"]),
         .testTarget(name: "OdooLinkTests", dependencies: ["TestSupport", "OdooLink", "StationDomain"]),
