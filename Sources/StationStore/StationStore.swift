@@ -28,7 +28,9 @@ public actor StationStore {
     static let defaultReserveBytes = 8 * 1024 * 1024
 
     public nonisolated let path: String
-    let pool: DatabasePool
+    /// The database connection(s): a `DatabasePool` on a file (WAL) for the daemon and tools; any GRDB
+    /// `DatabaseWriter` given to `init(writer:)` (an in-memory `DatabaseQueue` in tests).
+    let pool: any DatabaseWriter
     let reserveBytes: Int
     private var closed = false
 
@@ -85,6 +87,20 @@ public actor StationStore {
             }
         }
         DiskReserve.ensure(at: path + "-reserve", bytes: reserveBytes)
+    }
+
+    /// A store over a database writer the caller made, e.g. an in-memory `DatabaseQueue()` for in-process tests
+    /// (as GRDB's demo app's `AppDatabase` does): runs the same named migrations as `init(path:)`. No reserve file,
+    /// no WAL or `synchronous` settings (those belong to the file the daemon opens); `path` is the writer's.
+    public init(writer: any DatabaseWriter) throws {
+        self.path = writer.path
+        self.reserveBytes = 0
+        do {
+            try Self.makeMigrator().migrate(writer)
+        } catch {
+            throw Self.mapError(error, path: writer.path)
+        }
+        pool = writer
     }
 
     /// Opens an existing station database for a tool (`swapctl … --store FILE`): no migration, no reserve file,
