@@ -495,9 +495,15 @@ final class ClientCore: Sendable {
         return mosquitto_connect_bind_v5(handle, address.host, Int32(address.port), Int32(c.keepAliveSeconds), nil, props)
     }
 
+    /// Blocks in mosquitto_loop until something happens, not on a short period: libmosquitto's pselect waits on the
+    /// socket and on its own wake-up socket pair (written by every publish/subscribe/disconnect from another thread,
+    /// mosquitto_threaded_set), and it shortens the timeout itself to the moment the next keepalive PINGREQ is due
+    /// (`next_msg_out`), so pings stay on time. `stop()` wakes it through mosquitto_disconnect's packet. The timeout
+    /// passed is only the upper bound when keepalive is off.
     private func serveConnection() {
+        let timeoutMs = Int32(clamping: max(configuration.keepAliveSeconds, 1) * 1000)
         while !stopRequested.load(ordering: .acquiring) {
-            let rc = mosquitto_loop(handle, 1000, 1)
+            let rc = mosquitto_loop(handle, timeoutMs, 1)
             if sawLargePacket.exchange(false, ordering: .relaxed) {
                 // libmosquitto has freed the packet by now; without this glibc keeps the pages.
                 cmosquitto_malloc_trim()

@@ -9,6 +9,7 @@ extension StationStore {
     @discardableResult
     public func importUsage(_ records: [UsageRecord], at: Date) async throws -> Int {
         var imported = 0
+        defer { if imported > 0 { usageWakeup.signal() } }
         for start in stride(from: 0, to: records.count, by: 1000) {
             let chunk = Array(records[start ..< min(start + 1000, records.count)])
             let rows = try chunk.map { ($0, String(decoding: try JSONEncoder().encode($0), as: UTF8.self)) }

@@ -124,6 +124,7 @@ extension StationStore {
         let row = try Self.swapArguments(swap)
         let usageJSON = try usage.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         let createdMs = Self.millis(swap.finishedAt ?? swap.updatedAt)
+        defer { if usage != nil { usageWakeup.signal() } }   // after the commit (or a failure: a harmless look)
         return try await withSwapDiskFullRecovery {
             try await write { db in
                 try Self.checkSwapOpen(swap.swapID, in: db)

@@ -67,6 +67,14 @@ extension StationStore {
         }
     }
 
+    /// When the earliest pending record is due (now or later), nil when none is pending: how long the forwarder
+    /// may sleep when nothing new is written.
+    public func nextUsageDue() async throws -> Date? {
+        try await read { db in
+            try Int64.fetchOne(db, sql: "SELECT MIN(next_attempt_at_ms) FROM usage_outbox WHERE state = 'pending'")
+        }.map { Date(timeIntervalSince1970: Double($0) / 1000) }
+    }
+
     /// Odoo answered `recorded` or `duplicate`. A record is settled once: settling it again keeps
     /// the first time and log id. A rejected record can be settled (a hand re-send in flight).
     /// Counts the attempt and clears the last error (a settled record has none).
@@ -112,6 +120,7 @@ extension StationStore {
     /// or the record is settled.
     public func resendUsage(key: String, now: Date) async throws -> Bool {
         let ms = Self.millis(now)
+        defer { usageWakeup.signal() }
         return try await write { db in
             try db.execute(sql: """
                 UPDATE usage_outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?

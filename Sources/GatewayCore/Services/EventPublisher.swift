@@ -44,11 +44,21 @@ public actor EventPublisher: Service {
     /// The mark-sent of the previous batch, still committing (its fsync overlaps the next sends).
     private var marking: Task<Void, Never>?
     private var batchSize: Int { max(window * 5, 500) }
+    /// The last pass read the log from its oldest unsent event and found none, nothing in flight: only a new
+    /// event (a wake-up) gives the next pass something to do.
+    private var caughtUp = false
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            guard mqtt.isConnected else { await reset(); await wake.wait(timeout: 0.2); continue }
-            if await drainOnce() == 0 { await wake.wait(timeout: 1) }
+        let wake = self.wake
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                guard mqtt.isConnected else { await reset(); await wake.wait(timeout: 0.2); continue }
+                // Caught up: every writer of the event log (the recorder, the swap coordinator) signals `wake` after
+                // its commit, so an idle station sleeps here until an event is written, not on a period.
+                if await drainOnce() == 0 { await wake.wait(until: caughtUp ? nil : ContinuousClock.now.advanced(by: .seconds(1))) }
+            }
+        } onGracefulShutdown: {
+            wake.signal()
         }
         _ = await settleInflight()
         await marking?.value
@@ -58,6 +68,8 @@ public actor EventPublisher: Service {
     /// flight. Returns how many were acknowledged during the pass. When the log is caught up, the window is
     /// drained and the cursor returns to the oldest unsent event. (The benchmark drives the publisher with this.)
     public func drainOnce() async -> Int {
+        caughtUp = false
+        let fromStart = cursor == 0
         let batch: [StoredEvent]
         do { batch = try await store.unsentEvents(afterSeq: cursor, limit: batchSize) } catch {
             logger.error("cannot read the event log", metadata: ["error": "\(error)"])
@@ -72,6 +84,7 @@ public actor EventPublisher: Service {
                 await marking?.value
                 cursor = 0
             }
+            caughtUp = fromStart && acked == 0 && inflight.isEmpty
             return acked
         }
         var acked = await send(batch)

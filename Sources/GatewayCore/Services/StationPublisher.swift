@@ -33,13 +33,18 @@ public actor StationPublisher: Service {
                 telemetryInterval: Double, inventoryDebounce: Double, logger: Logger,
                 telemetryFullInterval: Double = 900, telemetry: TelemetryReporter = TelemetryReporter(), meter: UplinkMeter? = nil) {
         self.mqtt = mqtt; self.connection = connection; self.acquisition = acquisition; self.topics = topics
+    /// Wakes the tick when something it waits for happened: a connect, a change batch, a rebirth. Otherwise it
+    /// sleeps until its next deadline (inventory debounce, full report, telemetry interval), not on a fixed period.
+    private nonisolated let wake = Wakeup()
+    /// A change batch arrived since the last telemetry tick: a `changes` report may have something to say.
+    private var moved = true
         self.version = version; self.telemetryInterval = telemetryInterval; self.inventoryDebounce = inventoryDebounce
         self.logger = logger
         self.telemetryFullInterval = telemetryFullInterval; self.reporter = telemetry; self.meter = meter
     }
 
     /// A `full` telemetry report at the next tick (rebirth); the `changes` that follow compare against it.
-    public func fullReportNow() { fullDue = ContinuousClock.now }
+    public func fullReportNow() { fullDue = ContinuousClock.now; wake.signal() }
 
     /// The will of the connection numbered `session` (registered before its CONNECT).
     public static func willPayload(stationID: String, version: String, session: UInt64? = nil) -> [UInt8] {
@@ -51,7 +56,7 @@ public actor StationPublisher: Service {
         await publishStatus()
         lastInventory = nil
         await publishInventory()
-        fullReportNow()   // the tick sends it within 100 ms
+        fullReportNow()   // the tick, woken, sends it at once
     }
 
     public func run() async throws {
@@ -62,7 +67,9 @@ public actor StationPublisher: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { for await up in states where up { await self.onConnected() } }
                 group.addTask { for await batch in batches { await self.onChanges(batch) } }
-                group.addTask { await self.tick() }
+                group.addTask { [wake = self.wake] in
+                    await withTaskCancellationHandler { await self.tick() } onCancel: { wake.signal() }
+                }
                 // Ends only at this service's turn in the shutdown (the change stream may end before).
                 await group.waitForAll()
             }
@@ -90,34 +97,45 @@ public actor StationPublisher: Service {
     private func tick() async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let now = ContinuousClock.now
-            if let due = inventoryDue, now >= due { await publishInventory() }
+            var stuck = false   // something was due and could not be sent: wait for a wake-up
+            if let due = inventoryDue, now >= due {
+                await publishInventory()
+                if let again = inventoryDue, again <= now { stuck = true }
+            }
             if let due = fullDue, now >= due {
                 if await publishTelemetry(full: true) {
                     fullDue = now.advanced(by: .milliseconds(Int64(telemetryFullInterval * 1000)))
                     telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
                 }
-            } else if now >= telemetryDue {
+            } else if now >= telemetryDue, moved || reporter.mode == .full || reporter.needsFull {
                 telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
                 await publishTelemetry(full: reporter.mode == .full || reporter.needsFull)
             }
-            // 100 ms, finer only for sub-second telemetry intervals (a benchmark's accelerated day).
-            try? await Task.sleep(for: .milliseconds(Int64(min(100, max(5, telemetryInterval * 250)))))
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            await wake.wait(until: nextDeadline(now: ContinuousClock.now, skippingDue: stuck))
         }
     }
 
     private func cabinetState(_ snap: StationSnapshot) -> String {
         if snap.cabinets.count > 1 {
+        wake.signal()
             // Several cabinets: the best state of any (the others are in `cabinets`).
             let states = Set(snap.cabinets.map(Self.state(of:)))
             return ["online", "safe_mode", "unreachable", "unknown"].first(where: states.contains) ?? "unknown"
+        moved = true
         }
         if snap.cabinet == nil { return "unknown" }   // not read yet
         if snap.cabinetStale { return "unreachable" }
+        wake.signal()
         return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
     }
 
     static func state(of cab: CabinetState) -> String {
         if cab.info == nil { return "unknown" }
+    /// Sends what is due, then sleeps until the next deadline or a wake-up. A deadline whose work could not be done
+    /// (not connected, nothing read yet) waits for a wake-up (the connect, the first change batch), not a retry
+    /// period. The telemetry interval is a deadline only while something may have moved (a change batch since the
+    /// last report) or a full report is owed: a station where nothing changes is not woken by it.
         if cab.stale { return "unreachable" }
         return cab.safeMode ? "safe_mode" : "online"
     }
@@ -126,9 +144,13 @@ public actor StationPublisher: Service {
         guard snap.cabinets.count > 1 else { return nil }
         return Dictionary(snap.cabinets.map { ($0.id, Self.state(of: $0)) }, uniquingKeysWith: { a, _ in a })
     }
+                    moved = false
+                } else {
+                    stuck = true
 
     private func publishStatus() async {
         guard mqtt.isConnected else { return }
+                moved = false
         let snap = acquisition.snapshot
         let state = cabinetState(snap)
         let each = cabinetStates(snap)
@@ -136,6 +158,16 @@ public actor StationPublisher: Service {
                                       session: mqtt.session, now: Date())
         do {
             try await mqtt.publish(.status, meter: meter, topic: topics.status, payload: payload, qos: 1, retain: true)
+    /// The earliest future deadline; with `skippingDue`, those already past (stuck until a wake-up) are left out.
+    private func nextDeadline(now: ContinuousClock.Instant, skippingDue: Bool) -> ContinuousClock.Instant? {
+        var candidates: [ContinuousClock.Instant] = []
+        if let d = inventoryDue { candidates.append(d) }
+        if let d = fullDue { candidates.append(d) }
+        if moved || reporter.mode == .full || reporter.needsFull { candidates.append(telemetryDue) }
+        if skippingDue { candidates.removeAll { $0 <= now } }
+        return candidates.min()
+    }
+
             lastCabinetState = state + "\(each ?? [:])"
         } catch { logger.info("status not published", metadata: ["error": "\(error)"]) }
     }
