@@ -168,7 +168,7 @@ public struct CommandVerifier: Sendable {
             }
             requestID = id
         }
-        func refuse(_ code: RefusalCode, _ message: String) -> CommandRefusal {
+        func refuse(_ code: ReplyCode, _ message: String) -> CommandRefusal {
             CommandRefusal(code: code, message: message, requestID: requestID)
         }
 

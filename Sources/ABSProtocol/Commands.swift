@@ -30,24 +30,15 @@ public enum CommandName: String, Sendable, CaseIterable {
     case rebirth
 }
 
-/// Reply codes of refusals (abs-mqtt.md "Replies"; `need_snapshot` from entitlements.md).
-public enum RefusalCode: String, Sendable, CaseIterable {
-    case badSignature = "bad_signature", expired, replayed, malformed, unknownCustomer = "unknown_customer", inactive
-    case outsideValidity = "outside_validity", notInNetwork = "not_in_network", quotaExhausted = "quota_exhausted"
-    case custodyLimit = "custody_limit", noReadyBattery = "no_ready_battery", noEmptySlot = "no_empty_slot"
-    case stationBusy = "station_busy", cacheTooStale = "cache_too_stale", safeMode = "safe_mode"
-    case invalidSlot = "invalid_slot", needSnapshot = "need_snapshot"
-}
-
 /// Why a command was refused. `requestID` is set only once it was read from a payload whose
 /// signature checked out (or, in unsigned mode, from a parsed command): the station never echoes
 /// an id it could not trust.
 public struct CommandRefusal: Error, Sendable, Equatable, CustomStringConvertible {
-    public let code: RefusalCode
+    public let code: ReplyCode
     public let message: String
     public let requestID: String?
 
-    public init(code: RefusalCode, message: String, requestID: String? = nil) {
+    public init(code: ReplyCode, message: String, requestID: String? = nil) {
         self.code = code
         self.message = message
         self.requestID = requestID

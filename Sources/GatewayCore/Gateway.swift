@@ -163,14 +163,13 @@ public final class Gateway: Sendable {
         if !previousClean { logger.warning("previous run did not shut down cleanly (crash or power loss)") }
         if let why = clock.distrust {
             logger.warning("the clock is not trusted: commands are judged against the signed time base",
-                           metadata: ["why": "\(why)", "base": "\(clock.baseNow.map { Timestamp.rfc3339($0) } ?? "none yet")"])
+                           metadata: ["why": "\(why)", "base": "\(clock.baseNow.map { RFC3339.format($0) } ?? "none yet")"])
         }
         if configuration.abs.allowUnsigned {
             logger.warning("abs.allow_unsigned is on: UNSIGNED COMMANDS ARE ACCEPTED (development only)")
         }
-        await recorder.record([ContractEvent("gateway.started", [
-            "version": GatewayVersion.string, "config_digest": configDigest, "previous_shutdown_clean": previousClean,
-        ])])
+        await recorder.record([ContractEvent(.gatewayStarted(version: GatewayVersion.string, configDigest: configDigest,
+                                                             previousShutdownClean: previousClean))])
         logger.notice("swapgate starting", metadata: [
             "station": "\(configuration.station.id)", "cabinets": "\(configuration.cabinets.map { "\($0.id)@\(GatewayConfiguration.busKey($0))#\($0.unit)" }.joined(separator: " "))",
             "broker": "\(configuration.mqttAddresses.map(\.description).joined(separator: " "))", "store": "\(configuration.store.path)",

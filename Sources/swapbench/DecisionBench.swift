@@ -220,8 +220,8 @@ struct DecisionBench: AsyncParsableCommand {
 
     static func snapshotBody(count: Int, version: Int) -> String {
         let now = Date()
-        let from = Timestamp.rfc3339(now.addingTimeInterval(-86_400)), until = Timestamp.rfc3339(now.addingTimeInterval(86_400 * 30))
-        var s = "{\"request_id\":\"snap-\(version)\",\"issued_at\":\"\(Timestamp.rfc3339(now))\",\"expires_at\":\"\(Timestamp.rfc3339(now.addingTimeInterval(600)))\","
+        let from = RFC3339.format(now.addingTimeInterval(-86_400)), until = RFC3339.format(now.addingTimeInterval(86_400 * 30))
+        var s = "{\"request_id\":\"snap-\(version)\",\"issued_at\":\"\(RFC3339.format(now))\",\"expires_at\":\"\(RFC3339.format(now.addingTimeInterval(600)))\","
         s += "\"kind\":\"snapshot\",\"version\":\(version),\"entitlements\":["
         s.reserveCapacity(count * 420)
         for i in 0 ..< count {
@@ -238,8 +238,8 @@ struct DecisionBench: AsyncParsableCommand {
     static func signed(_ key: Curve25519.Signing.PrivateKey, _ fields: [String: String]) throws -> [UInt8] {
         var f = fields
         let now = Date()
-        f["issued_at"] = Timestamp.rfc3339(now)
-        f["expires_at"] = Timestamp.rfc3339(now.addingTimeInterval(120))
+        f["issued_at"] = RFC3339.format(now)
+        f["expires_at"] = RFC3339.format(now.addingTimeInterval(120))
         let body = String(decoding: try JSONSerialization.data(withJSONObject: f, options: [.sortedKeys]), as: UTF8.self)
         return try signed(key, body, raw: true)
     }

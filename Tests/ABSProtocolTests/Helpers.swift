@@ -106,7 +106,7 @@ extension Result where Success == VerifiedCommand, Failure == CommandRefusal {
 }
 
 /// Expects a refusal with `code` whose message contains every string in `mentions`.
-func expectRefused(_ result: Result<VerifiedCommand, CommandRefusal>, _ code: RefusalCode, mentioning mentions: String...,
+func expectRefused(_ result: Result<VerifiedCommand, CommandRefusal>, _ code: ReplyCode, mentioning mentions: String...,
                    sourceLocation: SourceLocation = #_sourceLocation) {
     guard let refusal = result.refusal else {
         Issue.record("expected a \(code.rawValue) refusal, got \(String(describing: result.command))", sourceLocation: sourceLocation)

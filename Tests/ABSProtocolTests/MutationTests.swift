@@ -42,7 +42,7 @@ import Testing
         let envelope = try key.envelope(sampleCommand)
         let original = try #require(verifier.verify(command: "entitlements", payload: envelope, retained: false, now: testNow).command)
         var refused = 0, identical = 0
-        var codes: [RefusalCode: Int] = [:]
+        var codes: [ReplyCode: Int] = [:]
         for iteration in 0..<4000 {
             let mutated = Self.mutate(envelope, &rng)
             switch verifier.verify(command: "entitlements", payload: mutated, retained: false, now: testNow) {

@@ -1,3 +1,4 @@
+import ABSProtocol
 import Acquisition
 import Foundation
 import GatewayCore
@@ -22,7 +23,7 @@ import TestSupport
             await withTaskGroup(of: Void.self) { group in
                 for t in 0 ..< tasks {
                     group.addTask {
-                        for k in 0 ..< perTask { await recorder.record([ContractEvent("test.event", ["t": t, "k": k])]) }
+                        for k in 0 ..< perTask { await recorder.record([ContractEvent(.cabinetRebooted(oldUptimeS: t, newUptimeS: k))]) }
                     }
                 }
             }

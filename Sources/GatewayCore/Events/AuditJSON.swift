@@ -1,33 +1,22 @@
-import Foundation
 import ABSProtocol
+import Foundation
 
-/// RFC 3339 UTC timestamps with milliseconds, as the ABS contract wants: `2026-11-22T10:04:31.250Z`.
-/// One formatter and parser for the whole project: StationSupport's `RFC3339` (hand-written, thread-safe).
-public enum Timestamp {
-    public static func rfc3339(_ date: Date) -> String { RFC3339.format(date) }
+// RFC 3339: StationSupport's `RFC3339` is the project's one formatter and parser.
+// Everything published to ABS is a type of ABSProtocol/Contract, written by ContractJSON; the control API's JSON
+// coders are ControlProtocol's `ControlJSON`.
 
-    /// Parses RFC 3339 (with or without fractional seconds, `Z` or an offset).
-    public static func parse(_ s: String) -> Date? { RFC3339.parse(s) }
-}
-
-// The control API's JSON coders and date strategy are ControlProtocol's `ControlJSON`.
-
-/// A JSON object built in code and serialised with sorted keys (stable bytes for the same content).
-public typealias JSONObject = [String: any Sendable]
+/// The members of an audit line's `detail` (the local audit log, not the ABS contract): `["slot": 3, "why": "…"]`.
+public typealias JSONObject = [String: any Encodable & Sendable]
 
 public enum JSON {
-    public static func encode(_ object: JSONObject) -> [UInt8] {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return Array("{}".utf8)
+    /// The object's JSON with sorted keys, written by the contract's one writer (ContractJSON).
+    public static func encode(_ object: JSONObject) -> [UInt8] { ContractJSON.encode(Members(members: object)) }
+
+    struct Members: Encodable {
+        let members: JSONObject
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: ContractKey.self)
+            for (k, v) in members { try c.encode(v, forKey: ContractKey(k)) }
         }
-        return Array(data)
-    }
-    public static func decode(_ bytes: [UInt8]) -> JSONObject? {
-        (try? JSONSerialization.jsonObject(with: Data(bytes))) as? JSONObject
-    }
-    /// Rounds to `digits` fractional digits so payloads do not carry float noise (54.120000000000005).
-    public static func round(_ v: Double, _ digits: Int = 1) -> Double {
-        let p = pow(10, Double(digits))
-        return (v * p).rounded() / p
     }
 }

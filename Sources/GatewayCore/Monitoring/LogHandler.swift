@@ -1,6 +1,7 @@
 import Acquisition
 import Foundation
 import Logging
+import StationSupport
 
 /// One line per record, logfmt: `ts=… level=… part=… msg="…" key=value…`, to stderr (journald keeps it).
 /// Easy to grep on a board and to parse by a log shipper. Secrets are never passed as metadata.
@@ -20,7 +21,7 @@ public struct LogfmtHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = "ts=\(Timestamp.rfc3339(Date())) level=\(event.level) logger=\(label)"
+        var line = "ts=\(RFC3339.format(Date())) level=\(event.level) logger=\(label)"
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { $1 } }
         for key in all.keys.sorted() where key == "part" { line += " part=\(Self.quote("\(all[key]!)"))" }

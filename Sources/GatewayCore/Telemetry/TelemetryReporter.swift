@@ -1,3 +1,4 @@
+import ABSProtocol
 import Foundation
 import StationDomain
 
@@ -30,24 +31,28 @@ public struct TelemetryReporter: Sendable {
     public mutating func newSession() { tseq = 0; needsFull = true; diff.reset() }
 
     /// The `full` report; every value in it becomes the reported one.
-    public mutating func full(_ body: JSONObject, stationID: String, session: Int?, now: Date) -> [UInt8] {
-        let parts = Self.entities(body)
+    public mutating func full(_ body: TelemetryBody, stationID: String, session: Int?, now: Date) -> [UInt8] {
+        let tree = Self.members(ContractJSON.value(body))
         diff.reset()
-        for (entity, object, _) in parts { diff.baseline(entity, TelemetryDiff.flatten(object)) }
+        for (entity, object, _) in Self.entities(tree) { diff.baseline(entity, Self.flatten(object)) }
         needsFull = false
         tseq += 1
-        var o = body
-        envelope(&o, kind: "full", stationID: stationID, session: session, now: now)
-        return JSON.encode(compactKeys ? Self.compact(o) : o)
+        return message(.full, tree, stationID: stationID, session: session, now: now)
     }
 
     /// The `changes` report, or nil when nothing moved beyond its deadband (no message, tseq unchanged).
-    public mutating func changes(_ body: JSONObject, stationID: String, session: Int?, now: Date) -> [UInt8]? {
-        var o: JSONObject = [:]
-        var slots: [JSONObject] = []
-        var cabinets: [JSONObject] = []
-        for (entity, object, identity) in Self.entities(body) {
-            let paths = diff.changes(entity, TelemetryDiff.flatten(object))
+    public mutating func changes(_ body: TelemetryBody, stationID: String, session: Int?, now: Date) -> [UInt8]? {
+        let tree = Self.members(ContractJSON.value(body))
+        var o: Obj = [:]
+        var slots: [JSONValue] = []
+        var cabinets: [JSONValue] = []
+        // One cabinet: its `cabinets` entry repeats the top-level `cabinet` block (and `stale` is `cabinet_stale`),
+        // so a `changes` report carries those values once, under `cabinet` (`full` reports keep both).
+        var oneCabinet = false
+        if case let .array(list)? = tree["cabinets"], list.count == 1, case .object? = tree["cabinet"] { oneCabinet = true }
+        for (entity, object, identity) in Self.entities(tree, slotIdentity: ["slot", "cabinet"]) {
+            if oneCabinet && entity.hasPrefix("cabinet:") { continue }
+            let paths = diff.changes(entity, Self.flatten(object))
             if paths.isEmpty { continue }
             if entity == "station" {
                 for p in paths { Self.set(&o, p, Self.value(object, p)) }
@@ -55,65 +60,99 @@ public struct TelemetryReporter: Sendable {
             }
             var entry = identity
             for p in paths where identity[p] == nil { Self.set(&entry, p, Self.value(object, p)) }
-            if entity.hasPrefix("slot:") { slots.append(entry) } else { cabinets.append(entry) }
+            if entity.hasPrefix("slot:") { slots.append(.object(entry)) } else { cabinets.append(.object(entry)) }
         }
         if o.isEmpty && slots.isEmpty && cabinets.isEmpty { return nil }
-        if !slots.isEmpty { o["slots"] = slots }
-        if !cabinets.isEmpty { o["cabinets"] = cabinets }
+        if !slots.isEmpty { o["slots"] = .array(slots) }
+        if !cabinets.isEmpty { o["cabinets"] = .array(cabinets) }
         tseq += 1
-        envelope(&o, kind: "changes", stationID: stationID, session: session, now: now)
-        return JSON.encode(compactKeys ? Self.compact(o) : o)
+        return message(.changes, o, stationID: stationID, session: session, now: now)
     }
 
-    private func envelope(_ o: inout JSONObject, kind: String, stationID: String, session: Int?, now: Date) {
-        o["v"] = 1; o["station_id"] = stationID; o["ts"] = Timestamp.rfc3339(now)
-        o["kind"] = kind; o["tseq"] = tseq
-        if let session { o["session"] = session }
+    /// The message (ABSProtocol's TelemetryMessage: the envelope around the body), in compact keys when configured.
+    private func message(_ kind: TelemetryMessage.Kind, _ body: Obj, stationID: String, session: Int?, now: Date) -> [UInt8] {
+        let m = TelemetryMessage(kind: kind, tseq: tseq, session: session, stationID: stationID, ts: now, body: body).value
+        return (compactKeys ? Self.compact(m) : m).bytes
+    }
+
+    typealias Obj = [String: JSONValue]
+
+    static func members(_ v: JSONValue) -> Obj {
+        if case let .object(o) = v { return o }
+        return [:]
     }
 
     /// The entities of a telemetry body: "station" (everything but the slot and cabinet lists), "slot:N" for
     /// each slot, "cabinet:ID" for each entry of `cabinets`; with the keys that identify each in a `changes` entry.
-    static func entities(_ body: JSONObject) -> [(String, JSONObject, JSONObject)] {
+    /// A `changes` slot entry is identified by `slot` (station-wide) and `cabinet` only: `cabinet_slot` follows
+    /// from the cabinet's `first_slot` in the `full` report and would cost ~17 bytes per entry per minute.
+    static func entities(_ body: Obj, slotIdentity: Set<String> = ["slot", "cabinet", "cabinet_slot"]) -> [(String, Obj, Obj)] {
         var station = body
         station["slots"] = nil; station["cabinets"] = nil
         station["v"] = nil; station["station_id"] = nil; station["ts"] = nil
-        var out: [(String, JSONObject, JSONObject)] = [("station", station, [:])]
-        for s in body["slots"] as? [JSONObject] ?? [] {
-            guard let n = s["slot"] as? Int else { continue }
-            var id: JSONObject = ["slot": n]
-            if let c = s["cabinet"] { id["cabinet"] = c }
-            if let l = s["cabinet_slot"] { id["cabinet_slot"] = l }
-            out.append(("slot:\(n)", s, id))
+        var out: [(String, Obj, Obj)] = [("station", station, [:])]
+        if case let .array(list)? = body["slots"] {
+            for case let .object(s) in list {
+                guard case let .int(n)? = s["slot"] else { continue }
+                var id: Obj = ["slot": .int(n)]
+                if let c = s["cabinet"], slotIdentity.contains("cabinet") { id["cabinet"] = c }
+                if let l = s["cabinet_slot"], slotIdentity.contains("cabinet_slot") { id["cabinet_slot"] = l }
+                out.append(("slot:\(n)", s, id))
+            }
         }
-        for c in body["cabinets"] as? [JSONObject] ?? [] {
-            guard let id = c["cabinet"] as? String else { continue }
-            out.append(("cabinet:\(id)", c, ["cabinet": id]))
+        if case let .array(list)? = body["cabinets"] {
+            for case let .object(c) in list {
+                guard case let .string(id)? = c["cabinet"] else { continue }
+                out.append(("cabinet:\(id)", c, ["cabinet": .string(id)]))
+            }
         }
         return out
     }
 
-    static func value(_ o: JSONObject, _ path: String) -> any Sendable {
-        var node: any Sendable = o
+    /// Flattens an entity for TelemetryDiff: a nested object contributes a marker field `path = exact("{}")` and its
+    /// members under `path.key`; a Double is a measurement; everything else (integers, booleans, strings, arrays,
+    /// null) is compared exactly.
+    static func flatten(_ object: Obj, prefix: String = "") -> [String: TelemetryField] {
+        var out: [String: TelemetryField] = [:]
+        for (k, v) in object {
+            let path = prefix.isEmpty ? k : "\(prefix).\(k)"
+            switch v {
+            case let .object(d):
+                out[path] = .exact("{}")
+                out.merge(flatten(d, prefix: path)) { a, _ in a }
+            case let .double(d): out[path] = .number(d)
+            case let .int(i): out[path] = .exact("i\(i)")
+            case let .bool(b): out[path] = .exact(b ? "true" : "false")
+            case let .string(s): out[path] = .exact("s\(s)")
+            default: out[path] = .exact(String(decoding: v.bytes, as: UTF8.self))   // arrays, null
+            }
+        }
+        return out
+    }
+
+    static func value(_ o: Obj, _ path: String) -> JSONValue {
+        var node = JSONValue.object(o)
         for part in path.split(separator: ".") {
-            guard let d = node as? JSONObject, let next = d[String(part)] else { return NSNull() }
+            guard case let .object(d) = node, let next = d[String(part)] else { return .null }
             node = next
         }
         // A nested object whose own marker changed: its members follow as their own paths.
-        if node is JSONObject { return JSONObject() }
+        if case .object = node { return .object([:]) }
         return node
     }
 
-    static func set(_ o: inout JSONObject, _ path: String, _ value: any Sendable) {
+    static func set(_ o: inout Obj, _ path: String, _ value: JSONValue) {
         let parts = path.split(separator: ".").map(String.init)
-        func put(_ d: inout JSONObject, _ i: Int) {
+        func put(_ d: inout Obj, _ i: Int) {
             if i == parts.count - 1 {
-                if value is JSONObject, d[parts[i]] is JSONObject { return }
+                if case .object = value, case .object? = d[parts[i]] { return }
                 d[parts[i]] = value
                 return
             }
-            var child = d[parts[i]] as? JSONObject ?? [:]
+            var child: Obj = [:]
+            if case let .object(c)? = d[parts[i]] { child = c }
             put(&child, i + 1)
-            d[parts[i]] = child
+            d[parts[i]] = .object(child)
         }
         put(&o, 0)
     }
@@ -134,16 +173,14 @@ public struct TelemetryReporter: Sendable {
         "current_a": "lncr", "active_power_w": "apwr", "frequency_hz": "freq",
     ]
 
-    static func compact(_ o: JSONObject) -> JSONObject {
-        var out: JSONObject = [:]
-        for (k, v) in o {
-            let key = compactCodes[k] ?? k
-            switch v {
-            case let d as JSONObject: out[key] = compact(d)
-            case let a as [JSONObject]: out[key] = a.map(compact)
-            default: out[key] = v
-            }
+    static func compact(_ v: JSONValue) -> JSONValue {
+        switch v {
+        case let .object(o):
+            var out: Obj = [:]
+            for (k, member) in o { out[compactCodes[k] ?? k] = compact(member) }
+            return .object(out)
+        case let .array(a): return .array(a.map(compact))
+        default: return v
         }
-        return out
     }
 }

@@ -123,11 +123,11 @@ public enum ClockTrustMark {
     /// "synced" or "unsynced" (status payload, swapctl status); nil without a daemon clock.
     public static var state: String? { installed.map { $0.isTrusted ? "synced" : "unsynced" } }
 
-    /// `data` with `clock_trusted: false` added when the clock is not trusted now.
-    static func mark(_ data: JSONObject) -> JSONObject {
-        guard let c = clock.current, !c.isTrusted else { return data }
-        var d = data
-        d["clock_trusted"] = false
-        return d
+    /// The event marked `clock_trusted: false` when the clock is not trusted now.
+    static func mark(_ event: ContractEvent) -> ContractEvent {
+        guard let c = clock.current, !c.isTrusted else { return event }
+        var e = event
+        e.clockTrusted = false
+        return e
     }
 }
