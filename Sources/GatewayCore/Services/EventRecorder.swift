@@ -33,19 +33,15 @@ public actor EventRecorder: Service {
     private var inFlight = 0
 
     public init(store: StationStore, changes: AsyncStream<ChangeBatch>, wake: Wakeup, health: GatewayHealth,
+    /// The retry after a refused write, while one is due.
+    private var retryTask: Task<Void, Never>?
                 logger: Logger, maxPending: Int = 50_000, retryInterval: Double = 2) {
         self.store = store; self.changes = changes; self.wake = wake; self.health = health
         self.logger = logger; self.maxPending = maxPending; self.retryInterval = retryInterval
     }
 
     public func run() async throws {
-        let retry = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(Int64((self?.retryInterval ?? 2) * 1000)))
-                await self?.flush()
-            }
-        }
-        defer { retry.cancel() }
+        defer { retryTask?.cancel(); retryTask = nil }
         // Runs until the acquisition finishes its stream (it stops before us at shutdown), so no batch is left behind.
         for await batch in changes {
             enqueue(factory.events(for: batch.changes, cabinet: batch.cabinet), at: batch.timestamp)
@@ -130,4 +126,16 @@ public actor EventRecorder: Service {
             if first { logger.error("cannot record events; will retry", metadata: ["error": "\(error)", "waiting": "\(batch.count)"]) }
         }
     }
+            scheduleRetry()
+        }
+    }
+
+    /// One retry `retryInterval` from now, unless one is already due (an event arriving meanwhile flushes anyway;
+    /// the retry then finds nothing, or retries what is still refused and sets the next one).
+    private func scheduleRetry() {
+        guard retryTask == nil else { return }
+        let delay = Int64(retryInterval * 1000)
+        retryTask = Task { [weak self] in
+            do { try await Task.sleep(for: .milliseconds(delay)) } catch { return }
+            await self?.retryNow()
 }

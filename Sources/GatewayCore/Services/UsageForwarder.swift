@@ -5,6 +5,7 @@ import ServiceLifecycle
 import StationDomain
 import StationStore
 
+import Synchronization
 /// Sends the Odoo usage outbox (odoo-usage-log.md): oldest first, at most `maxInFlight` requests at once,
 /// each record until Odoo answers `recorded` or `duplicate`. A record's idempotency key (its swap id) never
 /// changes, so a record re-sent after a crash or a lost answer is settled as a `duplicate`: exactly once in effect.
@@ -42,17 +43,68 @@ public actor UsageForwarder: Service {
     public static let credentialsAlarmMetaKey = "odoo.credentials_alarm"
 
     public func run() async throws {
+    /// Waits for what matters instead of polling the outbox: a record this process commits (the store's
+    /// `usageWakeup`: a completed swap, a re-send), a write by another process (a watch on the database's `-wal`
+    /// file: `swapgate store usage resend`, an import), and the next deadline — the earliest deferred record's
+    /// retry time or the end of the queue's pause. An idle daemon with nothing queued does not wake up here at all.
         await loadPersistedAlarm()
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let sent = await self.drainOnce()
-                if sent == 0 { try? await Task.sleep(for: .milliseconds(500)) }
+        let wake = store.usageWakeup
+        let external = ExternalWrite()
+        let watch = FileWriteWatch(path: store.path + "-wal") {
+            external.seen.store(true, ordering: .relaxed)
+            wake.signal()
+        }
+        if watch == nil { logger.notice("cannot watch the database file; records written by other processes are found every \(Self.unwatchedPass) s") }
+        defer { watch?.stop() }
+            await withTaskCancellationHandler {
+                // Another process's commit may not be visible yet when its write wakes us (FileWriteWatch): look again a little later.
+                var lookAgain: ContinuousClock.Instant?
+                while !Task.isCancelled {
+                    let sent = await self.drainOnce()
+                    if sent > 0 { continue }
+                    var deadline = await self.nextDeadline()
+                    if let again = lookAgain { deadline = deadline.map { min($0, again) } ?? again }
+                    if watch == nil {
+                        let fallback = ContinuousClock.now.advanced(by: .seconds(Self.unwatchedPass))
+                        deadline = deadline.map { min($0, fallback) } ?? fallback
+                    }
+                    lookAgain = nil
+                    if Task.isCancelled { break }
+                    await wake.wait(until: deadline)
+                    if external.seen.exchange(false, ordering: .relaxed) {
+                        lookAgain = ContinuousClock.now.advanced(by: .milliseconds(Self.lookAgainMilliseconds))
+                    }
+                }
+            } onCancel: {
+                wake.signal()
             }
         }
         try? await client.shutdown()
     }
 
     /// A credentials alarm raised before a restart is still raised: Odoo has not accepted the key since.
+    private final class ExternalWrite: Sendable { let seen = Atomic<Bool>(false) }
+
+    /// The look after another process's write (its commit's fsync may still be running when the write wakes us).
+    static let lookAgainMilliseconds: Int64 = 1_000
+    /// Without a file watch (not Linux), how often the outbox is read for other processes' records.
+    static let unwatchedPass: Int64 = 5
+
+    /// When the loop must look again without a wake-up: the earliest pending record's due time, not before the
+    /// end of a pause; nil when nothing is pending (then only a new record wakes it).
+    func nextDeadline() async -> ContinuousClock.Instant? {
+        let due: Date?
+        do { due = try await store.nextUsageDue() } catch {
+            logger.error("cannot read the usage outbox", metadata: ["error": "\(error)"])
+            return ContinuousClock.now.advanced(by: .seconds(Int64(max(1, backoff.base.rounded(.up)))))
+        }
+        guard let due else { return nil }
+        let at = max(due, pausedUntil)
+        // A few ms late rather than early: the store compares due times in milliseconds against the wall clock.
+        return ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, at.timeIntervalSinceNow) * 1000) + 5))
+    }
+
     func loadPersistedAlarm() async {
         do {
             if let reason = try await store.meta(Self.credentialsAlarmMetaKey) {
