@@ -29,13 +29,13 @@ public actor StationStore {
     static let defaultReserveBytes = 8 * 1024 * 1024
 
     public nonisolated let path: String
-    /// The database connection(s): a `DatabasePool` on a file (WAL) for the daemon and tools; any GRDB
-    /// `DatabaseWriter` given to `init(writer:)` (an in-memory `DatabaseQueue` in tests).
-    let pool: any DatabaseWriter
     /// Signalled after this store committed a usage record that is due (a completed swap's, an import, a
     /// re-send): the Odoo forwarder, its one waiter, sends it at once instead of polling the outbox.
     /// (Another process's writes reach the forwarder through a watch on the `-wal` file.)
     public nonisolated let usageWakeup = Wakeup()
+    /// The database connection(s): a `DatabasePool` on a file (WAL) for the daemon and tools; any GRDB
+    /// `DatabaseWriter` given to `init(writer:)` (an in-memory `DatabaseQueue` in tests).
+    let pool: any DatabaseWriter
     let reserveBytes: Int
     private var closed = false
 

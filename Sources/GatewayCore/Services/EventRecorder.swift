@@ -1,4 +1,3 @@
-import ABSProtocol
 import Acquisition
 import Foundation
 import Logging
@@ -9,7 +8,8 @@ import StationStore
 /// the event log is the single source of what ABS will receive.
 ///
 /// When the store refuses a write (disk full, I/O error), the events wait in memory — bounded — and the
-/// write is retried every `retryInterval`; the health state shows the error and the number waiting.
+/// write is retried `retryInterval` after the failure (a deadline set by the failure, not a poll: a recorder
+/// with nothing refused does not wake up); the health state shows the error and the number waiting.
 public actor EventRecorder: Service {
     private let store: StationStore
     private let changes: AsyncStream<ChangeBatch>
@@ -31,10 +31,10 @@ public actor EventRecorder: Service {
     private var flushWaiters: [CheckedContinuation<Void, Never>] = []
     /// How many events at the head of `pending` the running flush is writing.
     private var inFlight = 0
-
-    public init(store: StationStore, changes: AsyncStream<ChangeBatch>, wake: Wakeup, health: GatewayHealth,
     /// The retry after a refused write, while one is due.
     private var retryTask: Task<Void, Never>?
+
+    public init(store: StationStore, changes: AsyncStream<ChangeBatch>, wake: Wakeup, health: GatewayHealth,
                 logger: Logger, maxPending: Int = 50_000, retryInterval: Double = 2) {
         self.store = store; self.changes = changes; self.wake = wake; self.health = health
         self.logger = logger; self.maxPending = maxPending; self.retryInterval = retryInterval
@@ -72,7 +72,7 @@ public actor EventRecorder: Service {
     }
 
     private func enqueue(_ events: [ContractEvent], at date: Date) {
-        for e in events { pending.append(NewEvent(type: e.type, timestamp: date, data: ClockTrustMark.mark(e).data)) }
+        for e in events { pending.append(NewEvent(type: e.type, timestamp: date, data: JSON.encode(ClockTrustMark.mark(e.data)))) }
         if pending.count > maxPending {
             // The head of `pending` being written by a flush in progress is not touched: drop the oldest behind it.
             let drop = min(pending.count - maxPending, pending.count - inFlight)
@@ -124,8 +124,6 @@ public actor EventRecorder: Service {
             let first = health.state.storeError == nil
             health.update { $0.storeError = "\(error)"; $0.eventsPendingInMemory = self.pending.count }
             if first { logger.error("cannot record events; will retry", metadata: ["error": "\(error)", "waiting": "\(batch.count)"]) }
-        }
-    }
             scheduleRetry()
         }
     }
@@ -138,4 +136,11 @@ public actor EventRecorder: Service {
         retryTask = Task { [weak self] in
             do { try await Task.sleep(for: .milliseconds(delay)) } catch { return }
             await self?.retryNow()
+        }
+    }
+
+    private func retryNow() async {
+        retryTask = nil
+        await flush()
+    }
 }

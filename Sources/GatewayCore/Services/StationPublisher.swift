@@ -27,17 +27,17 @@ public actor StationPublisher: Service {
     private var reporter: TelemetryReporter
     private let meter: UplinkMeter?
     public private(set) var telemetrySent = 0
+    /// Wakes the tick when something it waits for happened: a connect, a change batch, a rebirth. Otherwise it
+    /// sleeps until its next deadline (inventory debounce, full report, telemetry interval), not on a fixed period.
+    private nonisolated let wake = Wakeup()
+    /// A change batch arrived since the last telemetry tick: a `changes` report may have something to say.
+    private var moved = true
     public private(set) var inventorySent = 0
 
     public init(mqtt: MQTTClient, connection: MQTTService, acquisition: StationAcquisition, topics: Topics, version: String,
                 telemetryInterval: Double, inventoryDebounce: Double, logger: Logger,
                 telemetryFullInterval: Double = 900, telemetry: TelemetryReporter = TelemetryReporter(), meter: UplinkMeter? = nil) {
         self.mqtt = mqtt; self.connection = connection; self.acquisition = acquisition; self.topics = topics
-    /// Wakes the tick when something it waits for happened: a connect, a change batch, a rebirth. Otherwise it
-    /// sleeps until its next deadline (inventory debounce, full report, telemetry interval), not on a fixed period.
-    private nonisolated let wake = Wakeup()
-    /// A change batch arrived since the last telemetry tick: a `changes` report may have something to say.
-    private var moved = true
         self.version = version; self.telemetryInterval = telemetryInterval; self.inventoryDebounce = inventoryDebounce
         self.logger = logger
         self.telemetryFullInterval = telemetryFullInterval; self.reporter = telemetry; self.meter = meter
@@ -83,17 +83,24 @@ public actor StationPublisher: Service {
         fullDue = ContinuousClock.now
         await publishStatus()
         inventoryDue = ContinuousClock.now
+        wake.signal()
     }
 
     private func onChanges(_ batch: ChangeBatch) {
+        moved = true
         if batch.inventory != lastInventory, inventoryDue == nil {
             inventoryDue = ContinuousClock.now.advanced(by: .milliseconds(Int64(inventoryDebounce * 1000)))
         }
+        wake.signal()
         if cabinetState(batch.snapshot) + "\(cabinetStates(batch.snapshot) ?? [:])" != lastCabinetState {
             Task { await self.publishStatus() }
         }
     }
 
+    /// Sends what is due, then sleeps until the next deadline or a wake-up. A deadline whose work could not be done
+    /// (not connected, nothing read yet) waits for a wake-up (the connect, the first change batch), not a retry
+    /// period. The telemetry interval is a deadline only while something may have moved (a change batch since the
+    /// last report) or a full report is owed: a station where nothing changes is not woken by it.
     private func tick() async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let now = ContinuousClock.now
@@ -106,9 +113,13 @@ public actor StationPublisher: Service {
                 if await publishTelemetry(full: true) {
                     fullDue = now.advanced(by: .milliseconds(Int64(telemetryFullInterval * 1000)))
                     telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
+                    moved = false
+                } else {
+                    stuck = true
                 }
             } else if now >= telemetryDue, moved || reporter.mode == .full || reporter.needsFull {
                 telemetryDue = now.advanced(by: .milliseconds(Int64(telemetryInterval * 1000)))
+                moved = false
                 await publishTelemetry(full: reporter.mode == .full || reporter.needsFull)
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
@@ -116,48 +127,6 @@ public actor StationPublisher: Service {
         }
     }
 
-    private func cabinetState(_ snap: StationSnapshot) -> String {
-        if snap.cabinets.count > 1 {
-        wake.signal()
-            // Several cabinets: the best state of any (the others are in `cabinets`).
-            let states = Set(snap.cabinets.map(Self.state(of:)))
-            return ["online", "safe_mode", "unreachable", "unknown"].first(where: states.contains) ?? "unknown"
-        moved = true
-        }
-        if snap.cabinet == nil { return "unknown" }   // not read yet
-        if snap.cabinetStale { return "unreachable" }
-        wake.signal()
-        return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
-    }
-
-    static func state(of cab: CabinetState) -> String {
-        if cab.info == nil { return "unknown" }
-    /// Sends what is due, then sleeps until the next deadline or a wake-up. A deadline whose work could not be done
-    /// (not connected, nothing read yet) waits for a wake-up (the connect, the first change batch), not a retry
-    /// period. The telemetry interval is a deadline only while something may have moved (a change batch since the
-    /// last report) or a full report is owed: a station where nothing changes is not woken by it.
-        if cab.stale { return "unreachable" }
-        return cab.safeMode ? "safe_mode" : "online"
-    }
-
-    private func cabinetStates(_ snap: StationSnapshot) -> [String: String]? {
-        guard snap.cabinets.count > 1 else { return nil }
-        return Dictionary(snap.cabinets.map { ($0.id, Self.state(of: $0)) }, uniquingKeysWith: { a, _ in a })
-    }
-                    moved = false
-                } else {
-                    stuck = true
-
-    private func publishStatus() async {
-        guard mqtt.isConnected else { return }
-                moved = false
-        let snap = acquisition.snapshot
-        let state = cabinetState(snap)
-        let each = cabinetStates(snap)
-        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, cabinets: each,
-                                      session: mqtt.session, now: Date())
-        do {
-            try await mqtt.publish(.status, meter: meter, topic: topics.status, payload: payload, qos: 1, retain: true)
     /// The earliest future deadline; with `skippingDue`, those already past (stuck until a wake-up) are left out.
     private func nextDeadline(now: ContinuousClock.Instant, skippingDue: Bool) -> ContinuousClock.Instant? {
         var candidates: [ContinuousClock.Instant] = []
@@ -168,6 +137,37 @@ public actor StationPublisher: Service {
         return candidates.min()
     }
 
+    private func cabinetState(_ snap: StationSnapshot) -> String {
+        if snap.cabinets.count > 1 {
+            // Several cabinets: the best state of any (the others are in `cabinets`).
+            let states = Set(snap.cabinets.map(Self.state(of:)))
+            return ["online", "safe_mode", "unreachable", "unknown"].first(where: states.contains) ?? "unknown"
+        }
+        if snap.cabinet == nil { return "unknown" }   // not read yet
+        if snap.cabinetStale { return "unreachable" }
+        return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
+    }
+
+    static func state(of cab: CabinetState) -> String {
+        if cab.info == nil { return "unknown" }
+        if cab.stale { return "unreachable" }
+        return cab.safeMode ? "safe_mode" : "online"
+    }
+
+    private func cabinetStates(_ snap: StationSnapshot) -> [String: String]? {
+        guard snap.cabinets.count > 1 else { return nil }
+        return Dictionary(snap.cabinets.map { ($0.id, Self.state(of: $0)) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    private func publishStatus() async {
+        guard mqtt.isConnected else { return }
+        let snap = acquisition.snapshot
+        let state = cabinetState(snap)
+        let each = cabinetStates(snap)
+        let payload = Payloads.status(online: true, stationID: topics.stationID, version: version, cabinet: state, cabinets: each,
+                                      session: mqtt.session, now: Date())
+        do {
+            try await mqtt.publish(.status, meter: meter, topic: topics.status, payload: payload, qos: 1, retain: true)
             lastCabinetState = state + "\(each ?? [:])"
         } catch { logger.info("status not published", metadata: ["error": "\(error)"]) }
     }

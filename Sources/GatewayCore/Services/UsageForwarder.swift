@@ -4,8 +4,8 @@ import OdooLink
 import ServiceLifecycle
 import StationDomain
 import StationStore
-
 import Synchronization
+
 /// Sends the Odoo usage outbox (odoo-usage-log.md): oldest first, at most `maxInFlight` requests at once,
 /// each record until Odoo answers `recorded` or `duplicate`. A record's idempotency key (its swap id) never
 /// changes, so a record re-sent after a crash or a lost answer is settled as a `duplicate`: exactly once in effect.
@@ -42,13 +42,12 @@ public actor UsageForwarder: Service {
     /// removed in the same transaction as the `gateway.alarm` event (`active: false`) that clears it toward ABS.
     public static let credentialsAlarmMetaKey = "odoo.credentials_alarm"
 
-    public func run() async throws {
     /// Waits for what matters instead of polling the outbox: a record this process commits (the store's
     /// `usageWakeup`: a completed swap, a re-send), a write by another process (a watch on the database's `-wal`
     /// file: `swapgate store usage resend`, an import), and the next deadline — the earliest deferred record's
     /// retry time or the end of the queue's pause. An idle daemon with nothing queued does not wake up here at all.
+    public func run() async throws {
         await loadPersistedAlarm()
-        await cancelWhenGracefulShutdown {
         let wake = store.usageWakeup
         let external = ExternalWrite()
         let watch = FileWriteWatch(path: store.path + "-wal") {
@@ -57,6 +56,7 @@ public actor UsageForwarder: Service {
         }
         if watch == nil { logger.notice("cannot watch the database file; records written by other processes are found every \(Self.unwatchedPass) s") }
         defer { watch?.stop() }
+        await cancelWhenGracefulShutdown {
             await withTaskCancellationHandler {
                 // Another process's commit may not be visible yet when its write wakes us (FileWriteWatch): look again a little later.
                 var lookAgain: ContinuousClock.Instant?
@@ -83,7 +83,6 @@ public actor UsageForwarder: Service {
         try? await client.shutdown()
     }
 
-    /// A credentials alarm raised before a restart is still raised: Odoo has not accepted the key since.
     private final class ExternalWrite: Sendable { let seen = Atomic<Bool>(false) }
 
     /// The look after another process's write (its commit's fsync may still be running when the write wakes us).
@@ -105,6 +104,7 @@ public actor UsageForwarder: Service {
         return ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, at.timeIntervalSinceNow) * 1000) + 5))
     }
 
+    /// A credentials alarm raised before a restart is still raised: Odoo has not accepted the key since.
     func loadPersistedAlarm() async {
         do {
             if let reason = try await store.meta(Self.credentialsAlarmMetaKey) {
@@ -195,8 +195,8 @@ public actor UsageForwarder: Service {
         logger.notice("Odoo accepts the credentials again")
         health.update { $0.odooAlarm = nil }
         metrics.setOdooCredentialAlarm(false)
-        await recorder.record([ContractEvent(.gatewayAlarm(kind: "odoo_credentials", message: "Odoo accepts the credentials again",
-                                                            active: false))],
+        await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": "Odoo accepts the credentials again",
+                                                               "active": false])],
                               settingMeta: [Self.credentialsAlarmMetaKey: nil])
     }
 
@@ -235,7 +235,7 @@ public actor UsageForwarder: Service {
                     health.update { $0.odooAlarm = "credentials: \(reason)" }
                     metrics.setOdooCredentialAlarm(true)
                     // The event and the persisted alarm in one transaction: after any restart the alarm is still raised.
-                    await recorder.record([ContractEvent(.gatewayAlarm(kind: "odoo_credentials", message: reason, active: true))],
+                    await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": reason, "active": true])],
                                           settingMeta: [Self.credentialsAlarmMetaKey: reason])
                 }
                 return true
