@@ -1,3 +1,4 @@
+import ABSProtocol
 import Foundation
 import Logging
 import OdooLink
