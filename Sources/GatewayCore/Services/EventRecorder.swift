@@ -1,3 +1,4 @@
+import ABSProtocol
 import Acquisition
 import Foundation
 import Logging
@@ -72,7 +73,7 @@ public actor EventRecorder: Service {
     }
 
     private func enqueue(_ events: [ContractEvent], at date: Date) {
-        for e in events { pending.append(NewEvent(type: e.type, timestamp: date, data: JSON.encode(ClockTrustMark.mark(e.data)))) }
+        for e in events { pending.append(NewEvent(type: e.type, timestamp: date, data: ClockTrustMark.mark(e).data)) }
         if pending.count > maxPending {
             // The head of `pending` being written by a flush in progress is not touched: drop the oldest behind it.
             let drop = min(pending.count - maxPending, pending.count - inFlight)
