@@ -196,8 +196,8 @@ public actor UsageForwarder: Service {
         logger.notice("Odoo accepts the credentials again")
         health.update { $0.odooAlarm = nil }
         metrics.setOdooCredentialAlarm(false)
-        await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": "Odoo accepts the credentials again",
-                                                               "active": false])],
+        await recorder.record([ContractEvent(.gatewayAlarm(kind: "odoo_credentials", message: "Odoo accepts the credentials again",
+                                                            active: false))],
                               settingMeta: [Self.credentialsAlarmMetaKey: nil])
     }
 
@@ -236,7 +236,7 @@ public actor UsageForwarder: Service {
                     health.update { $0.odooAlarm = "credentials: \(reason)" }
                     metrics.setOdooCredentialAlarm(true)
                     // The event and the persisted alarm in one transaction: after any restart the alarm is still raised.
-                    await recorder.record([ContractEvent("gateway.alarm", ["kind": "odoo_credentials", "message": reason, "active": true])],
+                    await recorder.record([ContractEvent(.gatewayAlarm(kind: "odoo_credentials", message: reason, active: true))],
                                           settingMeta: [Self.credentialsAlarmMetaKey: reason])
                 }
                 return true
