@@ -5,8 +5,8 @@ import StationSupport
 /// The station's durable store: one SQLite file in WAL mode with `synchronous = FULL`.
 ///
 /// The actor is the only way in. GRDB's `DatabasePool` serialises writes on one connection
-/// (every write is one `BEGIN IMMEDIATE … COMMIT` transaction) and runs reads on up to two
-/// reader connections that see the last committed state. Methods suspend while SQLite works,
+/// (every write is one `BEGIN IMMEDIATE … COMMIT` transaction) and runs reads on one
+/// reader connection that sees the last committed state. Methods suspend while SQLite works,
 /// they never block the caller's thread (except `init`, which opens and migrates, and `close`).
 ///
 /// Every SQLite error leaves as a `StoreError` (see `StoreError` for the mapping).
@@ -25,6 +25,9 @@ public actor StationStore {
     static let freePageReserve = 1_024
     /// Upper bound of the WAL file's size kept after a checkpoint (bytes).
     static let walSizeLimit = 8 * 1024 * 1024
+    /// SQLite page cache per connection (KiB): the writer's takes a snapshot apply's index pages, the reader's the lookups.
+    static let writerCacheKiB = 1024
+    static let readerCacheKiB = 512
     /// Size of the reserve file (see DiskSpace.swift): more than a full WAL (1000 pages).
     static let defaultReserveBytes = 8 * 1024 * 1024
 
@@ -60,9 +63,14 @@ public actor StationStore {
         config.label = "StationStore"
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(5)
-        config.maximumReaderCount = 2
+        // Memory (issue 13 item 3): one reader beside the writer (reads are short; WAL lets them run during a write),
+        // and a small page cache per connection instead of SQLite's 2 MiB default: the hot pages (indexes of the
+        // event log, the outbox, an entitlement lookup) fit, and the kernel's page cache holds the rest of the file.
+        config.maximumReaderCount = 1
         let walLimit = Self.walSizeLimit
+        let (writerCacheKiB, readerCacheKiB) = (Self.writerCacheKiB, Self.readerCacheKiB)
         config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA cache_size = -\(db.configuration.readonly ? readerCacheKiB : writerCacheKiB)")
             if !db.configuration.readonly {
                 // Only takes effect on a new, empty file (before the first table exists): lets
                 // retention give free pages back to the file system (`PRAGMA incremental_vacuum`).

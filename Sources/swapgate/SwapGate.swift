@@ -18,6 +18,7 @@ struct Run: AsyncParsableCommand {
     var config: String = "/etc/swapgate/swapgate.yaml"
 
     func run() async throws {
+        MemoryTuning.applyDaemonSettings()   // malloc arenas and thresholds for a small board, before any thread allocates much
         let text: String
         let conf: GatewayConfiguration
         do {
