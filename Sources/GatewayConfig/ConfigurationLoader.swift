@@ -102,6 +102,13 @@ extension GatewayConfiguration {
         c.publishing.inventoryDebounce = r.double("publishing.inventory_debounce", c.publishing.inventoryDebounce, 0 ... 1)
         c.publishing.publishWindow = r.int("publishing.window", c.publishing.publishWindow, 1 ... 1000)
         c.publishing.backlogRate = r.double("publishing.backlog_rate", c.publishing.backlogRate, 0 ... 1_000_000_000)
+        let budget = r.double("publishing.monthly_budget_mb", 0, 0 ... 1_000_000)   // 0: no budget
+        c.publishing.monthlyBudgetMB = budget > 0 ? budget : nil
+        c.publishing.budgetCheckInterval = r.double("publishing.budget_check_interval", c.publishing.budgetCheckInterval, 0.05 ... 86_400)   // below 60 s: tests
+        c.publishing.budgetMaxFactor = r.int("publishing.budget_max_factor", c.publishing.budgetMaxFactor, 1 ... 64)
+        if c.publishing.budgetMaxFactor & (c.publishing.budgetMaxFactor - 1) != 0 {
+            r.errors.append(ConfigurationError("publishing.budget_max_factor", "must be a power of two (1, 2, 4 … 64): the governor doubles and halves"))
+        }
 
         c.batteries.readySoC = r.double("batteries.ready_soc", c.batteries.readySoC, 1 ... 100)
         c.batteries.minSoH = r.double("batteries.min_soh", c.batteries.minSoH, 0 ... 100)

@@ -130,7 +130,9 @@ public struct GatewayConfiguration: Sendable {
         public var hosts: [BrokerAddress] = []
         public var clientID = ""                  // default: "swapgate-<station id>"
         public var protocolVersion = "auto"        // auto (5, else 3.1.1) | 5 | 3.1.1
-        public var keepAlive = 30
+        /// Seconds between PINGREQs on an idle link (and 1.5× that before the broker publishes the will). 60: half
+        /// the pings of the former 30 on a paid cellular link; a dead link is noticed within 90 s.
+        public var keepAlive = 60
         public var username: String?
         public var password: String?               // prefer password_file or SWAPGATE_MQTT_PASSWORD
         public var caFile: String?
@@ -186,8 +188,9 @@ public struct GatewayConfiguration: Sendable {
     }
     public struct Publishing: Sendable {
         public var telemetryInterval = 60.0
-        /// Seconds between `full` telemetry reports (also sent at connection and on rebirth).
-        public var telemetryFullInterval = 900.0
+        /// Seconds between `full` telemetry reports (also sent at connection and on rebirth). 3600: a 9.5 KB full
+        /// report every 15 min alone cost 0.9 MB a day; ABS sees a lost `changes` by `tseq` and asks for rebirth.
+        public var telemetryFullInterval = 3600.0
         /// `changes` (telemetry by exception) or `full` (a full report every interval, the pre-1.1 behaviour).
         public var telemetryMode = "changes"
         /// Per-measurement deadbands of `changes` reports (docs/events-and-mqtt.md).
@@ -199,6 +202,13 @@ public struct GatewayConfiguration: Sendable {
         /// Bytes per second at which a backlog of events drains after an outage (0 = unlimited; default sized for
         /// GPRS). docs/events-and-mqtt.md "Backlog after an outage".
         public var backlogRate = 2000.0
+        /// Monthly MQTT budget in MB (10^6 bytes), nil: none. When the month's forecast exceeds it, telemetry
+        /// intervals and deadbands widen (TelemetryGovernor); events, replies, status and inventory never.
+        public var monthlyBudgetMB: Double?
+        /// Seconds between the governor's evaluations (one widening or relaxing step each).
+        public var budgetCheckInterval = 3600.0
+        /// The widest the governor goes: intervals and deadbands × this (a power of two).
+        public var budgetMaxFactor = 8
     }
     public struct Batteries: Sendable {
         public var readySoC = 95.0

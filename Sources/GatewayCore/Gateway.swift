@@ -99,7 +99,8 @@ public final class Gateway: Sendable {
             MQTTWill(topic: statusTopic, payload: StationPublisher.willPayload(stationID: stationID, version: GatewayVersion.string, session: n),
                      qos: 1, retain: true)
         }))
-        mqttService = MQTTService(client: mqtt, health: health, logger: Self.child(logger, "mqtt"))
+        mqttService = MQTTService(client: mqtt, health: health, logger: Self.child(logger, "mqtt"),
+                                  meter: metrics.traffic, keepAlive: c.mqtt.keepAlive)
 
         let wake = Wakeup()
         recorder = EventRecorder(store: store, changes: acquisition.broadcast.subscribe(), wake: wake, health: health,
@@ -113,7 +114,9 @@ public final class Gateway: Sendable {
                                             telemetryFullInterval: c.publishing.telemetryFullInterval,
                                             telemetry: TelemetryReporter(mode: TelemetryReporter.Mode(rawValue: c.publishing.telemetryMode) ?? .changes,
                                                                          deadbands: c.publishing.deadbands, compactKeys: c.publishing.compactKeys),
-                                            meter: metrics.traffic)
+                                            meter: metrics.traffic,
+                                            governor: c.publishing.monthlyBudgetMB.map { TelemetryGovernor(budgetBytes: $0 * 1e6, maxFactor: c.publishing.budgetMaxFactor) },
+                                            budgetCheckInterval: c.publishing.budgetCheckInterval, budgetGauge: metrics.budget)
 
         var settings = SwapCoordinator.Settings(stationID: c.station.id, networkCode: c.station.networkCode, outletCode: c.station.outletCode)
         settings.timeouts = SwapTimeouts(returnTimeout: c.swaps.returnTimeout, pickupTimeout: c.swaps.pickupTimeout)

@@ -39,8 +39,14 @@ extension SwapCtl {
                 }
                 if let b = s.mqttBytes24h {
                     // The last 24 h of MQTT traffic (estimated PUBLISH packets), per class.
-                    let sent = ["events", "telemetry", "inventory", "status", "replies"].map { "\($0) \(b.sent[$0] ?? 0)" }.joined(separator: ", ")
-                    print("mqtt 24h      sent \(b.sent.values.reduce(0, +)) B (\(sent)); received commands \(b.received["commands"] ?? 0) B")
+                    let sent = ["events", "telemetry", "inventory", "status", "replies", "keepalive"].map { "\($0) \(b.sent[$0] ?? 0)" }.joined(separator: ", ")
+                    print("mqtt 24h      sent \(b.sent.values.reduce(0, +)) B (\(sent)); received \(b.received.values.reduce(0, +)) B (commands \(b.received["commands"] ?? 0), keepalive \(b.received["keepalive"] ?? 0); keepalive estimated)")
+                }
+                if let u = s.uplinkBudget {
+                    // The monthly budget governor (publishing.monthly_budget_mb).
+                    let mb = { (b: Int) in String(format: "%.2f MB", Double(b) / 1e6) }
+                    print("budget        month forecast \(mb(u.forecastBytes)) of \(mb(u.budgetBytes)); "
+                          + (u.active ? "governor ACTIVE: telemetry intervals and deadbands widened x\(u.factor) (max x\(u.maxFactor))" : "telemetry as configured"))
                 }
                 if let b = s.backlog, b.pacing {
                     // An outage's backlog draining at publishing.backlog_rate.

@@ -32,6 +32,7 @@ import TestSupport
         ("control: {technicians_file: /nonexistent/technicians}", "control.technicians_file"),
         ("odoo: {base_url: \"https://erp.example.com\", api_key_file: /nonexistent/key}", "odoo.api_key_file"), // unreadable secret
         ("abs: {public_keys: {abs-1: \"BASE64-OF-32-BYTES=\"}}", "abs.public_keys"),  // a placeholder, not a key
+        ("publishing: {monthly_budget_mb: 20, budget_max_factor: 3}", "publishing.budget_max_factor"), // the governor doubles
     ])
     func eachKindOfErrorNamesItsKey(extra: String, key: String) throws {
         let base = extra.hasPrefix("abs:") ? Self.base.replacingOccurrences(of: "abs: {allow_unsigned: true}\n", with: "") : Self.base

@@ -19,7 +19,7 @@ final class Station: @unchecked Sendable {
     static let technician = (name: "alice", credential: "s3cret-Alice-42")
 
     init(slots: Int = 8, brokerOptions: MosquittoBrokerOptions = MosquittoBrokerOptions(persistence: true),
-         simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil,
+         simArguments: [String] = [], extraConfig: String = "", mqttSection: String? = nil, mqttOptions: String = "",
          absSection: String = "abs: {allow_unsigned: true}", storeDirectory: String? = nil,
          publishing: String = "{telemetry_interval: 2, inventory_debounce: 0.2, telemetry_mode: full}") throws {
         dir = try TempDir("swapgate-e2e")
@@ -36,7 +36,7 @@ final class Station: @unchecked Sendable {
         control: {socket: \(controlSocket), technicians_file: \(dir.path("technicians"))}
         metrics: {port: \(metricsPort)}
         """
-        let mqtt = mqttSection ?? "mqtt: {host: 127.0.0.1, port: \(broker.port), reconnect_delay_min: 1, reconnect_delay_max: 2}"
+        let mqtt = mqttSection ?? "mqtt: {host: 127.0.0.1, port: \(broker.port), reconnect_delay_min: 1, reconnect_delay_max: 2\(mqttOptions)}"
         try """
         station: {id: \(Self.id), network_code: NET-TEST, outlet_code: OUT-1}
         cabinet: {host: 127.0.0.1, port: \(sim.modbusPort!), fast_interval: 0.2, watchdog_interval: 1, detail_interval: 1, response_timeout: 0.5}

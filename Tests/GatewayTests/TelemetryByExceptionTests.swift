@@ -87,6 +87,86 @@ import TestSupport
         #expect(status.output.contains("mqtt 24h      sent ") && status.output.contains("telemetry "), "\(status.output)")
     }
 
+    /// Every sample of /metrics as "name{label=value,…}" -> value (labels sorted), through prometheus_client's parser.
+    static func metrics(_ port: Int) throws -> [String: Double] {
+        let text = try runCommand("/usr/bin/curl", ["-s", "-f", "http://127.0.0.1:\(port)/metrics"]).output
+        let parser = """
+        import sys
+        from prometheus_client.parser import text_string_to_metric_families
+        for fam in text_string_to_metric_families(sys.stdin.read()):
+            for s in fam.samples:
+                labels = ",".join(k + "=" + v for k, v in sorted(s.labels.items()))
+                print(s.name + ("{" + labels + "}" if labels else ""), s.value)
+        """
+        var out: [String: Double] = [:]
+        for line in try runCommand("/usr/bin/python3", ["-c", parser], input: text).output.split(separator: "\n") {
+            let p = line.split(separator: " ")
+            if p.count == 2 { out[String(p[0])] = Double(p[1]) }
+        }
+        return out
+    }
+
+    static func time(_ m: [String: Any]) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return (m["ts"] as? String).flatMap(f.date(from:))
+    }
+
+    /// Seconds between consecutive `changes` messages (adjacent tseq, no full report between them), in order.
+    static func changeGaps(_ msgs: [[String: Any]]) -> [Double] {
+        var gaps: [Double] = []
+        for (a, b) in zip(msgs, msgs.dropFirst())
+        where a["kind"] as? String == "changes" && b["kind"] as? String == "changes" && (b["tseq"] as? Int) == (a["tseq"] as? Int).map({ $0 + 1 }) {
+            if let ta = time(a), let tb = time(b) { gaps.append(tb.timeIntervalSince(ta)) }
+        }
+        return gaps
+    }
+
+    /// The monthly budget governor (publishing.monthly_budget_mb) under a budget a station at 1 s telemetry cannot
+    /// keep (1 MB a month): one step per check interval (5 s) up to budget_max_factor 8; status and /metrics say
+    /// so; the `changes` messages the broker delivers go from ~1 s apart (values move: simulator at 30×) to at
+    /// least 8 s apart (the interval × 8). The keepalive byte class counts PINGREQ/PINGRESP (mqtt.keepalive 5 s).
+    @Test func governorWidensIntervalsUnderASmallBudget() throws {
+        let st = try Station(slots: 8, simArguments: ["--speed", "30"], mqttOptions: ", keepalive: 5",
+                             publishing: "{telemetry_interval: 1, telemetry_full_interval: 4, inventory_debounce: 0.2, monthly_budget_mb: 1, budget_check_interval: 5, budget_max_factor: 8}")
+        defer { st.stop() }
+        let sub = try st.subscriber()
+        try st.startGateway()
+        // Status: the governor reaches its cap (three steps) and says so.
+        var status: [String: Any] = [:]
+        #expect(eventually(timeout: 90, interval: 0.5) {
+            status = (try? st.swapctlJSON(["status"]) as? [String: Any]) ?? [:]
+            return ((status["uplinkBudget"] as? [String: Any])?["factor"] as? Int) == 8
+        }, "\(status["uplinkBudget"] ?? "no uplinkBudget") \(st.gateway?.output().suffix(1500) ?? "")")
+        let budget = status["uplinkBudget"] as? [String: Any] ?? [:]
+        #expect(budget["active"] as? Bool == true && budget["budgetBytes"] as? Int == 1_000_000, "\(budget)")
+        #expect((budget["forecastBytes"] as? Int ?? 0) > 1_000_000, "\(budget)")
+        let text = try st.swapctl(["status"]).output
+        #expect(text.contains("governor ACTIVE") && text.contains("x8"), "\(text)")
+        let widenedAt = Date()
+        let m = try Self.metrics(st.metricsPort)
+        #expect(m["swapgate_telemetry_widening_factor"] == 8, "\(m.filter { $0.key.contains("widening") || $0.key.contains("uplink") })")
+        #expect((m["swapgate_uplink_month_forecast_bytes"] ?? 0) > 1_000_000 && m["swapgate_uplink_month_budget_bytes"] == 1_000_000)
+
+        // At the broker: the first changes came about a second apart; once widened ×8, never closer than 8 s.
+        #expect(eventually(timeout: 120, interval: 0.5) {
+            Self.changeGaps(Self.telemetry(sub).filter { (Self.time($0) ?? .distantPast) > widenedAt }).count >= 2
+        }, "\(Self.telemetry(sub).map { "\($0["kind"] ?? "-") \($0["tseq"] ?? "-") \($0["ts"] ?? "-")" })")
+        let msgs = Self.telemetry(sub)
+        let early = Self.changeGaps(Array(msgs.prefix(6)))
+        let late = Self.changeGaps(msgs.filter { (Self.time($0) ?? .distantPast) > widenedAt })
+        #expect(early.contains { $0 < 1.6 }, "factor 1 at the start: changes about 1 s apart: \(early)")
+        #expect(!late.isEmpty && late.allSatisfy { $0 >= 8 - 0.25 }, "widened ×8: \(late)")
+        // tseq stays gap-free: ABS sees nothing lost, only fewer messages.
+        #expect(msgs.map { $0["tseq"] as? Int ?? -1 } == Array(1 ... msgs.count))
+
+        // The keepalive class: pings (sent and received, every 5 s while connected) and the broker's PUBACKs.
+        #expect((m["swapgate_mqtt_bytes_total{class=keepalive,direction=sent}"] ?? 0) >= 2, "\(m.filter { $0.key.contains("keepalive") })")
+        #expect((m["swapgate_mqtt_bytes_total{class=keepalive,direction=received}"] ?? 0) >= 4)
+        let day = status["mqttBytes24h"] as? [String: Any] ?? [:]
+        #expect(((day["sent"] as? [String: Any])?["keepalive"] as? Int ?? 0) >= 2 && ((day["received"] as? [String: Any])?["keepalive"] as? Int ?? 0) >= 4, "\(day)")
+    }
+
     /// Full batteries, simulator time all but stopped (--speed 0.001): after the full report at connection nothing is sent over several
     /// intervals; the first thing that moves (a battery inserted) comes as the next tseq, alone.
     @Test func nothingMovedNothingSent() throws {

@@ -82,6 +82,18 @@ import Testing
         #expect(u.changes("cabinet", TelemetryDiff.flatten(["uptime_s": 5000.0, "temperature_c": 30.9])).isEmpty)
     }
 
+    /// The payload sends the cabinet's `uptime_s` and `watchdog_s` as integers (compared exactly): they moved
+    /// every second, so every `changes` report carried them and a report went out every interval even when nothing
+    /// else had moved. They are full-report-only whatever their type.
+    @Test func integerUptimeAndWatchdogAreNeverAChange() {
+        var u = TelemetryDiff()
+        u.baseline("station", TelemetryDiff.flatten(["cabinet": ["uptime_s": 10, "watchdog_s": 3, "temperature_c": 30.0] as [String: any Sendable]]))
+        #expect(u.changes("station", TelemetryDiff.flatten(["cabinet": ["uptime_s": 70, "watchdog_s": 41, "temperature_c": 30.4] as [String: any Sendable]])).isEmpty)
+        // Something real moves: only it.
+        #expect(u.changes("station", TelemetryDiff.flatten(["cabinet": ["uptime_s": 130, "watchdog_s": 2, "temperature_c": 31.4] as [String: any Sendable]]))
+                == ["cabinet.temperature_c"])
+    }
+
     @Test func configuredDeadbandsApply() {
         var bands = TelemetryDeadbands()
         bands.soc = 5

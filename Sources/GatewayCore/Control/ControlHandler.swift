@@ -155,7 +155,8 @@ public struct ControlHandler: Sendable {
         var sent: [String: Int] = [:], received: [String: Int] = [:]
         let day = metrics.traffic.last24h()
         for c in UplinkMeter.Class.allCases {
-            if c == .commands { received[c.rawValue] = day["received|\(c.rawValue)"] ?? 0 } else { sent[c.rawValue] = day["sent|\(c.rawValue)"] ?? 0 }
+            if c != .commands { sent[c.rawValue] = day["sent|\(c.rawValue)"] ?? 0 }
+            if c == .commands || c == .keepalive { received[c.rawValue] = day["received|\(c.rawValue)"] ?? 0 }
         }
         view.mqttBytes24h = MQTTBytesView(sent: sent, received: received)
         let pacing = metrics.backlog.current
@@ -184,6 +185,10 @@ public struct ControlHandler: Sendable {
         let readySet = await acquisition.readySlots()
         var rows: [SlotRowView] = []
         for s in snap.slots {
+        let budget = metrics.budget.current
+        if let bytes = budget.budgetBytes {
+            view.uplinkBudget = UplinkBudgetView(budgetBytes: Int(bytes), forecastBytes: Int(budget.forecastBytes), factor: budget.factor, maxFactor: budget.maxFactor)
+        }
             let ready = readySet.contains(s.number)
             let q = quarantined[s.number]?.map(\.rawValue)
             rows.append(SlotRowView(slot: s, ready: ready, quarantine: q,

@@ -21,6 +21,8 @@ public final class GatewayMetrics: Sendable {
     public let traffic = UplinkMeter()
     /// The event publisher's backlog pacing (BacklogPacer): pacing now, rate, average event size.
     public let backlog = BacklogGauge()
+    /// The monthly budget governor's last decision (publishing.monthly_budget_mb).
+    public let budget = UplinkBudgetGauge()
     public init() {}
 
     public func countSwap(outcome: String) { box.withLock { $0.swaps[outcome, default: 0] += 1 } }
@@ -65,10 +67,10 @@ public final class GatewayMetrics: Sendable {
         out += "# HELP swapgate_decision_seconds Swap decision latency (request received to reply built).\n# TYPE swapgate_decision_seconds histogram\n"
         for (i, b) in Self.bounds.enumerated() { out += "swapgate_decision_seconds_bucket{le=\"\(b)\"} \(s.decisionBuckets[i])\n" }
         out += "swapgate_decision_seconds_bucket{le=\"+Inf\"} \(s.decisionCount)\nswapgate_decision_seconds_sum \(s.decisionSum)\nswapgate_decision_seconds_count \(s.decisionCount)\n"
-        out += "# HELP swapgate_mqtt_bytes_total Estimated MQTT bytes (PUBLISH packets: payload, topic, headers) by direction and class.\n# TYPE swapgate_mqtt_bytes_total counter\n"
+        out += "# HELP swapgate_mqtt_bytes_total Estimated MQTT bytes (PUBLISH packets: payload, topic, headers; keepalive: PINGREQ/PINGRESP and PUBACKs, estimated) by direction and class.\n# TYPE swapgate_mqtt_bytes_total counter\n"
         let totals = traffic.totals
         for d in UplinkMeter.Direction.allCases {
-            for c in UplinkMeter.Class.allCases where (d == .received) == (c == .commands) {
+            for c in UplinkMeter.Class.allCases where c == .keepalive || (d == .received) == (c == .commands) {
                 out += "swapgate_mqtt_bytes_total{direction=\"\(d.rawValue)\",class=\"\(c.rawValue)\"} \(totals["\(d.rawValue)|\(c.rawValue)"] ?? 0)\n"
             }
         }
@@ -77,6 +79,15 @@ public final class GatewayMetrics: Sendable {
         out += "swapgate_events_backlog_pacing \(b.pacing ? 1 : 0)\n"
         out += "# HELP swapgate_events_backlog_rate_bytes Configured backlog drain rate in bytes per second (0 = unlimited).\n# TYPE swapgate_events_backlog_rate_bytes gauge\n"
         out += "swapgate_events_backlog_rate_bytes \(b.rate)\n"
+        let g = budget.current
+        out += "# HELP swapgate_telemetry_widening_factor Telemetry intervals and deadbands are multiplied by this (monthly budget governor; 1 = as configured).\n# TYPE swapgate_telemetry_widening_factor gauge\n"
+        out += "swapgate_telemetry_widening_factor \(g.factor)\n"
+        if let budgetBytes = g.budgetBytes {
+            out += "# HELP swapgate_uplink_month_forecast_bytes MQTT bytes forecast for a month from the rolling 24 h (every class, both directions).\n# TYPE swapgate_uplink_month_forecast_bytes gauge\n"
+            out += "swapgate_uplink_month_forecast_bytes \(Int(g.forecastBytes))\n"
+            out += "# HELP swapgate_uplink_month_budget_bytes The configured monthly MQTT budget (publishing.monthly_budget_mb).\n# TYPE swapgate_uplink_month_budget_bytes gauge\n"
+            out += "swapgate_uplink_month_budget_bytes \(Int(budgetBytes))\n"
+        }
         return out
     }
 }

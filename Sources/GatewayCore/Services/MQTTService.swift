@@ -13,9 +13,12 @@ public final class MQTTService: Service, Sendable {
     private let logger: Logger
     private let health: GatewayHealth
     private let subscribers = Locked<[UUID: AsyncStream<Bool>.Continuation]>([:])
+    /// The `keepalive` byte class, estimated (UplinkMeter): one PINGREQ/PINGRESP per keepalive while connected.
+    private let meter: UplinkMeter?
+    private let keepAlive: Int
 
-    public init(client: MQTTClient, health: GatewayHealth, logger: Logger) {
-        self.client = client; self.health = health; self.logger = logger
+    public init(client: MQTTClient, health: GatewayHealth, logger: Logger, meter: UplinkMeter? = nil, keepAlive: Int = 0) {
+        self.client = client; self.health = health; self.logger = logger; self.meter = meter; self.keepAlive = keepAlive
     }
 
     /// A stream of link state changes (true = connected), starting with the current state.
@@ -30,6 +33,14 @@ public final class MQTTService: Service, Sendable {
 
     public func run() async throws {
         try client.start()
+        let pings = Task { [client, meter, keepAlive] in
+            guard let meter, keepAlive > 0 else { return }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(keepAlive))
+                if client.isConnected && !Task.isCancelled { meter.countKeepalive() }
+            }
+        }
+        defer { pings.cancel() }
         await withGracefulShutdownHandler {
             for await event in client.connectionEvents {
                 switch event {

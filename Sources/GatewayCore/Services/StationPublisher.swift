@@ -15,14 +15,20 @@ public actor StationPublisher: Service {
     private let acquisition: StationAcquisition
     private let topics: Topics
     private let version: String
-    private let telemetryInterval: Double
+    private var telemetryInterval: Double   // the base interval × the budget governor's factor
     private let inventoryDebounce: Double
     private let logger: Logger
     private var lastInventory: Inventory?
     private var lastCabinetState: String?
     private var inventoryDue: ContinuousClock.Instant?
     private var telemetryDue = ContinuousClock.now
-    private let telemetryFullInterval: Double
+    private var telemetryFullInterval: Double   // the base full interval × the budget governor's factor
+    /// The monthly budget governor (publishing.monthly_budget_mb; nil: none) and what it widens from.
+    private var governor: TelemetryGovernor?
+    private let budgetCheckInterval: Double
+    private let budgetGauge: UplinkBudgetGauge?
+    private var budgetDue = ContinuousClock.now
+    private let base: (interval: Double, full: Double, deadbands: TelemetryDeadbands)
     private var fullDue: ContinuousClock.Instant? = ContinuousClock.now
     private var reporter: TelemetryReporter
     private let meter: UplinkMeter?
@@ -36,11 +42,36 @@ public actor StationPublisher: Service {
 
     public init(mqtt: MQTTClient, connection: MQTTService, acquisition: StationAcquisition, topics: Topics, version: String,
                 telemetryInterval: Double, inventoryDebounce: Double, logger: Logger,
-                telemetryFullInterval: Double = 900, telemetry: TelemetryReporter = TelemetryReporter(), meter: UplinkMeter? = nil) {
+                telemetryFullInterval: Double = 3600, telemetry: TelemetryReporter = TelemetryReporter(), meter: UplinkMeter? = nil,
+                governor: TelemetryGovernor? = nil, budgetCheckInterval: Double = 3600, budgetGauge: UplinkBudgetGauge? = nil) {
         self.mqtt = mqtt; self.connection = connection; self.acquisition = acquisition; self.topics = topics
         self.version = version; self.telemetryInterval = telemetryInterval; self.inventoryDebounce = inventoryDebounce
         self.logger = logger
         self.telemetryFullInterval = telemetryFullInterval; self.reporter = telemetry; self.meter = meter
+        self.governor = governor; self.budgetCheckInterval = budgetCheckInterval; self.budgetGauge = budgetGauge
+        base = (telemetryInterval, telemetryFullInterval, telemetry.deadbands)
+        // The first evaluation after one check interval: a forecast at the start would have almost nothing to go on.
+        budgetDue = ContinuousClock.now.advanced(by: .milliseconds(Int64(budgetCheckInterval * 1000)))
+        if let governor { budgetGauge?.set(governor) }
+    }
+
+    /// The budget governor's step (at most once per check interval, when telemetry is about to go out): forecast
+    /// the month from the meter's rolling 24 h, then widen or relax the telemetry intervals and deadbands.
+    private func governBudget() {
+        guard var g = governor, let meter, ContinuousClock.now >= budgetDue else { return }
+        budgetDue = ContinuousClock.now.advanced(by: .milliseconds(Int64(budgetCheckInterval * 1000)))
+        let now = Date()
+        let changed = g.evaluate(forecast: TelemetryGovernor.forecast(windowBytes: meter.total24h(at: now),
+                                                                      observedSeconds: now.timeIntervalSince(meter.startedAt)))
+        governor = g
+        budgetGauge?.set(g)
+        guard changed else { return }
+        let f = Double(g.factor)
+        telemetryInterval = base.interval * f
+        telemetryFullInterval = base.full * f
+        reporter.deadbands = base.deadbands.scaled(by: f)
+        logger.notice(g.active ? "uplink budget: telemetry widened" : "uplink budget: telemetry back to its configured intervals",
+                      metadata: ["factor": "\(g.factor)", "forecast_mb": "\(Int(g.forecastBytes / 1e6))", "budget_mb": "\(g.budgetBytes / 1e6)"])
     }
 
     /// A `full` telemetry report at the next tick (rebirth); the `changes` that follow compare against it.
@@ -186,6 +217,7 @@ public actor StationPublisher: Service {
             inventoryDue = ContinuousClock.now.advanced(by: .seconds(1))
             logger.info("inventory not published; will retry", metadata: ["error": "\(error)"])
         }
+        governBudget()
     }
 
     /// Sends a `full` report, or the `changes` since the last report (nothing when nothing moved). Returns whether

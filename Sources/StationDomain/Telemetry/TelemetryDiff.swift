@@ -31,7 +31,8 @@ public struct TelemetryDeadbands: Equatable, Sendable {
     public init() {}
 
     /// The deadband of a leaf key (the last path component); nil: not a measurement, every change is reported.
-    /// `uptime_s` is never a reason for a `changes` message (it moves every second): it goes in `full` reports.
+    /// `uptime_s` and `watchdog_s` are never a reason for a `changes` message (they move every second, and they
+    /// are integers: compared by deadband whatever their type): they go in `full` reports.
     public func band(forLeaf key: Substring) -> Double? {
         switch key {
         case "soc": soc
@@ -45,7 +46,7 @@ public struct TelemetryDeadbands: Equatable, Sendable {
         case "voltage_v": lineVoltage
         case "active_power_w": power
         case "frequency_hz": frequency
-        case "uptime_s": .infinity
+        case "uptime_s", "watchdog_s": .infinity
         default: nil
         }
     }
@@ -92,10 +93,11 @@ public struct TelemetryDiff: Sendable {
     }
 
     func moved(_ path: String, from before: TelemetryField, to now: TelemetryField) -> Bool {
+        // A full-only field (an Int such as uptime_s is an `exact` field) never moves for a `changes` report.
+        if deadbands.band(forLeaf: Self.leaf(path)) == .infinity { return false }
         switch (before, now) {
         case let (.number(a), .number(b)):
             guard let band = deadbands.band(forLeaf: Self.leaf(path)) else { return a != b }
-            if band == .infinity { return false }
             // A small tolerance: 53.6 - 53.1 is 0.5000000000000071 or 0.4999999999999929 in binary.
             return abs(b - a) >= band - 1e-9 && a != b
         default:
