@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationSupport
 
 /// The control API's JSON coders (docs/control-api.md): sorted keys, unescaped slashes, and one date strategy,

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -13,11 +17,11 @@ public enum DiskReserve {
     @discardableResult
     public static func ensure(at reservePath: String, bytes: Int) -> Bool {
         guard bytes > 0 else { return false }
-        if let size = (try? FileManager.default.attributesOfItem(atPath: reservePath))?[.size] as? NSNumber,
-           size.intValue >= bytes {
+        var existing = stat()
+        if stat(reservePath, &existing) == 0, Int(existing.st_size) >= bytes {
             return true
         }
-        let directory = (reservePath as NSString).deletingLastPathComponent
+        let directory = parentDirectory(reservePath)
         var fs = statvfs()
         guard (try? systemCall("statvfs") { statvfs(directory.isEmpty ? "." : directory, &fs) }) != nil,
               Int64(fs.f_bavail) * Int64(fs.f_frsize) >= 3 * Int64(bytes) else { return false }
@@ -36,6 +40,17 @@ public enum DiskReserve {
         close(fd)
         if !ok { unlink(reservePath) }
         return ok
+    }
+
+    /// What `(path as NSString).deletingLastPathComponent` gives for a file path: "" for a bare name, "/" at the root.
+    static func parentDirectory(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "" }
+        if slash == p.startIndex { return "/" }
+        var parent = p[..<slash]
+        while parent.count > 1 && parent.hasSuffix("/") { parent = parent.dropLast() }
+        return String(parent)
     }
 
     /// Deletes the reserve file. Returns whether there was one.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 // RFC 3339 timestamps, parsed and written by hand: a snapshot carries two per record (200 000 for a
 // city), and the parser must refuse anything that is not a real date rather than guess.

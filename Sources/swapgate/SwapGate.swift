@@ -8,6 +8,7 @@ struct SwapGate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swapgate",
         abstract: "The edge gateway of a battery swap station.",
+        version: GatewayVersion.string,
         subcommands: [Run.self, CheckConfig.self, Store.self],
         defaultSubcommand: Run.self)
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A rider's entitlement as ABS pushes it (shared/specs/entitlements.md). The station keeps a copy;
 /// ABS owns it.

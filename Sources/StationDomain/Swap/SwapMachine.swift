@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Timeouts of a swap (entitlements.md step 5), seconds.
 public struct SwapTimeouts: Sendable, Hashable {

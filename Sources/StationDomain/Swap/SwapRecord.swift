@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The kind of swap, decided at acceptance from the rider's custody and plan status.
 public enum SwapKind: String, Sendable, Codable, Hashable {

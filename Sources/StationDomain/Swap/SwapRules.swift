@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reply codes of a refused swap (abs-mqtt.md "Reason codes"; the decision's subset).
 public enum SwapRefusalCode: String, Sendable, Codable, Hashable, CaseIterable {
@@ -131,7 +142,7 @@ public enum SwapRules {
                 return .failure(.init(.quotaExhausted, "\(e.swapsUsed) of \(e.swapQuota) swaps used"))
             }
             if e.energyQuotaKWh != -1 && !e.overageAllowed && e.energyUsedKWh >= e.energyQuotaKWh - 1e-9 {
-                return .failure(.init(.quotaExhausted, String(format: "%.3f of %.3f kWh used", e.energyUsedKWh, e.energyQuotaKWh)))
+                return .failure(.init(.quotaExhausted, "\(Self.kWh(e.energyUsedKWh)) of \(Self.kWh(e.energyQuotaKWh)) kWh used"))
             }
             // 6. Custody after the swap.
             let after = kind == .firstIssue ? e.batteriesOut.count + 1 : e.batteriesOut.count
@@ -165,9 +176,15 @@ public enum SwapRules {
         return .success(SwapPlan(entitlement: e, kind: kind, family: family, returnSlot: returnSlot, issueSlot: issueSlot))
     }
 
+    /// `YYYY-MM-DD` in UTC (what ISO8601DateFormatter with `.withFullDate` wrote).
     static func day(_ d: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withFullDate]
-        return f.string(from: d)
+        d.formatted(Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day())
+    }
+
+    /// Three decimals, as `String(format: "%.3f")` (C's printf rounding: the binary value, half to even when exact).
+    static func kWh(_ v: Double) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = withVaList([v]) { vsnprintf(&buffer, buffer.count, "%.3f", $0) }
+        return n >= 0 && Int(n) < buffer.count ? String(cString: buffer) : "\(v)"
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One usage record for Odoo's `/api/subscription/usage_log` (shared/specs/odoo-usage-log.md), written in
 /// the same transaction as the completed swap and sent by the forwarder. Its `idempotencyKey` never changes.

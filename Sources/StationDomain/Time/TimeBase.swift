@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The station's time base taken from signed ABS commands (abs-mqtt.md contract 1.1 "Time"): the newest
 /// verified `issued_at` plus the monotonic time elapsed since it was taken. It only ever moves forward.

@@ -1,6 +1,10 @@
 // Battery packs: the families the cabinet knows, an open-circuit-voltage curve, and the
 // state a BMS reports (SoC, SoH, cycles, temperatures, cells).
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A battery family as the cabinet knows it (slot block +24).
 public struct BatteryFamily: Sendable, Equatable {

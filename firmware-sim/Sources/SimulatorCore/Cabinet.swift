@@ -1,7 +1,11 @@
 // The cabinet model: slots, doors, locks, chargers, the controller's RAM (commands,
 // watchdog, counters), the energy meter, the rider, and the physics that moves them in
 // simulated time. A value type without I/O; `Simulator` owns it behind a lock.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 struct Slot: Sendable {
     var battery: Battery?

@@ -1,6 +1,10 @@
 // The control interface: JSON lines over TCP (one request object per line, one response line),
 // and scenarios (files of the same requests, run in order). Both go through `Simulator.control(_:)`.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -272,7 +276,7 @@ extension Simulator {
         var responses: [JSONValue] = []
         for (n, raw) in lines.enumerated() {
             if isStopped { break }
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingWhitespaces()
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("//") { continue }
             let response: JSONValue
             do { response = control(try JSONValue.parse(line)) } catch { response = Self.failure("invalid JSON") }
@@ -286,18 +290,27 @@ extension Simulator {
 
     /// Runs a scenario file on a background thread; `log` gets progress and errors.
     public func startScenario(path: String, log: @escaping @Sendable (String) -> Void) throws {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw SimulatorError.io("cannot read scenario \(path): \(error.localizedDescription)")
+        guard let file = fopen(path, "r") else { throw SimulatorError.io(Socket.errorText("cannot read scenario \(path)")) }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+            if n > 0 { bytes += chunk[0..<n] }
+            if n < chunk.count {
+                if ferror(file) != 0 { throw SimulatorError.io(Socket.errorText("cannot read scenario \(path)")) }
+                break
+            }
         }
-        let lines = text.components(separatedBy: "\n")
-        let t = Thread { [self] in
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw SimulatorError.io("cannot read scenario \(path): not UTF-8")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        startThread(name: "sim-scenario") { [self] in
             log("scenario started: \(path)")
             runScenario(lines: lines, log: log)
             log("scenario finished: \(path)")
         }
-        t.name = "sim-scenario"
-        t.start()
     }
 }
 
@@ -315,7 +328,7 @@ enum ControlServer {
                 while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = String(decoding: buffer[..<nl], as: UTF8.self)
                     buffer.removeSubrange(...nl)
-                    if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { continue }
+                    if line.trimmingWhitespacesAndNewlines().isEmpty { continue }
                     guard let simulator else { return }
                     let reply = simulator.control(line: line) + "\n"
                     if !conn.write(Array(reply.utf8)) { return }
@@ -346,7 +359,7 @@ public enum ControlClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else { throw SimulatorError.io(Socket.errorText("connect \(host):\(port)")) }
-        let request = line.trimmingCharacters(in: .newlines) + "\n"
+        let request = line.trimmingNewlines() + "\n"
         guard Socket.writeAll(fd, Array(request.utf8), socket: true) else { throw SimulatorError.io(Socket.errorText("send")) }
         var buffer: [UInt8] = []
         let deadline = Date().addingTimeInterval(timeout)

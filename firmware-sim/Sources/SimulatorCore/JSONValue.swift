@@ -1,5 +1,9 @@
 // A small Sendable JSON value for the control interface and scenarios.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
     case null

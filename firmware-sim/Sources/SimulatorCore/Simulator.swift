@@ -1,6 +1,15 @@
 // The simulated cabinet controllers of a station: the models behind a lock, a background ticker,
 // the Modbus transports and the control interface. This is the public face of SimulatorCore.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The cabinets of one simulator, in the station's order; the first one also models the energy
 /// meter (unit 2). All advance in lockstep on one simulated clock.
@@ -179,7 +188,7 @@ public final class Simulator: Sendable, ModbusResponder {
 
     private func startTicker() {
         let interval = configuration.tickInterval
-        let t = Thread { [weak self] in
+        startThread(name: "sim-ticker") { [weak self] in
             var last = ProcessInfo.processInfo.systemUptime
             while true {
                 usleep(useconds_t(interval * 1_000_000))
@@ -192,8 +201,6 @@ public final class Simulator: Sendable, ModbusResponder {
                 }
             }
         }
-        t.name = "sim-ticker"
-        t.start()
     }
 
     /// Advances simulated time by `seconds` at once (deterministic; works while paused).

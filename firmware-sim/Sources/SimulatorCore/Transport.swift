@@ -5,7 +5,11 @@
 // and RTU (CRC-16/MODBUS; frames delimited by function-code length plus CRC, because timing
 // gaps mean nothing on a pty) are framed here over POSIX sockets and a serial fd. Outside
 // peers (mbpoll, pymodbus) keep this framing honest in the tests.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -233,7 +237,7 @@ final class TCPListener: @unchecked Sendable {
     let port: Int
     let name: String
     private let listenFD: Int32
-    private let lock = NSLock()
+    private let lock = PThreadMutex()
     private var stopped = false
     private var generation = 0
     private var threads = 0
@@ -278,12 +282,10 @@ final class TCPListener: @unchecked Sendable {
 
     private func spawn(_ body: @escaping @Sendable () -> Void) {
         lock.lock(); threads += 1; lock.unlock()
-        let t = Thread { [self] in
+        startThread(name: name) { [self] in
             body()
             lock.lock(); threads -= 1; lock.unlock()
         }
-        t.name = name
-        t.start()
     }
 
     private func acceptLoop() {
@@ -363,7 +365,7 @@ final class RTUServer: @unchecked Sendable {
     // the server thread (closed by it when it ends).
     let path: String
     private let fd: Int32
-    private let lock = NSLock()
+    private let lock = PThreadMutex()
     private var stopped = false
     private var running = true
     private weak var responder: (any ModbusResponder)?
@@ -395,9 +397,7 @@ final class RTUServer: @unchecked Sendable {
         self.fd = fd
         self.responder = responder
         self.units = units
-        let t = Thread { [self] in run() }
-        t.name = "modbus-rtu"
-        t.start()
+        startThread(name: "modbus-rtu") { [self] in run() }
     }
 
     static func speed(_ baud: Int) -> speed_t? {

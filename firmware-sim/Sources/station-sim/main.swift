@@ -2,7 +2,11 @@
 // Serves the cabinet Modbus map (TCP or RTU) and a JSON-lines control interface.
 // See firmware-sim/README.md.
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import SimulatorCore
 #if canImport(Glibc)
 import Glibc
@@ -10,11 +14,11 @@ import Glibc
 
 /// Writes a line to stdout unbuffered (tests parse these lines while the process runs).
 func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    writeUnbuffered(line + "\n", to: 1)
 }
 
 func complain(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    writeUnbuffered(line + "\n", to: 2)
 }
 
 struct StationSim: ParsableCommand {
@@ -106,7 +110,7 @@ struct StationSim: ParsableCommand {
     var ambient = 25.0
 
     static func intList(_ text: String, _ option: String) throws -> [Int] {
-        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingWhitespaces() }
         let values = items.compactMap { Int($0) }
         guard !items.isEmpty, values.count == items.count else {
             throw ValidationError("\(option) takes integers separated by commas, got \(text)")
@@ -121,7 +125,7 @@ struct StationSim: ParsableCommand {
         let serials = serialNumber.split(separator: ",").map(String.init)
         var fills: [FillMode] = []
         for item in fill.split(separator: ",") {
-            guard let f = FillMode(rawValue: item.trimmingCharacters(in: .whitespaces)) else {
+            guard let f = FillMode(rawValue: item.trimmingWhitespaces()) else {
                 throw ValidationError("--fill must be mixed, empty or full (or one of them per unit)")
             }
             fills.append(f)
