@@ -86,12 +86,12 @@ public struct StatusView: Codable, Sendable {
     public var mqttBytes24h: MQTTBytesView? = nil
     /// "synced" or "unsynced" (contract 1.1 "Time"), and the signed time base when there is one (RFC 3339).
     public var clock: String? = nil
-    /// The monthly uplink budget governor (publishing.monthly_budget_mb); nil: no budget configured, or an older daemon.
-    public var uplinkBudget: UplinkBudgetView? = nil
     public var clockBase: String? = nil
     /// The event log's drain after an outage (publishing.backlog_rate); nil from an older daemon.
     public var backlog: BacklogView? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
+    /// The monthly uplink budget governor (publishing.monthly_budget_mb); nil: no budget configured, or an older daemon.
+    public var uplinkBudget: UplinkBudgetView? = nil
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
     }
 }
@@ -112,6 +112,10 @@ public struct BacklogView: Codable, Sendable {
 /// received (commands).
 public struct MQTTBytesView: Codable, Sendable {
     public var sent: [String: Int]
+    public var received: [String: Int]
+    public init(sent: [String: Int], received: [String: Int]) { self.sent = sent; self.received = received }
+}
+
 /// The monthly budget governor: the budget and the month forecast (bytes), and the factor by which telemetry
 /// intervals and deadbands are widened now (1: as configured; `active` when above 1).
 public struct UplinkBudgetView: Codable, Sendable {
@@ -124,10 +128,6 @@ public struct UplinkBudgetView: Codable, Sendable {
         self.budgetBytes = budgetBytes; self.forecastBytes = forecastBytes; self.factor = factor; self.maxFactor = maxFactor
         active = factor > 1
     }
-}
-
-    public var received: [String: Int]
-    public init(sent: [String: Int], received: [String: Int]) { self.sent = sent; self.received = received }
 }
 
 /// One cabinet of the station: its id, unit, bus, link, safe mode, flags and station slot range.
