@@ -1,5 +1,6 @@
 import ABSProtocol
 import Foundation
+import GRDB
 import StationDomain
 import StationStore
 import Testing
@@ -296,5 +297,22 @@ import Testing
         let r = await st.operations.resendUsage(key: "sw-2", by: .technician(name: "local"))
         guard case .storageError = r.refusal else { Issue.record("\(r)"); return }
         #expect(try await st.store.usage(key: "sw-2")?.state == .rejected)
+    }
+}
+
+@Suite struct InjectedStoreTests {
+    /// `StationStore(writer:)` runs the same named migrations as a store on a file: the in-process tests run on the
+    /// daemon's schema.
+    @Test func anInMemoryStoreHasTheFilesMigrations() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("orchestration-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = try StationStore(path: dir.appendingPathComponent("station.sqlite").path)
+        let memory = try StationStore(writer: DatabaseQueue())
+        let sql = "SELECT identifier FROM grdb_migrations ORDER BY rowid"
+        let onFile = try await file.read { db in try String.fetchAll(db, sql: sql) }
+        let inMemory = try await memory.read { db in try String.fetchAll(db, sql: sql) }
+        #expect(!onFile.isEmpty && inMemory == onFile)
+        try await file.close()
     }
 }
