@@ -146,14 +146,18 @@ public final class Gateway: Sendable {
         } else {
             forwarder = nil
         }
+        // One home per station operation (UseCases/StationOperations.swift): both adapters below map its typed results.
+        let operations = StationOperations(cabinet: acquisition, ledger: store, swaps: coordinator, events: recorder, clock: trustedClock,
+                                           logger: Self.child(logger, "operations"))
         commands = CommandService(mqtt: mqtt, topics: topics, verifier: verifier, store: store, coordinator: coordinator,
                                   acquisition: acquisition, recorder: recorder, metrics: metrics, version: GatewayVersion.string,
                                   maxQueuedBytes: c.mqtt.maxQueuedBytes,
                                   logger: Self.child(logger, "commands"), rebirth: { [stationPublisher] in await stationPublisher.rebirth() },
-                                  clock: trustedClock)
+                                  clock: trustedClock, operations: operations)
         control = ControlHandler(configuration: c, configPath: configPath, configText: configText, configDigest: configDigest,
                                  store: store, acquisition: acquisition, coordinator: coordinator, recorder: recorder, mqtt: mqtt,
-                                 health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"))
+                                 health: health, metrics: metrics, odooConfigured: forwarder != nil, logger: Self.child(logger, "control"),
+                                 operations: operations)
         controlServer = c.control.socket.isEmpty ? nil : ControlServer(path: c.control.socket, handler: control, logger: Self.child(logger, "control"))
         metricsServer = c.metrics.enabled ? MetricsServer(host: c.metrics.host, port: c.metrics.port, handler: control,
                                                           logger: Self.child(logger, "metrics")) : nil

@@ -29,12 +29,15 @@ public final class CommandService: Service, Sendable {
     private let rebirth: (@Sendable () async -> Void)?
     /// Trusted time (contract 1.1 "Time"): what commands are judged against, moved forward by signed ones.
     private let clock: TrustedClock
+    /// The station's operations (swap, unlock, set service, entitlements): this service only maps their typed results.
+    private let operations: StationOperations
 
     public init(mqtt: MQTTClient, topics: Topics, verifier: CommandVerifier, store: StationStore, coordinator: SwapCoordinator,
                 acquisition: StationAcquisition, recorder: EventRecorder, metrics: GatewayMetrics, version: String,
                 maxQueuedBytes: Int = 64 * 1024 * 1024, logger: Logger, rebirth: (@Sendable () async -> Void)? = nil,
-                clock: TrustedClock = TrustedClock(trust: .system, maxSkew: 120)) {
+                clock: TrustedClock = TrustedClock(trust: .system, maxSkew: 120), operations: StationOperations) {
         self.rebirth = rebirth
+        self.operations = operations
         self.clock = clock
         self.mqtt = mqtt; self.topics = topics; self.verifier = verifier; self.store = store; self.coordinator = coordinator
         self.acquisition = acquisition; self.recorder = recorder; self.metrics = metrics; self.version = version; self.logger = logger
@@ -126,7 +129,7 @@ public final class CommandService: Service, Sendable {
         // Trusted time: the clock, or the signed time base while the clock is not trusted (TrustedClock).
         let time = clock.commandTime()
         var now = clock.now()
-        let reply: (requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?)
+        let reply: (requestID: String?, ok: Bool, code: ReplyCode?, message: String?, data: ReplyData?)
         // A response topic is honoured only for a command whose signature verified (send()).
         var verifiedSigned = false
         let verification: Result<VerifiedCommand, CommandRefusal>
@@ -142,7 +145,7 @@ public final class CommandService: Service, Sendable {
         switch verification {
         case let .failure(refusal):
             logger.warning("command refused", metadata: ["command": "\(name)", "code": "\(refusal.code.rawValue)", "why": "\(refusal.message)"])
-            reply = (refusal.requestID, false, refusal.code.rawValue, refusal.message, nil)
+            reply = (refusal.requestID, false, refusal.code, refusal.message, nil)
         case let .success(command):
             verifiedSigned = command.signed
             // Verified (signature) and not expired against the current time: a signed command's issued_at moves the
@@ -156,19 +159,19 @@ public final class CommandService: Service, Sendable {
             let fresh: Bool
             do { fresh = try await store.rememberRequest(command.header.requestID, expiresAt: command.header.expiresAt, now: now) } catch {
                 logger.error("cannot record the request id; refusing the command", metadata: ["error": "\(error)"])
-                await send(requestID: command.header.requestID, ok: false, code: "station_busy", message: "storage error", data: nil, to: message,
+                await send(requestID: command.header.requestID, ok: false, code: .stationBusy, message: "storage error", data: nil, to: message,
                            honourResponseTopic: command.signed)
                 metrics.countCommand(name, result: "station_busy")
                 return
             }
             if !fresh {
-                reply = (command.header.requestID, false, "replayed", "request \(command.header.requestID) was already received", nil)
+                reply = (command.header.requestID, false, .replayed, "request \(command.header.requestID) was already received", nil)
             } else {
                 let r = await dispatch(command, now: now)
                 reply = (command.header.requestID, r.ok, r.code, r.message, r.data)
             }
         }
-        metrics.countCommand(name, result: reply.ok ? "ok" : (reply.code ?? "error"))
+        metrics.countCommand(name, result: reply.ok ? "ok" : (reply.code?.rawValue ?? "error"))
         await send(requestID: reply.requestID, ok: reply.ok, code: reply.code, message: reply.message, data: reply.data, to: message,
                    honourResponseTopic: verifiedSigned)
     }
@@ -176,164 +179,90 @@ public final class CommandService: Service, Sendable {
     private func dispatch(_ command: VerifiedCommand, now: Date) async -> SwapCoordinator.Reply {
         switch command.body {
         case let .swap(customerID, planInstanceID, channel):
-            return await coordinator.request(header: command.header, customerID: customerID, planInstanceID: planInstanceID, channel: channel)
+            return Self.reply(await operations.requestSwap(header: command.header, customerID: customerID, planInstanceID: planInstanceID,
+                                                           channel: channel)) { $0.data }
         case .rebirth:
-            guard let rebirth else { return .init(ok: false, code: "station_busy", message: "rebirth is not wired in this gateway", data: nil) }
+            guard let rebirth else { return .init(ok: false, code: .stationBusy, message: "rebirth is not wired in this gateway", data: nil) }
             await rebirth()
             return .init(ok: true, code: nil, message: nil, data: nil)
         case .ping:
             let snap = acquisition.snapshot
-            return .init(ok: true, code: nil, message: nil, data: [
-                "version": version, "cabinet_online": !snap.cabinetStale, "swaps_in_progress": await coordinator.swapsInProgress,
-            ])
+            return .init(ok: true, code: nil, message: nil,
+                         data: PingReplyData(version: version, cabinetOnline: !snap.cabinetStale, swapsInProgress: await coordinator.swapsInProgress))
         case let .unlock(slot, operatorID, reason):
-            return await maintenanceUnlock(slot: slot, operatorID: operatorID, reason: reason, requestID: command.header.requestID)
+            return Self.reply(await operations.maintenanceUnlock(slot: slot, reason: reason,
+                                                                 by: .abs(requestID: command.header.requestID, operatorID: operatorID))) { Self.slotData($0) }
         case let .slot(slot, inService):
-            return await setService(slot: slot, inService: inService, requestID: command.header.requestID)
+            return Self.reply(await operations.setSlotService(slot: slot, inService: inService, reason: nil,
+                                                              by: .abs(requestID: command.header.requestID, operatorID: nil))) { Self.slotData($0) }
         case let .entitlementSnapshot(version, entitlements, countedThroughSeq):
-            do {
-                // countedThroughSeq (contract 1.1) acknowledges the local swaps it covers; nil acknowledges nothing.
-                try await store.applyEntitlementSnapshot(version: version, entitlements: entitlements, issuedAt: command.header.issuedAt,
-                                                         receivedAt: now, countedThroughSeq: countedThroughSeq)
-                await recorder.record([ContractEvent("entitlements.applied", ["kind": "snapshot", "version": version, "count": entitlements.count])])
-                logger.notice("entitlement snapshot applied", metadata: ["version": "\(version)", "count": "\(entitlements.count)"])
-                return .init(ok: true, code: nil, message: nil, data: ["version": version, "count": entitlements.count])
-            } catch {
-                logger.error("entitlement snapshot not applied", metadata: ["error": "\(error)"])
-                return .init(ok: false, code: "station_busy", message: "snapshot not applied: storage error", data: nil)
-            }
+            return Self.reply(await operations.applyEntitlements(.snapshot(version: version, entitlements: entitlements, countedThroughSeq: countedThroughSeq),
+                                                                 header: command.header))
         case let .entitlementSnapshotPart(p):
-            return await stageSnapshotPart(p, header: command.header, now: now)
+            return Self.reply(await operations.applyEntitlements(.part(snapshotID: p.snapshotID, part: p.part, parts: p.parts, version: p.version,
+                                                                       countedThroughSeq: p.countedThroughSeq, entitlements: p.entitlements),
+                                                                 header: command.header))
         case let .entitlementDelta(base, version, upsert, remove, countedThroughSeq):
-            do {
-                switch try await store.applyEntitlementDelta(baseVersion: base, version: version, upsert: upsert, remove: remove,
-                                                             issuedAt: command.header.issuedAt, receivedAt: now,
-                                                             countedThroughSeq: countedThroughSeq) {
-                case .applied:
-                    await recorder.record([ContractEvent("entitlements.applied", ["kind": "delta", "version": version, "count": upsert.count + remove.count])])
-                    return .init(ok: true, code: nil, message: nil, data: ["version": version])
-                case .alreadyApplied:
-                    return .init(ok: true, code: nil, message: "delta \(version) already applied", data: ["version": version])
-                case let .needSnapshot(current):
-                    logger.warning("entitlement delta does not apply: need a snapshot", metadata: ["base": "\(base)", "current": "\(current.map(String.init) ?? "none")"])
-                    return .init(ok: false, code: "need_snapshot", message: "delta base \(base) does not match the cache (version \(current.map(String.init) ?? "none"))",
-                                 data: ["current_version": current.map { Int($0) } ?? -1])
-                }
-            } catch {
-                return .init(ok: false, code: "station_busy", message: "delta not applied: storage error", data: nil)
-            }
+            return Self.reply(await operations.applyEntitlements(.delta(baseVersion: base, version: version, upsert: upsert, remove: remove,
+                                                                        countedThroughSeq: countedThroughSeq),
+                                                                 header: command.header))
         }
     }
 
-    /// One part of a snapshot in parts (contract 1.1): staged durably; the snapshot swaps in when its last part
-    /// arrives. Reply data: `snapshot_id`, `part`, `parts`, `parts_missing` (how many parts have not arrived) and
-    /// `first_missing` (the lowest missing part numbers, at most 20), so ABS knows what to send again.
-    private func stageSnapshotPart(_ p: EntitlementSnapshotPart, header: CommandHeader, now: Date) async -> SwapCoordinator.Reply {
-        let base: [String: any Sendable] = ["snapshot_id": p.snapshotID, "part": p.part, "parts": p.parts, "version": p.version]
-        do {
-            let outcome = try await store.stageEntitlementSnapshotPart(
-                snapshotID: p.snapshotID, part: p.part, parts: p.parts, version: p.version, countedThroughSeq: p.countedThroughSeq,
-                entitlements: p.entitlements, expiresAt: header.expiresAt, receivedAt: now)
-            var data = base
-            switch outcome {
-            case let .staged(missing, firstMissing, duplicate):
-                data["parts_missing"] = missing
-                data["first_missing"] = firstMissing
-                return .init(ok: true, code: nil, message: duplicate ? "part \(p.part) already staged" : nil, data: data)
-            case let .applied(count, _):
-                data["parts_missing"] = 0
-                data["first_missing"] = [Int]()
-                data["count"] = count
-                await recorder.record([ContractEvent("entitlements.applied", ["kind": "snapshot", "version": p.version, "count": count,
-                                                                             "snapshot_id": p.snapshotID, "parts": p.parts])])
-                logger.notice("entitlement snapshot in parts applied",
-                              metadata: ["snapshot_id": "\(p.snapshotID)", "parts": "\(p.parts)", "version": "\(p.version)", "count": "\(count)"])
-                return .init(ok: true, code: nil, message: nil, data: data)
-            case .alreadyApplied:
-                data["parts_missing"] = 0
-                data["first_missing"] = [Int]()
-                return .init(ok: true, code: nil, message: "snapshot \(p.snapshotID) already applied", data: data)
-            case let .olderThanStaging(stagingID, stagingVersion):
-                logger.warning("snapshot part older than the snapshot being staged: not staged",
-                               metadata: ["snapshot_id": "\(p.snapshotID)", "staging": "\(stagingID)"])
-                return .init(ok: false, code: "malformed",
-                             message: "snapshot_id \(p.snapshotID) (version \(p.version)) is older than the unfinished snapshot_id \(stagingID) (version \(stagingVersion)) being staged; part not staged",
-                             data: nil)
-            case let .inconsistent(why):
-                return .init(ok: false, code: "malformed", message: why, data: nil)
-            }
-        } catch {
-            logger.error("entitlement snapshot part not staged", metadata: ["error": "\(error)"])
-            return .init(ok: false, code: "station_busy", message: "snapshot part not staged: storage error", data: nil)
+    // MARK: - Typed results to ABS replies
+
+    /// A done operation's reply (its data from `data`), or its refusal's (OperationRefusal.absCode).
+    static func reply<V>(_ result: OperationResult<V>, data: (V) -> ReplyData?) -> SwapCoordinator.Reply {
+        switch result {
+        case let .done(v): return .init(ok: true, code: nil, message: nil, data: data(v))
+        case let .refused(r): return refusalReply(r)
         }
     }
 
-    /// Station-wide slot numbers (abs-mqtt.md, "Several cabinets"): 1…the station's slot count.
-    private func checkSlot(_ slot: Int) -> SwapCoordinator.Reply? {
-        let count = acquisition.snapshot.slotCount
-        guard slot >= 1, slot <= count, acquisition.locate(slot) != nil else {
-            return .init(ok: false, code: "invalid_slot", message: "slot \(slot) outside 1…\(count)", data: nil)
-        }
-        return nil
+    static func refusalReply(_ r: OperationRefusal) -> SwapCoordinator.Reply {
+        var data: ReplyData?
+        if case let .needSnapshot(current, _) = r { data = EntitlementsReplyData(currentVersion: current.map { Int($0) } ?? -1) }
+        return .init(ok: false, code: r.absCode, message: r.message, data: data)
     }
 
     /// The reply data of a slot command: the station-wide slot and, with several cabinets, its cabinet.
-    private func slotData(_ slot: Int) -> [String: any Sendable] {
-        var d: [String: any Sendable] = ["slot": slot]
-        if acquisition.cabinets.count > 1, let (i, local) = acquisition.locate(slot) {
-            d["cabinet"] = acquisition.cabinets[i].configuration.cabinetID
-            d["cabinet_slot"] = local
-        }
+    static func slotData(_ done: SlotActionDone) -> SlotReplyData {
+        var d = SlotReplyData(slot: done.slot, inService: done.inService)
+        if let cabinet = done.cabinet, let local = done.cabinetSlot { d.cabinet = cabinet; d.cabinetSlot = local }
         return d
     }
 
-    private func maintenanceUnlock(slot: Int, operatorID: String, reason: String, requestID: String) async -> SwapCoordinator.Reply {
-        if let refusal = checkSlot(slot) { return refusal }
-        // Audited (durably) and recorded for ABS before the door opens; no audit, no door (as for the local unlock).
-        do {
-            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "operator:\(operatorID)", action: "maintenance.unlock",
-                                                    detail: String(decoding: JSON.encode(["slot": slot, "reason": reason, "request_id": requestID]), as: UTF8.self))])
-        } catch {
-            logger.error("maintenance unlock not audited; the door stays shut", metadata: ["slot": "\(slot)", "error": "\(error)"])
-            return .init(ok: false, code: "station_busy", message: "storage error: the unlock cannot be audited, so the door stays shut", data: nil)
+    /// An entitlement update's reply: `version` (and `count`), for a part `snapshot_id`, `part`, `parts`,
+    /// `parts_missing` and `first_missing` (the lowest missing part numbers, at most 20) so ABS knows what to send again.
+    static func reply(_ result: OperationResult<EntitlementsApplied>) -> SwapCoordinator.Reply {
+        guard case let .done(applied) = result else { return refusalReply(result.refusal!) }
+        func part(_ id: String, _ part: Int, _ parts: Int, _ version: Int64, missing: Int, first: [Int]) -> EntitlementsReplyData {
+            EntitlementsReplyData(version: version, snapshotID: id, part: part, parts: parts, partsMissing: missing, firstMissing: first)
         }
-        await recorder.record([ContractEvent("maintenance.unlock", ["slot": slot, "operator_id": operatorID, "reason": reason, "request_id": requestID])])
-        do {
-            let result = try await acquisition.execute(.unlock, slot: slot)
-            return result == .ok ? .init(ok: true, code: nil, message: nil, data: slotData(slot))
-                                 : .init(ok: false, code: result == .invalidSlot ? "invalid_slot" : "safe_mode", message: "cabinet: \(result)", data: nil)
-        } catch {
-            return .init(ok: false, code: "station_busy", message: "cabinet not answering: \(error)", data: nil)
-        }
-    }
-
-    private func setService(slot: Int, inService: Bool, requestID: String) async -> SwapCoordinator.Reply {
-        if let refusal = checkSlot(slot) { return refusal }
-        // No audit, no change (the same rule as for unlocks and the local control API).
-        do {
-            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "abs:\(requestID)", action: inService ? "slot.in_service" : "slot.out_of_service",
-                                                    detail: "{\"slot\":\(slot)}")])
-        } catch {
-            logger.error("slot service change not audited; nothing changed", metadata: ["slot": "\(slot)", "error": "\(error)"])
-            return .init(ok: false, code: "station_busy", message: "storage error: the change cannot be audited, so nothing changed", data: nil)
-        }
-        do {
-            let result = try await acquisition.execute(inService ? .returnToService : .outOfService, slot: slot)
-            await acquisition.requestRefresh(slots: [slot])
-            var data = slotData(slot)
-            data["in_service"] = inService
-            return result == .ok ? .init(ok: true, code: nil, message: nil, data: data)
-                                 : .init(ok: false, code: "invalid_slot", message: "cabinet: \(result)", data: nil)
-        } catch {
-            return .init(ok: false, code: "station_busy", message: "cabinet not answering: \(error)", data: nil)
+        switch applied {
+        case let .snapshot(version, count):
+            return .init(ok: true, code: nil, message: nil, data: EntitlementsReplyData(version: version, count: count))
+        case let .partStaged(id, p, parts, version, missing, firstMissing, duplicate):
+            return .init(ok: true, code: nil, message: duplicate ? "part \(p) already staged" : nil,
+                         data: part(id, p, parts, version, missing: missing, first: firstMissing))
+        case let .partsApplied(id, p, parts, version, count):
+            var d = part(id, p, parts, version, missing: 0, first: [])
+            d.count = count
+            return .init(ok: true, code: nil, message: nil, data: d)
+        case let .partsAlreadyApplied(id, p, parts, version):
+            return .init(ok: true, code: nil, message: "snapshot \(id) already applied", data: part(id, p, parts, version, missing: 0, first: []))
+        case let .delta(version, _):
+            return .init(ok: true, code: nil, message: nil, data: EntitlementsReplyData(version: version))
+        case let .deltaAlreadyApplied(version):
+            return .init(ok: true, code: nil, message: "delta \(version) already applied", data: EntitlementsReplyData(version: version))
         }
     }
 
     /// Publishes the reply on …/reply and, for a command whose signature verified (`honourResponseTopic`), also on
     /// its MQTT 5 response topic, unless that topic is one the station must never publish to (Topics.isAcceptableResponseTopic).
-    private func send(requestID: String?, ok: Bool, code: String?, message: String?, data: [String: any Sendable]?, to command: MQTTMessage,
+    private func send(requestID: String?, ok: Bool, code: ReplyCode?, message: String?, data: ReplyData?, to command: MQTTMessage,
                       honourResponseTopic: Bool) async {
-        let payload = Replies.reply(requestID: requestID, ok: ok, code: code, message: message, data: data, now: Date())
+        let payload = Reply(requestID: requestID, ok: ok, code: code, message: message, data: data, ts: Date()).bytes
         do { try await mqtt.publish(.replies, meter: metrics.traffic, topic: topics.reply, payload: payload, qos: 1, retain: false) } catch {
             logger.warning("reply not published", metadata: ["error": "\(error)", "request_id": "\(requestID ?? "-")"])
         }

@@ -26,10 +26,14 @@ public struct ControlHandler: Sendable {
     let technicians: Technicians
     let odooConfigured: Bool
     let logger: Logger
+    /// The station's operations (unlock, service, swap, usage re-send): this handler maps their typed results.
+    let operations: StationOperations
 
     public init(configuration: GatewayConfiguration, configPath: String?, configText: String, configDigest: String,
                 store: StationStore, acquisition: StationAcquisition, coordinator: SwapCoordinator, recorder: EventRecorder,
-                mqtt: MQTTClient, health: GatewayHealth, metrics: GatewayMetrics, odooConfigured: Bool, logger: Logger) {
+                mqtt: MQTTClient, health: GatewayHealth, metrics: GatewayMetrics, odooConfigured: Bool, logger: Logger,
+                operations: StationOperations) {
+        self.operations = operations
         self.configuration = configuration; self.configPath = configPath; self.configText = configText
         self.configDigest = configDigest; self.store = store; self.acquisition = acquisition; self.coordinator = coordinator
         self.recorder = recorder; self.mqtt = mqtt; self.health = health; self.metrics = metrics
@@ -108,12 +112,23 @@ public struct ControlHandler: Sendable {
         let sync = try await store.entitlementSyncState()
         let log = try await store.stats()
         let usage = try await store.usageStats()
+        // Every cabinet for itself (CabinetReports: the same states as /health, /metrics and the MQTT status).
+        let reports = CabinetReports.reports(snap, acquisition)
+        let summary = CabinetReports.summary(reports)
         var alarms: [String] = []
-        if snap.cabinetStale || cab == nil { alarms.append("cabinet not answering" + (stats.lastError.map { ": \($0)" } ?? "")) }
-        if let cab {
-            if cab.safeMode { alarms.append("cabinet in safe mode (no unlocks)") }
-            for flag in cab.flags.intersection(.alarms).names { alarms.append("cabinet: \(flag)") }
-            if !cab.flags.contains(.mainsOK) { alarms.append("cabinet: mains power lost") }
+        for r in reports {
+            let name = reports.count > 1 ? "cabinet \(r.id)" : "cabinet"
+            let out = reports.count > 1 ? " (its slots\(r.slotRange.map { " \($0)" } ?? "") are out of swaps)" : ""
+            switch r.state {
+            case .unknown where r.statistics.cycles == 0: alarms.append("\(name) not polled yet\(out)")
+            case .unreachable, .unknown: alarms.append("\(name) not answering\(out)" + (r.statistics.lastError.map { ": \($0)" } ?? ""))
+            case .safeMode: alarms.append("\(name) in safe mode (no unlocks)\(out)")
+            case .online: break
+            }
+            if let info = r.info, !r.stale {
+                for flag in info.flags.intersection(.alarms).names { alarms.append("\(name): \(flag)") }
+                if !info.flags.contains(.mainsOK) { alarms.append("\(name): mains power lost") }
+            }
         }
         if !mqtt.isConnected { alarms.append("broker not connected" + (h.mqttLastError.map { ": \($0)" } ?? "")) }
         if let e = h.storeError { alarms.append("store: \(e)") }
@@ -124,29 +139,40 @@ public struct ControlHandler: Sendable {
         case .up, .unknown, .notConfigured: break
         }
         if usage.rejected > 0 { alarms.append("\(usage.rejected) usage record(s) rejected by Odoo (swapctl queues)") }
-        let stale = snap.slots.filter(\.stale).map(\.number)
-        if !stale.isEmpty && !snap.cabinetStale { alarms.append("slots not answering: \(stale.map(String.init).joined(separator: ","))") }
-        if snap.cabinets.count > 1 {
-            for c in snap.cabinets where c.stale { alarms.append("cabinet \(c.id) not answering (its slots are out of swaps)") }
-            for c in snap.cabinets where !c.stale && c.safeMode { alarms.append("cabinet \(c.id) in safe mode (no unlocks)") }
-        }
+        // Slots that do not answer in a cabinet that does (a whole cabinet's are in its own alarm above).
+        let answering = Set(reports.filter { !$0.stale }.map(\.id))
+        let stale = snap.slots.filter { $0.stale && answering.contains($0.cabinet ?? reports.first?.id ?? "") }.map(\.number)
+        if !stale.isEmpty { alarms.append("slots not answering: \(stale.map(String.init).joined(separator: ","))") }
         let uptime = Date().timeIntervalSince(h.startedAt)
-        let perCabinet = acquisition.cabinetStatistics
-        let cabinets: [CabinetLinkView]? = snap.cabinets.isEmpty ? nil : snap.cabinets.enumerated().map { i, c in
-            CabinetLinkView(id: c.id, unit: c.unit, bus: GatewayConfiguration.busKey(configuration.cabinets[min(i, configuration.cabinets.count - 1)]),
-                        up: !c.stale, safeMode: c.safeMode, flags: c.info?.flags.names ?? [],
-                        firmware: c.info.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
-                        firstSlot: c.firstSlot, slotCount: c.slotCount, lastError: i < perCabinet.count ? perCabinet[i].statistics.lastError : nil)
+        let rfc: (Date?) -> String? = { $0.map(RFC3339.format) }
+        let cabinets: [CabinetLinkView] = reports.map { r in
+            let st = r.statistics
+            var v = CabinetLinkView(id: r.id, unit: r.unit, bus: r.bus, up: r.state == .online || r.state == .safeMode,
+                                    safeMode: r.state == .safeMode, flags: r.info?.flags.names ?? [],
+                                    firmware: r.info.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
+                                    firstSlot: r.firstSlot, slotCount: r.slotCount, lastError: st.lastError)
+            v.state = r.state.rawValue; v.stale = r.stale; v.transport = r.transport; v.address = r.address
+            v.polls = st.cycles; v.failedPolls = st.failedCycles; v.consecutiveFailures = st.consecutiveFailures
+            v.lastPollAt = rfc(st.lastPollAt); v.lastPollOK = st.lastPollOK; v.lastAnswerAt = rfc(st.lastAnswerAt)
+            v.backoffSeconds = st.backoffSeconds; v.nextPollAt = st.lastPollOK == false ? rfc(st.nextPollAt) : nil
+            v.watchdogWrites = st.watchdogWrites; v.watchdogErrors = st.watchdogErrors; v.lastWatchdogAt = rfc(st.lastWatchdogAt)
+            v.clockSetAt = rfc(st.clockSetAt); v.reboots = st.reboots; v.uptimeSeconds = r.info?.uptimeSeconds
+            return v
         }
+        // The top-level safe mode and flags: any cabinet's (each one's are in `cabinets`).
+        let live = reports.filter { !$0.stale }.compactMap(\.info)
+        var flagNames: [String] = []
+        for info in live { for n in info.flags.names where !flagNames.contains(n) { flagNames.append(n) } }
         var view = StatusView(
-            stationID: configuration.station.id, version: GatewayVersion.string, startedAt: Timestamp.rfc3339(h.startedAt),
+            stationID: configuration.station.id, version: GatewayVersion.string, startedAt: RFC3339.format(h.startedAt),
             uptimeSeconds: Int(uptime), pid: getpid(),
-            cabinet: .init(up: !snap.cabinetStale && cab != nil, detail: "\(configuration.acquisition.transport)", lastError: stats.lastError),
+            cabinet: .init(up: summary.state == "online", detail: summary.detail,
+                           lastError: reports.first { $0.state != .online }?.statistics.lastError, state: summary.state),
             broker: .init(up: mqtt.isConnected, detail: "\(configuration.mqtt.host):\(configuration.mqtt.port)", lastError: h.mqttLastError ?? h.lastPublishError),
             odoo: .init(up: odoo.state == .up,
                         detail: odooConfigured ? configuration.odoo.baseURL : "not configured (records kept)",
                         lastError: odoo.reason ?? h.odooLastError, state: odoo.state.rawValue),
-            safeMode: cab?.safeMode ?? false, cabinetFlags: cab?.flags.names ?? [], firmware: cab.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
+            safeMode: reports.contains { $0.state == .safeMode }, cabinetFlags: flagNames, firmware: cab.map { "\($0.firmwareVersion) (map v\($0.mapVersion))" },
             cabinetUptimeSeconds: cab?.uptimeSeconds, alarms: alarms, swapsInProgress: await coordinator.swapsInProgress,
             entitlements: cacheView(sync), eventsUnsent: log.unsent, usagePending: usage.pending, usageRejected: usage.rejected,
             acquisition: AcquisitionStatsView(cycles: stats.cycles, failedCycles: stats.failedCycles, requests: stats.requests,
@@ -159,11 +185,15 @@ public struct ControlHandler: Sendable {
             if c == .commands || c == .keepalive { received[c.rawValue] = day["received|\(c.rawValue)"] ?? 0 }
         }
         view.mqttBytes24h = MQTTBytesView(sent: sent, received: received)
+        let budget = metrics.budget.current
+        if let bytes = budget.budgetBytes {
+            view.uplinkBudget = UplinkBudgetView(budgetBytes: Int(bytes), forecastBytes: Int(budget.forecastBytes), factor: budget.factor, maxFactor: budget.maxFactor)
+        }
         let pacing = metrics.backlog.current
         view.backlog = BacklogView(events: log.unsent, pacing: pacing.pacing && log.unsent > 0, rateBytesPerSecond: pacing.rate,
                                    etaSeconds: metrics.backlog.estimatedSeconds(unsent: log.unsent))
         view.clock = ClockTrustMark.state
-        view.clockBase = ClockTrustMark.installed?.baseNow.map { Timestamp.rfc3339($0) }
+        view.clockBase = ClockTrustMark.installed?.baseNow.map { RFC3339.format($0) }
         return view
     }
 
@@ -175,7 +205,7 @@ public struct ControlHandler: Sendable {
     }
 
     func cacheView(_ s: EntitlementSyncState) -> EntitlementCacheView {
-        EntitlementCacheView(version: s.version, count: s.count, lastSyncAt: s.lastSyncAt.map(Timestamp.rfc3339),
+        EntitlementCacheView(version: s.version, count: s.count, lastSyncAt: s.lastSyncAt.map(RFC3339.format),
                              ageHours: s.lastSyncAt.map { (Date().timeIntervalSince($0) / 360).rounded() / 10 })
     }
 
@@ -185,17 +215,13 @@ public struct ControlHandler: Sendable {
         let readySet = await acquisition.readySlots()
         var rows: [SlotRowView] = []
         for s in snap.slots {
-        let budget = metrics.budget.current
-        if let bytes = budget.budgetBytes {
-            view.uplinkBudget = UplinkBudgetView(budgetBytes: Int(bytes), forecastBytes: Int(budget.forecastBytes), factor: budget.factor, maxFactor: budget.maxFactor)
-        }
             let ready = readySet.contains(s.number)
             let q = quarantined[s.number]?.map(\.rawValue)
             rows.append(SlotRowView(slot: s, ready: ready, quarantine: q,
                                     status: SlotRowView.status(s, ready: ready, quarantined: q != nil)))
         }
         return SlotsView(cabinetStale: snap.cabinetStale, safeMode: snap.cabinet?.safeMode ?? false,
-                         updatedAt: snap.lastUpdateMillis > 0 ? Timestamp.rfc3339(Date(timeIntervalSince1970: Double(snap.lastUpdateMillis) / 1000)) : nil,
+                         updatedAt: snap.lastUpdateMillis > 0 ? RFC3339.format(Date(timeIntervalSince1970: Double(snap.lastUpdateMillis) / 1000)) : nil,
                          slots: rows)
     }
 
@@ -247,7 +273,7 @@ public struct ControlHandler: Sendable {
     }
 
     static func view(_ e: StoredEvent) -> EventView {
-        EventView(seq: e.seq, eventID: e.eventID.uuidString.lowercased(), type: e.type, timestamp: Timestamp.rfc3339(e.timestamp),
+        EventView(seq: e.seq, eventID: e.eventID.uuidString.lowercased(), type: e.type, timestamp: RFC3339.format(e.timestamp),
                   sent: e.sentAt != nil, data: String(decoding: e.data, as: UTF8.self))
     }
 
@@ -258,17 +284,17 @@ public struct ControlHandler: Sendable {
         let h = health.state
         let odoo = await odooStatus()
         return QueuesView(eventsTotal: log.total, eventsUnsent: log.unsent, lastSeq: log.lastSeq,
-                          oldestUnsentAt: log.oldestUnsentTimestamp.map(Timestamp.rfc3339),
+                          oldestUnsentAt: log.oldestUnsentTimestamp.map(RFC3339.format),
                           oldestUnsentAgeSeconds: log.oldestUnsentTimestamp.map { max(0, Date().timeIntervalSince($0)) },
                           storeBytes: log.fileBytes, brokerConnected: mqtt.isConnected, lastPublishError: h.lastPublishError,
                           usagePending: usage.pending, usageRejected: usage.rejected, usageSettled: usage.settled,
-                          oldestPendingUsageAt: usage.oldestPendingAt.map(Timestamp.rfc3339), odooConfigured: odooConfigured,
+                          oldestPendingUsageAt: usage.oldestPendingAt.map(RFC3339.format), odooConfigured: odooConfigured,
                           odooAlarm: odoo.state == .alarm ? odoo.reason : nil, rejected: rejected.map(Self.view))
     }
 
     public static func view(_ s: StoredUsage) -> UsageView {
         UsageView(key: s.record.idempotencyKey, state: s.state.rawValue, attempts: s.attempts, lastError: s.lastError,
-                  occurredAt: Timestamp.rfc3339(s.record.occurredAt), customerID: s.record.customerID,
+                  occurredAt: RFC3339.format(s.record.occurredAt), customerID: s.record.customerID,
                   energyKWh: s.record.lines.first { $0.unit == "kWh" }?.quantity, record: s.record)
     }
 
@@ -283,13 +309,7 @@ public struct ControlHandler: Sendable {
 
     func usageResend(_ r: ControlRequest) async throws -> UsageView {
         guard let key = r.key, !key.isEmpty else { throw Failure("bad_request", "key is required") }
-        guard try await store.resendUsage(key: key, now: Date()), let u = try await store.usage(key: key) else {
-            throw Failure("not_found", "no usage record \(key)")
-        }
-        try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:local", action: "usage.resend",
-                                                detail: String(decoding: JSON.encode(["key": key]), as: UTF8.self))])
-        logger.notice("usage record queued again by a technician", metadata: ["key": "\(key)"])
-        return Self.view(u)
+        return Self.view(try Self.unwrap(await operations.resendUsage(key: key, by: .technician(name: "local"))))
     }
 
     func entitlements(_ r: ControlRequest) async throws -> EntitlementLookupView {
@@ -300,7 +320,7 @@ public struct ControlHandler: Sendable {
 
     func audit(limit: Int) async throws -> [AuditView] {
         try await store.audit(limit: min(max(limit, 1), 10_000)).map {
-            AuditView(timestamp: Timestamp.rfc3339($0.timestamp), actor: $0.actor, action: $0.action, detail: $0.detail)
+            AuditView(timestamp: RFC3339.format($0.timestamp), actor: $0.actor, action: $0.action, detail: $0.detail)
         }
     }
 
@@ -314,11 +334,12 @@ public struct ControlHandler: Sendable {
 
     func metricsText() async throws -> String {
         MetricsExposition.render(metrics: metrics, acquisition: acquisition.statistics, snapshot: acquisition.snapshot,
-                                 log: try? await store.stats(), usage: try? await store.usageStats(), mqttConnected: mqtt.isConnected)
+                                 log: try? await store.stats(), usage: try? await store.usageStats(), mqttConnected: mqtt.isConnected,
+                                 cabinets: CabinetReports.of(acquisition))
     }
 
     func diagnostics() async throws -> DiagnosticsBundle {
-        DiagnosticsBundle(createdAt: Timestamp.rfc3339(Date()), status: try await status(), queues: try await queues(),
+        DiagnosticsBundle(createdAt: RFC3339.format(Date()), status: try await status(), queues: try await queues(),
                           slots: await slots(), config: config(),
                           recentEvents: try await store.events(fromSeq: nil, type: nil, limit: 200, newestFirst: true).map(Self.view),
                           audit: try await audit(limit: 200), recentLog: RecentLog.shared.lines, metrics: try await metricsText())
@@ -348,50 +369,25 @@ public struct ControlHandler: Sendable {
         let slot = try checkedSlot(r)
         let name = try await authorise(r, action: "maintenance.unlock", slot: slot)
         let reason = String((r.reason ?? "maintenance").prefix(200))
-        let requestID = "local-" + UUID().uuidString.lowercased()
-        // Audited (durably) and recorded for ABS before the door opens; no audit, no unlock.
-        do {
-            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: "maintenance.unlock",
-                                                    detail: String(decoding: JSON.encode(["slot": slot, "reason": reason, "request_id": requestID]), as: UTF8.self))])
-        } catch {
-            throw Failure("storage_error", "the unlock cannot be audited, so the door stays shut: \(error)")
-        }
-        await recorder.record([ContractEvent("maintenance.unlock", ["slot": slot, "operator_id": "technician:\(name)", "reason": reason,
-                                                                   "request_id": requestID])])
-        logger.notice("maintenance unlock by a technician", metadata: ["technician": "\(name)", "slot": "\(slot)", "reason": "\(reason)"])
-        do {
-            return try await execute(.unlock, slot: slot)
-        } catch let f as Failure {
-            // The intent was recorded (and sent to ABS) before the door was asked; record that it stayed shut.
-            try? await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: "maintenance.unlock.failed",
-                                                     detail: String(decoding: JSON.encode(["slot": slot, "request_id": requestID, "why": f.message]), as: UTF8.self))])
-            throw f
-        }
+        let done = try Self.unwrap(await operations.maintenanceUnlock(slot: slot, reason: reason, by: .technician(name: name)))
+        return ActionView(slot: done.slot, result: "\(done.result)")
     }
 
     func service(_ r: ControlRequest) async throws -> ActionView {
         let slot = try checkedSlot(r)
         guard let inService = r.inService else { throw Failure("bad_request", "inService is required") }
-        let action = inService ? "slot.in_service" : "slot.out_of_service"
-        let name = try await authorise(r, action: action, slot: slot)
-        do {
-            try await store.appendAudit([AuditEntry(timestamp: Date(), actor: "technician:\(name)", action: action,
-                                                    detail: String(decoding: JSON.encode(["slot": slot, "reason": r.reason ?? ""]), as: UTF8.self))])
-        } catch {
-            throw Failure("storage_error", "cannot audit the change: \(error)")
-        }
-        let view = try await execute(inService ? .returnToService : .outOfService, slot: slot)
-        await acquisition.requestRefresh(slots: [slot])
-        return view
+        let name = try await authorise(r, action: inService ? "slot.in_service" : "slot.out_of_service", slot: slot)
+        let done = try Self.unwrap(await operations.setSlotService(slot: slot, inService: inService, reason: r.reason ?? "",
+                                                                   by: .technician(name: name)))
+        return ActionView(slot: done.slot, result: "\(done.result)")
     }
 
-    func execute(_ command: CabinetCommand, slot: Int) async throws -> ActionView {
-        let result: CommandResult
-        do { result = try await acquisition.execute(command, slot: slot) } catch {
-            throw Failure("cabinet_unreachable", "the cabinet did not confirm the command: \(error)")
+    /// A done operation's value, or its refusal as this API's error (OperationRefusal.controlCode).
+    static func unwrap<V>(_ result: OperationResult<V>) throws -> V {
+        switch result {
+        case let .done(v): return v
+        case let .refused(r): throw Failure(r.controlCode, r.message)
         }
-        guard result == .ok else { throw Failure(result == .invalidSlot ? "invalid_slot" : "cabinet_refused", "cabinet answered: \(result)") }
-        return ActionView(slot: slot, result: "\(result)")
     }
 
     /// A swap request relayed by a local terminal (a kiosk or rider app on the station's own network): the same
@@ -401,10 +397,12 @@ public struct ControlHandler: Sendable {
         let now = Date()
         let header = CommandHeader(requestID: "local-" + UUID().uuidString.lowercased(), issuedAt: now,
                                    expiresAt: now.addingTimeInterval(120), kid: nil)
-        let reply = await coordinator.request(header: header, customerID: customer, planInstanceID: r.planInstanceID, channel: "local")
-        metrics.countCommand("swap.local", result: reply.ok ? "ok" : (reply.code ?? "error"))
-        return SwapReplyView(requestID: header.requestID, accepted: reply.ok, code: reply.code, message: reply.message,
-                             data: reply.data.map { String(decoding: JSON.encode($0), as: UTF8.self) })
+        let result = await operations.requestSwap(header: header, customerID: customer, planInstanceID: r.planInstanceID, channel: "local")
+        // The view carries the ABS reply's code (the same decision, the same codes as the `swap` command).
+        let code = result.refusal?.absCode.rawValue
+        metrics.countCommand("swap.local", result: code ?? "ok")
+        return SwapReplyView(requestID: header.requestID, accepted: result.value != nil, code: code, message: result.refusal?.message,
+                             data: result.value.map { ContractJSON.string($0.data) })
     }
 
     // MARK: - Encoding

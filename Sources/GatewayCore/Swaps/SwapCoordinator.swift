@@ -29,13 +29,24 @@ public actor SwapCoordinator {
 
     public struct Reply: Sendable {
         public let ok: Bool
-        public let code: String?
+        public let code: ReplyCode?
         public let message: String?
-        public let data: [String: any Sendable]?
+        public let data: ReplyData?
+        public init(ok: Bool, code: ReplyCode?, message: String?, data: ReplyData?) {
+            self.ok = ok; self.code = code; self.message = message; self.data = data
+        }
     }
 
-    private let store: StationStore
-    private let acquisition: StationAcquisition
+    /// What a request returns: accepted (recorded, its first door being opened), refused by the decision, or
+    /// not recorded (storage error: no door opened). StationOperations.requestSwap maps it to an OperationResult.
+    public enum Outcome: Sendable {
+        case accepted(SwapAcceptance)
+        case refused(SwapRefusal)
+        case notRecorded(String)
+    }
+
+    private let store: any SwapLedger
+    private let acquisition: any StationCabinet
     private let settings: Settings
     private let logger: Logger
     private let isOnline: @Sendable () -> Bool
@@ -55,7 +66,7 @@ public actor SwapCoordinator {
     /// commands are taken from then on.
     public nonisolated let started = ReadyFlag()
 
-    public init(store: StationStore, acquisition: StationAcquisition, settings: Settings, metrics: GatewayMetrics,
+    public init(store: any SwapLedger, acquisition: any StationCabinet, settings: Settings, metrics: GatewayMetrics,
                 wake: Wakeup, logger: Logger, isOnline: @escaping @Sendable () -> Bool) {
         self.store = store; self.acquisition = acquisition; self.settings = settings; self.metrics = metrics
         self.wake = wake; self.logger = logger; self.isOnline = isOnline
@@ -96,7 +107,7 @@ public actor SwapCoordinator {
         let involved = Set(swaps.flatMap { [$0.returnSlot, $0.issueSlot].compactMap { $0 } })
         for slot in involved.sorted() {
             do {
-                let result = try await acquisition.execute(.lock, slot: slot)
+                let result = try await acquisition.execute(.lock, slot: slot, param: 0, timeout: 3)
                 if result != .ok { logger.warning("could not lock a slot of an interrupted swap", metadata: ["slot": "\(slot)", "result": "\(result)"]) }
             } catch {
                 logger.warning("could not lock a slot of an interrupted swap", metadata: ["slot": "\(slot)", "error": "\(error)"])
@@ -127,8 +138,8 @@ public actor SwapCoordinator {
         return (snapshot.cabinets.first(where: \.serving) ?? snapshot.cabinets.first(where: { !$0.stale && $0.info != nil }))?.info
     }
 
-    /// A verified swap request. Returns the reply to publish.
-    public func request(header: CommandHeader, customerID: String, planInstanceID: String?, channel: String?) async -> Reply {
+    /// A verified swap request (through StationOperations.requestSwap).
+    public func request(header: CommandHeader, customerID: String, planInstanceID: String?, channel: String?) async -> Outcome {
         if needsReconcile {
             await reconcileAfterRestart()
             if needsReconcile {
@@ -170,46 +181,50 @@ public actor SwapCoordinator {
         }
     }
 
-    private func refuse(_ header: CommandHeader, _ customerID: String, _ refusal: SwapRefusal) async -> Reply {
+    private func refuse(_ header: CommandHeader, _ customerID: String, _ refusal: SwapRefusal) async -> Outcome {
         metrics.countSwap(outcome: "rejected_\(refusal.code.rawValue)")
-        let event = ContractEvent("swap.rejected", ["request_id": header.requestID, "customer_id": customerID,
-                                                    "reason": refusal.code.rawValue, "message": refusal.message])
+        let event = ContractEvent(.swapRejected(requestID: header.requestID, customerID: customerID,
+                                                reason: ReplyCode(refusal.code), message: refusal.message))
         do { _ = try await store.appendEvents([event.newEvent()]); wake.signal() } catch {
             logger.error("cannot record swap.rejected", metadata: ["error": "\(error)"])
         }
         logger.info("swap refused", metadata: ["request_id": "\(header.requestID)", "code": "\(refusal.code.rawValue)", "why": "\(refusal.message)"])
-        return Reply(ok: false, code: refusal.code.rawValue, message: refusal.message, data: nil)
+        return .refused(refusal)
     }
 
-    private func accept(_ header: CommandHeader, _ plan: SwapPlan, channel: String?, now: Date, snapshot: StationSnapshot) async -> Reply {
+    private func accept(_ header: CommandHeader, _ plan: SwapPlan, channel: String?, now: Date, snapshot: StationSnapshot) async -> Outcome {
         let e = plan.entitlement
         var record = SwapRecord(swapID: UUID().uuidString.lowercased(), requestID: header.requestID, customerID: e.customerID,
                                 planInstanceID: e.planInstanceID, subscriptionRef: e.subscriptionRef, kind: plan.kind,
                                 returnSlot: plan.returnSlot, issueSlot: plan.issueSlot, family: plan.family,
                                 recordedOffline: !isOnline(), acceptedAt: now)
-        var machine = SwapMachine(record: record, batteriesOut: e.batteriesOut, timeouts: settings.timeouts, now: now)
-        let actions = machine.start(snapshot, now: now)
+        // The stage timers run on the clock evaluate() and nextDeadline() use (the board's wall clock, which the
+        // SwapService sleeps against), not on `now`: while the clock is untrusted `now` is the signed time base,
+        // and a stage started on one clock and judged on the other timed out at once (board a year ahead) or
+        // never (board in 1970). TrustedTimeTests.
+        let stageClock = Date()
+        var machine = SwapMachine(record: record, batteriesOut: e.batteriesOut, timeouts: settings.timeouts, now: stageClock)
+        let actions = machine.start(snapshot, now: stageClock)
         let unlockTarget = actions.compactMap { if case let .unlock(s, _) = $0 { s } else { nil } }.first
         let seq = unlockTarget.map { acquisition.proposeSeq(slot: $0) } ?? acquisition.proposeSeq()   // never the seq in that cabinet's register 19
         machine.assignUnlockSeq(seq)
         record = machine.record
-        var data: JSONObject = ["swap_id": record.swapID, "request_id": header.requestID, "customer_id": e.customerID,
-                                "plan_instance_id": e.planInstanceID, "kind": plan.kind.rawValue]
-        data["return_slot"] = plan.returnSlot ?? NSNull()
-        data["issue_slot"] = plan.issueSlot ?? NSNull()
-        if let channel { data["channel"] = channel }
+        let acceptance = SwapAcceptance(swapID: record.swapID, requestID: header.requestID, customerID: e.customerID,
+                                        planInstanceID: e.planInstanceID, kind: plan.kind, returnSlot: plan.returnSlot,
+                                        issueSlot: plan.issueSlot, channel: channel)
+        let data = acceptance.data
         let unlockSlot = actions.compactMap { if case let .unlock(s, _) = $0 { s } else { nil } }.first
         // Record first (fail closed): the accepted swap and its first stage, with the unlock's seq.
         do {
-            _ = try await store.insertSwap(record, events: [ContractEvent("swap.accepted", data).newEvent(at: now)],
+            _ = try await store.insertSwap(record, events: [ContractEvent(data).newEvent(at: now)],
                                            audit: [AuditEntry(timestamp: now, actor: "abs:\(header.requestID)", action: "swap.accepted",
-                                                              detail: String(decoding: JSON.encode(data), as: UTF8.self))],
+                                                              detail: ContractJSON.string(data))],
                                            allowConcurrent: settings.maxConcurrentSwaps)
             wake.signal()
         } catch {
             logger.error("cannot record the accepted swap: no door opens", metadata: ["error": "\(error)", "request_id": "\(header.requestID)"])
             metrics.countSwap(outcome: "refused_storage")
-            return Reply(ok: false, code: SwapRefusalCode.stationBusy.rawValue, message: "the swap cannot be recorded (storage error); no door opened", data: nil)
+            return .notRecorded("the swap cannot be recorded (storage error); no door opened")
         }
         running[record.swapID] = machine
         wakeup.signal()
@@ -221,7 +236,7 @@ public actor SwapCoordinator {
             let secs = actions.compactMap { if case let .unlock(_, s) = $0 { s } else { nil } }.first ?? 120
             Task { await self.unlock(swapID: record.swapID, slot: slot, seq: seq, seconds: secs) }
         }
-        return Reply(ok: true, code: nil, message: nil, data: data)
+        return .accepted(acceptance)
     }
 
     // MARK: Driving swaps
@@ -324,13 +339,11 @@ public actor SwapCoordinator {
         let auditAction: String
         switch outcome {
         case let .completed(returned, issued, kwh):
-            let data: JSONObject = [
-                "swap_id": record.swapID, "customer_id": record.customerID, "plan_instance_id": record.planInstanceID,
-                "battery_in": returned.map { ["id": $0.id, "soc": JSON.round($0.socPercent), "slot": $0.slot] as JSONObject } ?? NSNull(),
-                "battery_out": ["id": issued.id, "soc": JSON.round(issued.socPercent), "slot": issued.slot] as JSONObject,
-                "energy_kwh": kwh, "recorded_offline": record.recordedOffline,
-            ]
-            events.append(ContractEvent("swap.completed", data).newEvent(at: now))
+            events.append(ContractEvent(.swapCompleted(
+                swapID: record.swapID, customerID: record.customerID, planInstanceID: record.planInstanceID,
+                batteryIn: returned.map { SwapBatteryData(id: $0.id, soc: $0.socPercent, slot: $0.slot) },
+                batteryOut: SwapBatteryData(id: issued.id, soc: issued.socPercent, slot: issued.slot),
+                energyKWh: kwh, recordedOffline: record.recordedOffline)).newEvent(at: now))
             pending = PendingLocalSwap(swapID: record.swapID, planInstanceID: record.planInstanceID, swaps: 1, energyKWh: kwh,
                                        returnedBatteryID: returned?.id, issuedBatteryID: issued.id, completedAt: now)
             usage = UsageRecord(
@@ -339,33 +352,33 @@ public actor SwapCoordinator {
                 recordedOffline: record.recordedOffline,
                 lines: [.init(serviceID: settings.swapCountService, quantity: 1, unit: "1"),
                         .init(serviceID: settings.energyService, quantity: kwh, unit: "kWh")],
-                swapID: record.swapID, batteryOut: .init(id: issued.id, socPercent: JSON.round(issued.socPercent), slot: issued.slot),
-                batteryIn: returned.map { .init(id: $0.id, socPercent: JSON.round($0.socPercent), slot: $0.slot) })
+                swapID: record.swapID, batteryOut: .init(id: issued.id, socPercent: ContractJSON.round(issued.socPercent), slot: issued.slot),
+                batteryIn: returned.map { .init(id: $0.id, socPercent: ContractJSON.round($0.socPercent), slot: $0.slot) })
             auditAction = "swap.completed"
             metrics.countSwap(outcome: "completed")
         case let .returnedWithoutIssue(returned, stage, reason):
             // A battery came back, none was issued (contract 1.1): `swap.returned`, never `swap.completed` (which ABS
             // may bill). Custody changes (the rider no longer holds the returned battery): a pending local swap
             // linked to this event, counted until ABS's counted_through_seq covers it. No usage record.
-            events.append(ContractEvent("swap.returned", [
-                "swap_id": record.swapID, "customer_id": record.customerID, "plan_instance_id": record.planInstanceID,
-                "battery_in": ["id": returned.id, "soc": JSON.round(returned.socPercent), "slot": returned.slot] as JSONObject,
-                "reason": reason.rawValue, "stage": stage.rawValue,
-            ]).newEvent(at: now))
+            events.append(ContractEvent(.swapReturned(
+                swapID: record.swapID, customerID: record.customerID, planInstanceID: record.planInstanceID,
+                batteryIn: SwapBatteryData(id: returned.id, soc: returned.socPercent, slot: returned.slot),
+                reason: reason.rawValue, stage: stage.rawValue)).newEvent(at: now))
             pending = PendingLocalSwap(swapID: record.swapID, planInstanceID: record.planInstanceID, swaps: 0, energyKWh: 0,
                                        returnedBatteryID: returned.id, issuedBatteryID: nil, completedAt: now)
             auditAction = reason == .restricted ? "swap.return_only" : "swap.returned_without_issue"
             metrics.countSwap(outcome: reason == .restricted ? "return_only" : "returned_without_issue")
         case let .aborted(stage, reason):
-            events.append(ContractEvent("swap.aborted", ["swap_id": record.swapID, "stage": stage.rawValue, "reason": reason]).newEvent(at: now))
+            events.append(ContractEvent(.swapAborted(swapID: record.swapID, stage: stage.rawValue, reason: reason)).newEvent(at: now))
             auditAction = "swap.aborted"
             metrics.countSwap(outcome: "aborted")
         }
-        var auditDetail: JSONObject = ["swap_id": record.swapID, "stage": record.stage.rawValue, "energy_kwh": record.energyKWh ?? 0]
-        if let reached = record.stageReached { auditDetail["stage_reached"] = reached.rawValue }
-        if record.stage != .completed, let why = record.abortReason { auditDetail["reason"] = why }
+        var auditDetail: [String: JSONValue] = ["swap_id": .string(record.swapID), "stage": .string(record.stage.rawValue),
+                                                "energy_kwh": .double(record.energyKWh ?? 0)]
+        if let reached = record.stageReached { auditDetail["stage_reached"] = .string(reached.rawValue) }
+        if record.stage != .completed, let why = record.abortReason { auditDetail["reason"] = .string(why) }
         let audit = AuditEntry(timestamp: now, actor: reconciled ? "gateway:restart" : "swap:\(record.swapID)", action: auditAction,
-                               detail: String(decoding: JSON.encode(auditDetail), as: UTF8.self))
+                               detail: ContractJSON.string(JSONValue.object(auditDetail)))
         // One transaction. A storage failure (disk full, I/O) is retried until it lands: the swap physically
         // happened, it must be recorded. The pending row links to the event that carries the custody change.
         var attempt = 0
@@ -399,7 +412,7 @@ public actor SwapCoordinator {
 }
 
 extension ContractEvent {
-    func newEvent(at date: Date = Date()) -> NewEvent { NewEvent(type: type, timestamp: date, data: JSON.encode(ClockTrustMark.mark(data))) }
+    func newEvent(at date: Date = Date()) -> NewEvent { NewEvent(type: type, timestamp: date, data: ClockTrustMark.mark(self).data) }
 }
 
 extension Duration {
