@@ -83,6 +83,9 @@ public actor CabinetAcquisition {
                 backoff = min(configuration.reconnectDelayMax, backoff * 2)
             }
             let next = started.advanced(by: .milliseconds(Int64(delay * 1000)))
+            let elapsed = clock.now - started
+            let retryAt = Date().addingTimeInterval(max(0, delay - Double(elapsed.components.seconds) - Double(elapsed.components.attoseconds) / 1e18))
+            stats.withLock { $0.backoffSeconds = ok ? 0 : delay; $0.nextPollAt = retryAt }
             try? await Task.sleep(until: next, clock: clock)
         }
         await bus.close()
@@ -125,11 +128,20 @@ public actor CabinetAcquisition {
         }
         let busTime = ContinuousClock.now - busStart
         let busSeconds = Double(busTime.components.seconds) + Double(busTime.components.attoseconds) / 1e18
+        let wall = Date()
         stats.withLock {
             $0.cycles += 1; $0.requests += max(result.requests, 1); $0.busErrors += result.errors
             $0.busSeconds += busSeconds; $0.lastCycleBusSeconds = busSeconds
+            if result.watchdogWritten != nil { $0.watchdogWrites += 1; $0.lastWatchdogAt = wall }
+            if result.watchdogError != nil { $0.watchdogErrors += 1 }
+            if result.clockWritten { $0.clockWrites += 1; $0.clockSetAt = wall }
         }
-        return process(result, plan: plan, at: now)
+        let ok = process(result, plan: plan, at: now)
+        stats.withLock {
+            $0.lastPollAt = wall; $0.lastPollOK = ok
+            if ok { $0.lastAnswerAt = wall; $0.consecutiveFailures = 0 } else { $0.consecutiveFailures += 1 }
+        }
+        return ok
     }
 
     private func process(_ result: ScanResult, plan: ScanPlan, at now: ContinuousClock.Instant) -> Bool {
@@ -458,6 +470,24 @@ public struct AcquisitionStatistics: Sendable, Codable, Hashable {
     public var reboots = 0
     public var commands = 0
     public var lastError: String?
+    // Per cabinet (not summed over a station's cabinets): what `swapctl status`, /health and /metrics show of it.
+    /// Watchdog writes that went through / failed, and the time of the last good one.
+    public var watchdogWrites = 0
+    public var watchdogErrors = 0
+    public var lastWatchdogAt: Date?
+    /// Cabinet clock writes that went through (at start, after a reboot, every clock_sync_interval), and the last.
+    public var clockWrites = 0
+    public var clockSetAt: Date?
+    /// The last poll (cycle): when it ended and whether the cabinet answered its fast part; the last answer.
+    public var lastPollAt: Date?
+    public var lastPollOK: Bool?
+    public var lastAnswerAt: Date?
+    /// Failed polls in a row (0 once it answers).
+    public var consecutiveFailures = 0
+    /// While the cabinet does not answer: the delay before its next poll (the reconnect backoff, doubling up to
+    /// reconnect_delay_max); 0 while it answers. `nextPollAt`: when the next poll starts.
+    public var backoffSeconds = 0.0
+    public var nextPollAt: Date?
     public init() {}
 }
 

@@ -25,6 +25,8 @@ struct ScanResult: Sendable {
     /// The watchdog value written (the planned one, or the next if the register already held it).
     var watchdogWritten: UInt16?
     var clockError: ModbusError?
+    /// The clock write went through (the controller accepted the time).
+    var clockWritten = false
     var requests = 0
     /// Requests that failed (timeout, CRC, exception, link), for the bus error counter.
     var errors = 0
@@ -93,7 +95,10 @@ enum Scan {
             result.requests += 1
         }
         if let secs = plan.clockSeconds {
-            do { try conn.writeRegisters(unit: unit, address: CabinetMap.clock.start, values: Registers.encodeU32(secs)) } catch {
+            do {
+                try conn.writeRegisters(unit: unit, address: CabinetMap.clock.start, values: Registers.encodeU32(secs))
+                result.clockWritten = true
+            } catch {
                 result.clockError = error
                 result.errors += 1
             }

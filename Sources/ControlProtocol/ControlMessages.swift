@@ -80,18 +80,20 @@ public struct StatusView: Codable, Sendable {
     public var usagePending: Int
     public var usageRejected: Int
     public var acquisition: AcquisitionStatsView
-    /// Every cabinet in configured order (several cabinets: `cabinet` then says whether any answers).
+    /// Every cabinet in configured order (one cabinet too). `cabinet` sums them up, never better than the worst:
+    /// `cabinet.state` is `online` (all online), `degraded` (some online, `detail` names the others), `down` (none
+    /// online) or `unknown` (none polled yet), and `cabinet.up` is true only when every cabinet is online.
     public var cabinets: [CabinetLinkView]? = nil
     /// Estimated MQTT bytes in the last 24 h by class ("sent" classes and "received" commands; UplinkMeter).
     public var mqttBytes24h: MQTTBytesView? = nil
+    /// The monthly uplink budget governor (publishing.monthly_budget_mb); nil: no budget configured, or an older daemon.
+    public var uplinkBudget: UplinkBudgetView? = nil
     /// "synced" or "unsynced" (contract 1.1 "Time"), and the signed time base when there is one (RFC 3339).
     public var clock: String? = nil
     public var clockBase: String? = nil
     /// The event log's drain after an outage (publishing.backlog_rate); nil from an older daemon.
     public var backlog: BacklogView? = nil
     public init(stationID: String, version: String, startedAt: String, uptimeSeconds: Int, pid: Int32, cabinet: Link, broker: Link, odoo: Link, safeMode: Bool, cabinetFlags: [String], firmware: String? = nil, cabinetUptimeSeconds: UInt32? = nil, alarms: [String], swapsInProgress: Int, entitlements: EntitlementCacheView, eventsUnsent: Int, usagePending: Int, usageRejected: Int, acquisition: AcquisitionStatsView) {
-    /// The monthly uplink budget governor (publishing.monthly_budget_mb); nil: no budget configured, or an older daemon.
-    public var uplinkBudget: UplinkBudgetView? = nil
         self.stationID = stationID; self.version = version; self.startedAt = startedAt; self.uptimeSeconds = uptimeSeconds; self.pid = pid; self.cabinet = cabinet; self.broker = broker; self.odoo = odoo; self.safeMode = safeMode; self.cabinetFlags = cabinetFlags; self.firmware = firmware; self.cabinetUptimeSeconds = cabinetUptimeSeconds; self.alarms = alarms; self.swapsInProgress = swapsInProgress; self.entitlements = entitlements; self.eventsUnsent = eventsUnsent; self.usagePending = usagePending; self.usageRejected = usageRejected; self.acquisition = acquisition
     }
 }
@@ -110,12 +112,6 @@ public struct BacklogView: Codable, Sendable {
 
 /// Bytes on the MQTT link over the last 24 h: sent by class (events, telemetry, inventory, status, replies) and
 /// received (commands).
-public struct MQTTBytesView: Codable, Sendable {
-    public var sent: [String: Int]
-    public var received: [String: Int]
-    public init(sent: [String: Int], received: [String: Int]) { self.sent = sent; self.received = received }
-}
-
 /// The monthly budget governor: the budget and the month forecast (bytes), and the factor by which telemetry
 /// intervals and deadbands are widened now (1: as configured; `active` when above 1).
 public struct UplinkBudgetView: Codable, Sendable {
@@ -130,6 +126,12 @@ public struct UplinkBudgetView: Codable, Sendable {
     }
 }
 
+public struct MQTTBytesView: Codable, Sendable {
+    public var sent: [String: Int]
+    public var received: [String: Int]
+    public init(sent: [String: Int], received: [String: Int]) { self.sent = sent; self.received = received }
+}
+
 /// One cabinet of the station: its id, unit, bus, link, safe mode, flags and station slot range.
 public struct CabinetLinkView: Codable, Sendable {
     public var id: String
@@ -142,6 +144,35 @@ public struct CabinetLinkView: Codable, Sendable {
     public var firstSlot: Int
     public var slotCount: Int
     public var lastError: String?
+    // What a technician needs to see of each cabinet (nil from an older daemon). Times are RFC 3339.
+    /// `online`, `unreachable`, `safe_mode` or `unknown` (not polled to a verdict yet): the same word as the MQTT
+    /// status's `cabinets` map and /health's `cabinets`.
+    public var state: String? = nil
+    /// Its slots are stale (unknown) in the station model: out of swaps.
+    public var stale: Bool? = nil
+    /// `tcp` or `rtu`, and `host:port` or the serial device.
+    public var transport: String? = nil
+    public var address: String? = nil
+    /// Polls (cycles) of this cabinet, those it did not answer, and failed polls in a row now.
+    public var polls: Int? = nil
+    public var failedPolls: Int? = nil
+    public var consecutiveFailures: Int? = nil
+    /// The last poll: when it ended and whether the cabinet answered; when it last answered.
+    public var lastPollAt: String? = nil
+    public var lastPollOK: Bool? = nil
+    public var lastAnswerAt: String? = nil
+    /// While it does not answer: the current reconnect backoff (seconds between polls) and the next poll's time.
+    public var backoffSeconds: Double? = nil
+    public var nextPollAt: String? = nil
+    /// Watchdog writes that went through and that failed; the last good one.
+    public var watchdogWrites: Int? = nil
+    public var watchdogErrors: Int? = nil
+    public var lastWatchdogAt: String? = nil
+    /// The last time the gateway set the controller's clock (nil: not set since the start, e.g. no trusted time).
+    public var clockSetAt: String? = nil
+    /// Controller reboots seen (uptime fell) and the controller's own uptime.
+    public var reboots: Int? = nil
+    public var uptimeSeconds: UInt32? = nil
     public init(id: String, unit: Int, bus: String, up: Bool, safeMode: Bool, flags: [String], firmware: String?,
                 firstSlot: Int, slotCount: Int, lastError: String?) {
         self.id = id; self.unit = unit; self.bus = bus; self.up = up; self.safeMode = safeMode; self.flags = flags

@@ -20,7 +20,7 @@ extension SwapCtl {
                 }
                 print("""
                 station       \(s.stationID)   swapgate \(s.version), pid \(s.pid), up \(duration(s.uptimeSeconds)) (since \(s.startedAt))
-                cabinet       \(link(s.cabinet))
+                cabinet       \(cabinetSummaryLine(s) ?? link(s.cabinet))
                 firmware      \(s.firmware ?? "-")\(s.cabinetUptimeSeconds.map { ", controller up \(duration(Int($0)))" } ?? "")
                 safe mode     \(s.safeMode ? "YES (no unlocks)" : "no")\(s.cabinetFlags.isEmpty ? "" : "   flags: \(s.cabinetFlags.joined(separator: ","))")
                 broker        \(link(s.broker))
@@ -30,13 +30,7 @@ extension SwapCtl {
                 queues        \(s.eventsUnsent) events unsent, \(s.usagePending) usage records pending, \(s.usageRejected) rejected
                 bus           \(s.acquisition.requests) requests, \(s.acquisition.busErrors) errors, \(s.acquisition.failedCycles) failed cycles, \(s.acquisition.reboots) controller reboots
                 """)
-                if let cabs = s.cabinets, cabs.count > 1 {
-                    for c in cabs {
-                        let range = c.slotCount > 0 ? "slots \(c.firstSlot)…\(c.firstSlot + c.slotCount - 1)" : "slots not numbered yet"
-                        print("cabinet \(c.id.padding(toLength: 5, withPad: " ", startingAt: 0)) \(c.up ? "up" : "DOWN")   unit \(c.unit) on \(c.bus), \(range), safe mode \(c.safeMode ? "YES" : "no")"
-                              + (c.flags.isEmpty ? "" : ", flags \(c.flags.joined(separator: ","))") + (c.up ? "" : (c.lastError.map { "  (\($0))" } ?? "")))
-                    }
-                }
+                for c in s.cabinets ?? [] where c.state != nil || (s.cabinets?.count ?? 0) > 1 { print(cabinetLine(c)) }
                 if let b = s.mqttBytes24h {
                     // The last 24 h of MQTT traffic (estimated PUBLISH packets), per class.
                     let sent = ["events", "telemetry", "inventory", "status", "replies", "keepalive"].map { "\($0) \(b.sent[$0] ?? 0)" }.joined(separator: ", ")
@@ -196,4 +190,51 @@ extension SwapCtl {
             }
         }
     }
+}
+
+/// The `cabinet` summary line of `swapctl status`: `online` (every cabinet online), `DEGRADED` (and which are
+/// not), `DOWN` (none online) or `unknown` (none polled yet). Nil from an older daemon (no summary state).
+func cabinetSummaryLine(_ s: StatusView) -> String? {
+    guard let state = s.cabinet.state else { return nil }
+    let word = state == "online" || state == "unknown" ? state : state.uppercased()
+    var rest = s.cabinet.detail.hasPrefix(state + ": ") ? String(s.cabinet.detail.dropFirst(state.count + 2)) : s.cabinet.detail
+    if rest == state { rest = "" }
+    return rest.isEmpty ? word : "\(word)   \(rest)"
+}
+
+/// One line per cabinet: its state, unit, transport and address, station slots, and how its polling goes
+/// (last poll, failures in a row, backoff and next retry while it does not answer, watchdog writes, clock set).
+func cabinetLine(_ c: CabinetLinkView, now: Date = Date()) -> String {
+    func ago(_ t: String?) -> String? {
+        guard let t, let d = RFC3339.parse(t) else { return nil }
+        let s = now.timeIntervalSince(d)
+        return s < 10 ? String(format: "%.1f s ago", max(0, s)) : "\(duration(Int(s))) ago"
+    }
+    let state = c.state ?? (c.up ? "online" : "unreachable")
+    let word = state == "online" || state == "unknown" ? state : state.uppercased()
+    let range = c.slotCount > 0 ? "slots \(c.firstSlot)…\(c.firstSlot + c.slotCount - 1)" : "slots not numbered yet"
+    let address = c.transport.map { "\($0) \(c.address ?? "")" } ?? c.bus
+    var line = "cabinet \(c.id.padding(toLength: 5, withPad: " ", startingAt: 0)) \(word.padding(toLength: 12, withPad: " ", startingAt: 0))"
+        + " unit \(c.unit), \(address), \(range)\(c.stale == true ? " STALE" : "")"
+    var polling: [String] = []
+    if c.polls == 0 { polling.append("not polled yet") }
+    if let ok = c.lastPollOK, let when = ago(c.lastPollAt) { polling.append("last poll \(ok ? "ok" : "FAILED") \(when)") }
+    if let n = c.consecutiveFailures, n > 0 {
+        polling.append("\(n) failed polls in a row" + (ago(c.lastAnswerAt).map { ", last answer \($0)" } ?? ", never answered"))
+        if let b = c.backoffSeconds, b > 0 {
+            let next = c.nextPollAt.flatMap(RFC3339.parse).map { max(0, $0.timeIntervalSince(now)) }
+            polling.append("retry " + (next.map { String(format: "in %.1f s", $0) } ?? "soon") + String(format: " (backoff %g s)", b))
+        }
+    }
+    if let w = c.watchdogWrites {
+        polling.append("watchdog \(w) ok/\(c.watchdogErrors ?? 0) failed" + (ago(c.lastWatchdogAt).map { " (last \($0))" } ?? ""))
+    }
+    if c.transport != nil { polling.append(c.clockSetAt.map { "clock set \($0)" } ?? "clock NOT set") }
+    if c.safeMode { polling.append("safe mode YES (no unlocks)") }
+    // Flags worth a look (mains_ok is the normal state; its absence is not).
+    let flags = c.flags.filter { $0 != "mains_ok" } + (c.firmware != nil && !c.flags.contains("mains_ok") ? ["MAINS LOST"] : [])
+    if !flags.isEmpty { polling.append("flags \(flags.joined(separator: ","))") }
+    if !polling.isEmpty { line += "; " + polling.joined(separator: ", ") }
+    if state != "online", let e = c.lastError { line += "  (\(e))" }
+    return line
 }

@@ -21,7 +21,7 @@ import TestSupport
         let status = try st.swapctl(["status"])
         #expect(status.status == 0, "\(status.output)")
         #expect(status.output.contains(Station.id))
-        #expect(status.output.contains("cabinet       up"), "\(status.output)")
+        #expect(status.output.contains("cabinet       online"), "\(status.output)")
         #expect(status.output.contains("broker        up"), "\(status.output)")
         let statusJSON = try #require(try st.swapctlJSON(["status"]) as? [String: Any])
         #expect(statusJSON["stationID"] as? String == Station.id)
@@ -193,15 +193,16 @@ import TestSupport
         func value(_ name: String) -> Double? {
             lines.first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
         }
-        #expect((value("swapgate_bus_requests_total") ?? 0) > 0, "\(parsed.output)")
-        #expect(value("swapgate_bus_errors_total") != nil)
-        #expect(value("swapgate_cabinet_up") == 1)
+        // One cabinet: the bus and cabinet families carry cabinet="A" (the same names as before the label).
+        #expect((value("swapgate_bus_requests_total[('cabinet', 'A')]") ?? 0) > 0, "\(parsed.output)")
+        #expect(value("swapgate_bus_errors_total[('cabinet', 'A')]") != nil)
+        #expect(value("swapgate_cabinet_up[('cabinet', 'A')]") == 1)
         #expect(value("swapgate_mqtt_connected") == 1)
         #expect(value("swapgate_events_unsent") != nil)
         #expect(value("swapgate_events_oldest_unsent_age_seconds") != nil)
-        #expect(lines.contains { $0.hasPrefix("swapgate_slots[('state', 'empty')]") }, "\(parsed.output)")
+        #expect(lines.contains { $0.hasPrefix("swapgate_slots[('cabinet', 'A'), ('state', 'empty')]") }, "\(parsed.output)")
         #expect(lines.contains { $0.hasPrefix("swapgate_decision_seconds_bucket") })
-        #expect((value("swapgate_bus_cycle_seconds_count") ?? 0) > 0)
+        #expect((value("swapgate_bus_cycle_seconds_count[('cabinet', 'A')]") ?? 0) > 0)
         // swapctl shows the same exposition.
         #expect(try st.swapctl(["metrics"]).output.contains("# TYPE swapgate_bus_requests_total counter"))
 
@@ -219,8 +220,8 @@ import TestSupport
         let sick = try runCommand("/usr/bin/curl", ["-s", "\(url)/health"])
         #expect(sick.output.contains("cabinet not answering"), "\(sick.output)")
         let after = try runCommand("/usr/bin/curl", ["-s", "\(url)/metrics"]).output
-        #expect(after.contains("swapgate_cabinet_up 0"))
-        #expect(!after.contains("swapgate_bus_errors_total 0\n"), "bus errors were not counted")
+        #expect(after.contains("swapgate_cabinet_up{cabinet=\"A\"} 0"), "\(after)")
+        #expect(!after.contains("swapgate_bus_errors_total{cabinet=\"A\"} 0\n"), "bus errors were not counted")
     }
 
     @Test func diagnosticsBundleHasWhatSupportNeedsAndNoSecret() throws {

@@ -13,6 +13,8 @@ final class CabinetsStation: @unchecked Sendable {
     var gateway: ManagedProcess?
     let configPath: String
     let controlSocket: String
+    /// The daemon's /metrics and /health port (loopback).
+    let metricsPort = freeLoopbackPort()
     var pty: SocatPty?
 
     /// `cabinets`: the `cabinets:` entries (YAML flow mappings) after the sims are up; `sims` start them.
@@ -34,7 +36,7 @@ final class CabinetsStation: @unchecked Sendable {
         store: {path: \(dir.path("station.sqlite"))}
         publishing: {telemetry_interval: 1, inventory_debounce: 0.2, telemetry_mode: full}
         control: {socket: \(controlSocket), technicians_file: \(dir.path("technicians"))}
-        metrics: {port: \(freeLoopbackPort())}
+        metrics: {port: \(metricsPort)}
         swaps: {return_timeout: 30, pickup_timeout: 30}
         log_level: debug
         \(extraConfig)

@@ -6,9 +6,9 @@ import NIOPosix
 import ServiceLifecycle
 
 /// Prometheus text (`GET /metrics`) and health (`GET /health`) over HTTP/1.1, bound to a loopback address
-/// only (the configuration refuses others). Health is 200 while the station can decide swaps (cabinet
-/// answering, store writable) and 503 otherwise, with the reasons as JSON; a broker outage is not
-/// unhealthy: the station keeps swapping offline.
+/// only (the configuration refuses others). Health is 200 while the station can decide swaps (at least one
+/// cabinet online, store writable; `degraded` when a cabinet is not) and 503 otherwise, with the reasons as
+/// JSON; a broker outage is not unhealthy: the station keeps swapping offline.
 public final class MetricsServer: Service, Sendable {
     let host: String
     let port: Int
@@ -91,33 +91,62 @@ public final class MetricsServer: Service, Sendable {
 }
 
 public struct HealthReport: Codable, Sendable {
+    /// True while the station can decide and record swaps: the store answers and at least one cabinet is online.
+    /// HTTP 200 when true (`status` healthy or degraded), 503 when false.
     public var healthy: Bool
+    /// Why it is unhealthy.
     public var problems: [String]
+    /// Every cabinet answers (online or in safe mode).
     public var cabinetUp: Bool
     public var brokerConnected: Bool
     public var storeOK: Bool
     /// The Odoo link (`up`, `down`, `alarm`, `unknown`, `not_configured`). Never makes the station unhealthy:
     /// swaps do not need Odoo (usage records wait in the outbox).
     public var odoo: String? = nil
-    /// Problems that do not stop swaps, e.g. `odoo: credentials: …` (usage cannot be billed until fixed).
+    /// Problems that do not stop swaps: a cabinet not serving while another one is (`cabinet B not answering
+    /// (slots 5…8 out of swaps)`), `odoo: credentials: …` (usage cannot be billed until fixed).
     public var warnings: [String] = []
+    /// `healthy`, `degraded` (healthy, with warnings) or `unhealthy`.
+    public var status: String = "healthy"
+    /// Every cabinet in configured order with its link state (as in `swapctl status` and the MQTT status).
+    public var cabinets: [CabinetHealth] = []
+}
+
+/// One cabinet in `/health`.
+public struct CabinetHealth: Codable, Sendable {
+    public var id: String
+    /// `online`, `unreachable`, `safe_mode` or `unknown` (CabinetLinkState).
+    public var state: String
+    /// Its station slots ("5…8"), nil while its slot count is unknown.
+    public var slots: String?
+    public var lastError: String?
 }
 
 extension ControlHandler {
-    /// Healthy = the station can decide and record swaps: the cabinet answers and the store answers.
+    /// Healthy = the station can decide and record swaps: the store answers and at least one cabinet is online
+    /// (answering, not in safe mode). A cabinet that is not, while another is, is a warning: `degraded`, still 200.
     public func health() async -> HealthReport {
         var problems: [String] = []
-        let snap = acquisition.snapshot
-        let cabinetUp = !snap.cabinetStale && snap.cabinet != nil
-        if !cabinetUp { problems.append("cabinet not answering") }
+        var warnings: [String] = []
+        let reports = CabinetReports.of(acquisition)
+        let serving = reports.filter { $0.state == .online }
+        for r in reports where r.state != .online {
+            let name = reports.count > 1 ? "cabinet \(r.id)" : "cabinet"
+            let what = r.state == .safeMode ? "\(name) in safe mode" : "\(name) not answering"
+            if serving.isEmpty { problems.append(what) } else { warnings.append("\(what) (slots \(r.slotRange ?? "?") out of swaps)") }
+        }
         var storeOK = true
         do { _ = try await store.stats() } catch { storeOK = false; problems.append("store: \(error)") }
         if let e = health.state.storeError { storeOK = false; problems.append("store: \(e)") }
-        if snap.cabinet?.safeMode == true { problems.append("cabinet in safe mode") }
         let odoo = await odooStatus()
-        var warnings: [String] = []
         if odoo.state == .alarm { warnings.append("odoo: \(odoo.reason ?? "credentials refused")") }
-        return HealthReport(healthy: problems.isEmpty, problems: problems, cabinetUp: cabinetUp,
-                            brokerConnected: mqtt.isConnected, storeOK: storeOK, odoo: odoo.state.rawValue, warnings: warnings)
+        var report = HealthReport(healthy: problems.isEmpty, problems: problems,
+                                  cabinetUp: reports.allSatisfy { $0.state == .online || $0.state == .safeMode },
+                                  brokerConnected: mqtt.isConnected, storeOK: storeOK, odoo: odoo.state.rawValue, warnings: warnings)
+        report.status = !problems.isEmpty ? "unhealthy" : warnings.isEmpty ? "healthy" : "degraded"
+        report.cabinets = reports.map {
+            CabinetHealth(id: $0.id, state: $0.state.rawValue, slots: $0.slotRange, lastError: $0.state == .online ? nil : $0.statistics.lastError)
+        }
+        return report
     }
 }

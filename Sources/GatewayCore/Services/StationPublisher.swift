@@ -169,25 +169,18 @@ public actor StationPublisher: Service {
     }
 
     private func cabinetState(_ snap: StationSnapshot) -> String {
-        if snap.cabinets.count > 1 {
-            // Several cabinets: the best state of any (the others are in `cabinets`).
-            let states = Set(snap.cabinets.map(Self.state(of:)))
+        let each = CabinetReports.states(snap, acquisition).map(\.state.rawValue)
+        if each.count > 1 {
+            let states = Set(each)
             return ["online", "safe_mode", "unreachable", "unknown"].first(where: states.contains) ?? "unknown"
         }
-        if snap.cabinet == nil { return "unknown" }   // not read yet
-        if snap.cabinetStale { return "unreachable" }
-        return snap.cabinet?.safeMode == true ? "safe_mode" : "online"
-    }
-
-    static func state(of cab: CabinetState) -> String {
-        if cab.info == nil { return "unknown" }
-        if cab.stale { return "unreachable" }
-        return cab.safeMode ? "safe_mode" : "online"
+        return each.first ?? "unknown"
     }
 
     private func cabinetStates(_ snap: StationSnapshot) -> [String: String]? {
-        guard snap.cabinets.count > 1 else { return nil }
-        return Dictionary(snap.cabinets.map { ($0.id, Self.state(of: $0)) }, uniquingKeysWith: { a, _ in a })
+        let each = CabinetReports.states(snap, acquisition)
+        guard each.count > 1 else { return nil }
+        return Dictionary(each.map { ($0.id, $0.state.rawValue) }, uniquingKeysWith: { a, _ in a })
     }
 
     private func publishStatus() async {
