@@ -180,6 +180,15 @@ public final class Gateway: Sendable {
         logger.notice("swapgate starting", metadata: [
             "station": "\(configuration.station.id)", "cabinets": "\(configuration.cabinets.map { "\($0.id)@\(GatewayConfiguration.busKey($0))#\($0.unit)" }.joined(separator: " "))",
             "broker": "\(configuration.mqttAddresses.map(\.description).joined(separator: " "))", "store": "\(configuration.store.path)",
+        // A snapshot in parts whose last part was staged when the daemon died, before or during its swap-in: in now.
+        do {
+            if let r = try await store.swapInCompleteStagedSnapshot() {
+                await recorder.record([ContractEvent(.entitlementsApplied(kind: "snapshot", version: r.version, count: r.count,
+                                                                        snapshotID: r.snapshotID, parts: r.parts))])
+                logger.notice("entitlement snapshot in parts, complete at the last stop, swapped in at start",
+                              metadata: ["snapshot_id": "\(r.snapshotID)", "parts": "\(r.parts)", "version": "\(r.version)", "count": "\(r.count)"])
+            }
+        } catch { logger.error("a complete staged entitlement snapshot could not be swapped in", metadata: ["error": "\(error)"]) }
             "version": "\(GatewayVersion.string)",
         ])
 

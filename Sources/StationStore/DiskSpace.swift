@@ -11,8 +11,10 @@ import StationSupport
 // So the store keeps a reserve file, `<path>-reserve` (8 MiB by default), preallocated next to
 // the database. On SQLITE_FULL, `appendEvents` relieves the pressure once before giving up:
 // it deletes the reserve, deletes every *sent* event (they are at ABS already; unsent events
-// are never touched), checkpoints, and retries the append. If that is still not enough it
-// throws `StoreError.diskFull` and has written nothing. The reserve is re-created, only when
+// are never touched), checkpoints, and retries the append. If that is still not enough and an
+// entitlement snapshot in parts is being staged, it gives that up (its staged parts and rows: ABS
+// sends parts again) and retries once more. Only then does it throw `StoreError.diskFull`, having
+// written nothing. The reserve is re-created, only when
 // the file system has room for three times its size, at the next open or `applyRetention`.
 extension StationStore {
     var reservePath: String { path + "-reserve" }
@@ -51,14 +53,29 @@ extension StationStore {
         return deleted
     }
 
-    /// Runs `operation`; on `.diskFull`, relieves disk pressure once and runs it again.
-    /// For writes that must not fail lightly (events, a completed swap). `operation` runs twice
+    /// Runs `operation`; on `.diskFull`, relieves disk pressure once and runs it again; still full, gives up
+    /// the unfinished snapshot in parts, if one is staged, and runs it a last time.
+    /// For writes that must not fail lightly (events, a completed swap). `operation` runs three times
     /// at most, so it must only write to the database (a failed transaction leaves nothing).
     func withDiskFullRecovery<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
         do {
             return try await operation()
         } catch StoreError.diskFull {
             await relieveDiskPressure()
+            return try await withStagedPartsRelief(operation)
+        }
+    }
+
+    /// Runs `operation`; on `.diskFull`, discards the unfinished snapshot in parts (when there is one) and runs it
+    /// once more.
+    func withStagedPartsRelief<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
+        do {
+            return try await operation()
+        } catch StoreError.diskFull {
+            // Staged rows: of the unfinished set, or of a discarded one not yet deleted.
+            let staged = (try? await read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM snapshot_part_row)") ?? false }) ?? false
+            guard staged else { throw StoreError.diskFull }
+            await discardUnfinishedSnapshotParts()
             return try await operation()
         }
     }

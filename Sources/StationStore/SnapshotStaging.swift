@@ -57,7 +57,7 @@ extension StationStore {
         static let appliedSnapshotID = "entitlements.snapshot_id"
     }
 
-    private struct PartSet {
+    private struct PartSet: Sendable {
         let setNo: Int64
         let snapshotID: String
         let version: Int64
@@ -76,15 +76,36 @@ extension StationStore {
     public func stageEntitlementSnapshotPart(snapshotID: String, part: Int, parts: Int, version: Int64,
                                              countedThroughSeq: Int64?, entitlements: [Entitlement],
                                              expiresAt: Date, receivedAt: Date) async throws -> SnapshotPartOutcome {
+        let step = try await stageSnapshotPartOnly(snapshotID: snapshotID, part: part, parts: parts, version: version,
+                                                   countedThroughSeq: countedThroughSeq, entitlements: entitlements,
+                                                   expiresAt: expiresAt, receivedAt: receivedAt)
+        switch step {
+        case .done(let outcome):
+            _ = try? await deleteDiscardedSnapshotParts()
+            return outcome
+        case .complete(let setNo, let duplicate):
+            // A death here (the last part staged, not swapped in) is finished at the next start:
+            // `swapInCompleteStagedSnapshot`.
+            let count = try await swapInSnapshotParts(setNo: setNo, receivedAt: receivedAt)
+            return .applied(count: count, duplicate: duplicate)
+        }
+    }
+
+    enum PartStep: Sendable { case done(SnapshotPartOutcome), complete(setNo: Int64, duplicate: Bool) }
+
+    /// The staging transaction of `stageEntitlementSnapshotPart`, without the swap-in that follows when the part
+    /// completes the set (tests use it to stop where a daemon that died there would have).
+    func stageSnapshotPartOnly(snapshotID: String, part: Int, parts: Int, version: Int64,
+                               countedThroughSeq: Int64?, entitlements: [Entitlement],
+                               expiresAt: Date, receivedAt: Date) async throws -> PartStep {
         precondition(parts >= 1 && (1...parts).contains(part), "part \(part) of \(parts)")
         // Built before the transaction: the writer is held for SQLite's work only.
         let rows = entitlements.map(Self.entitlementArguments)
         let nowMs = Self.millis(receivedAt)
         let expiresMs = Self.millis(expiresAt)
-        enum Step: Sendable { case done(SnapshotPartOutcome), complete(setNo: Int64, duplicate: Bool) }
-        let step: Step
+        typealias Step = PartStep
         do {
-            step = try await write { db -> Step in
+            return try await write { db -> Step in
                 if try Self.metaValue(SnapshotPartMetaKey.appliedSnapshotID, in: db) == snapshotID { return .done(.alreadyApplied) }
                 var current = try Self.fetchPartSet(in: db)
                 if let set = current, set.snapshotID != snapshotID {
@@ -142,16 +163,46 @@ extension StationStore {
                                      duplicate: duplicate))
             }
         } catch let problem as InconsistentPart {
-            return .inconsistent(problem.message)
+            return .done(.inconsistent(problem.message))
         }
-        switch step {
-        case .done(let outcome):
-            _ = try? await deleteDiscardedSnapshotParts()
-            return outcome
-        case .complete(let setNo, let duplicate):
-            let count = try await swapInSnapshotParts(setNo: setNo, receivedAt: receivedAt)
-            return .applied(count: count, duplicate: duplicate)
+    }
+
+    /// A snapshot in parts swapped in at start-up (`swapInCompleteStagedSnapshot`).
+    public struct ResumedSnapshot: Sendable, Equatable {
+        public let snapshotID: String
+        public let version: Int64
+        public let parts: Int
+        public let count: Int
+    }
+
+    /// At start-up: when every part of the unfinished snapshot is staged (the daemon died after the last part's
+    /// transaction and before, or during, its swap-in), swaps it in now, with the time its last part arrived as the
+    /// sync time. An interrupted swap-in's staging table is discarded first (the copy starts again from the parts).
+    /// Returns what was swapped in (nil: nothing complete was waiting; an incomplete set stays staged).
+    public func swapInCompleteStagedSnapshot() async throws -> ResumedSnapshot? {
+        try await discardInterruptedEntitlementStaging()
+        let waiting = try await read { db -> (PartSet, Int64)? in
+            guard let set = try Self.fetchPartSet(in: db) else { return nil }
+            let staged = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM snapshot_part WHERE set_no = ?", arguments: [set.setNo]) ?? 0
+            guard staged >= set.parts else { return nil }
+            let last = try Int64.fetchOne(db, sql: "SELECT MAX(received_at_ms) FROM snapshot_part WHERE set_no = ?", arguments: [set.setNo]) ?? 0
+            return (set, last)
         }
+        guard let (set, lastMs) = waiting else { return nil }
+        let count = try await swapInSnapshotParts(setNo: set.setNo, receivedAt: Date(timeIntervalSince1970: Double(lastMs) / 1000))
+        return ResumedSnapshot(snapshotID: set.snapshotID, version: set.version, parts: set.parts, count: count)
+    }
+
+    /// Gives up the unfinished snapshot in parts (its set, staged parts and rows, deleted in chunks) and whatever
+    /// rows of discarded sets are left, then checkpoints: the last relief of a full disk before an append is
+    /// refused (DiskSpace.swift). ABS sends the parts again (the contract's "a part lost on the way is simply sent
+    /// again"; the next part's reply lists the missing ones). Returns the staged rows deleted.
+    @discardableResult
+    func discardUnfinishedSnapshotParts() async -> Int {
+        _ = try? await write { db in try db.execute(sql: "DELETE FROM snapshot_part_set") }
+        let deleted = (try? await deleteDiscardedSnapshotParts()) ?? 0
+        _ = try? await pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        return deleted
     }
 
     /// What is staged now (nil: no unfinished snapshot in parts).

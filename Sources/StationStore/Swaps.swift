@@ -222,7 +222,7 @@ extension StationStore {
             releaseReserve()
             _ = try? await pool.write { db in try Self.dropEntitlementStagingAndRetired(in: db) }
             await relieveDiskPressure()
-            return try await operation()
+            return try await withStagedPartsRelief(operation)
         }
     }
 
