@@ -6,12 +6,15 @@ final class BenchBroker {
     let port: Int
     let dir: URL
 
-    init() throws {
+    /// `defaults`: mosquitto as installed (only the listener, anonymous access and no persistence), instead of the
+    /// benchmark's settings (unlimited in-flight window, a deep queue, TCP_NODELAY).
+    init(defaults: Bool = false) throws {
         port = Self.freePort()
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("swapbench-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let conf = dir.appendingPathComponent("mosquitto.conf")
-        try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\nset_tcp_nodelay true\n"
+        let tuning = defaults ? "" : "max_inflight_messages 0\nmax_queued_messages 100000\nset_tcp_nodelay true\n"
+        try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\n\(tuning)"
             .write(to: conf, atomically: true, encoding: .utf8)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")

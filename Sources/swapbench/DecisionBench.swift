@@ -10,7 +10,9 @@ import StationStore
 
 /// The swap decision end to end: a signed `swap` command published to the broker → the gateway verifies it,
 /// decides from 100 000 cached entitlements, records the swap durably and publishes the reply → the unlock
-/// reaches the cabinet. Compared with an MQTT echo round trip through the same broker in the same run.
+/// reaches the cabinet. Compared with an MQTT echo round trip through the same broker in the same run, and with a
+/// bare relay client (RelayClient: a libmosquitto client that answers each signed command with no logic) through
+/// the same broker: the gateway's own cost is decision − relay.
 /// Also: a 100 000-entitlement snapshot applied through MQTT (and in the store alone) versus a bare SQLite
 /// bulk insert of the same rows, and decision latency while such a snapshot applies.
 struct DecisionBench: AsyncParsableCommand {
@@ -19,6 +21,7 @@ struct DecisionBench: AsyncParsableCommand {
     @Option var entitlements = 100_000
     @Option var swaps = 60
     @Option var echoes = 200
+    @Option(help: "Signed swap commands answered by the bare relay client.") var relays = 200
     /// The gateway under test (one per process run).
     nonisolated(unsafe) static var current: Gateway?
 
@@ -78,6 +81,21 @@ struct DecisionBench: AsyncParsableCommand {
             let t = monotonic()
             try await abs.publish(topic: "bench/echo", payload: Array("e\(i)".utf8), qos: 1, retain: false)
             echo.append(try await inbox.waitEcho("e\(i)") - t)
+        }
+
+        // 1b. The same signed swap commands, answered by a bare relay client through the same broker.
+        let relayTopics = Topics(stationID: "BENCH-RELAY-1")
+        let relayClient = try RelayClient(port: broker.port, commandFilter: relayTopics.commands, replyTopic: relayTopics.reply)
+        defer { relayClient.stop() }
+        try abs.subscribe(relayTopics.reply, qos: 1)
+        try await Task.sleep(for: .milliseconds(300))
+        var relayed: [Double] = []
+        for i in 0 ..< relays {
+            let id = "relay-\(i)-\(UUID().uuidString.prefix(6))"
+            let body = try Self.signed(key, ["request_id": id, "customer_id": "cust-\(i)"])
+            let t = monotonic()
+            try await abs.publish(topic: relayTopics.command("swap"), payload: body, qos: 1, retain: false)
+            relayed.append(try await inbox.waitReply(id, timeout: 10).at - t)
         }
 
         // Wait for the gateway to take commands (cabinet read, subscriptions made).
@@ -149,15 +167,20 @@ struct DecisionBench: AsyncParsableCommand {
         let (storeApply, bare) = try await Self.storeOnly(count: entitlements, dir: dir)
 
         func ms(_ x: Double) -> String { String(format: "%.1f ms", x * 1000) }
+        func us(_ x: Double) -> String { String(format: "%.0f µs", x * 1_000_000) }
         let e50 = percentile(echo, 0.5), e99 = percentile(echo, 0.99)
         let d50 = percentile(decision, 0.5), d99 = percentile(decision, 0.99)
+        let r50 = percentile(relayed, 0.5), r99 = percentile(relayed, 0.99)
         report("decision: signed swap → verified, decided from \(entitlements) cached entitlements, recorded (fsync), replied", [
-            ("MQTT echo round trip", "p50 \(ms(e50)), p99 \(ms(e99))  (\(echoes) QoS 1 messages)"),
-            ("decision → reply", "p50 \(ms(d50)), p99 \(ms(d99))  (\(swaps) swaps)"),
+            ("MQTT echo round trip", "p50 \(us(e50)), p99 \(us(e99))  (\(echoes) QoS 1 messages)"),
+            ("bare relay client → reply", "p50 \(us(r50)), p99 \(us(r99))  (\(relays) signed swap commands, answered with no logic)"),
+            ("decision → reply", "p50 \(us(d50)), p99 \(us(d99))  (\(swaps) swaps)"),
+            ("gateway cost (decision − relay)", "p50 \(us(d50 - r50)), p99 \(us(d99 - r99))"),
             ("one durable commit (fsync)", "p50 \(ms(percentile(commits, 0.5))), p99 \(ms(percentile(commits, 0.99)))  (a decision makes two: request memory, swap record)"),
             ("  of which the swap coordinator", "p50 \(ms(percentile(inside, 0.5))), p99 \(ms(percentile(inside, 0.99)))  (cache read, rules, durable record)"),
             ("command → unlock at the cabinet", "p50 \(ms(percentile(unlock, 0.5))), p99 \(ms(percentile(unlock, 0.99)))"),
             ("ratio decision/echo", String(format: "p50 %.2f×, p99 %.2f× (target ≤ 2×)", d50 / e50, d99 / e99)),
+            ("ratio decision/relay", String(format: "p50 %.2f×, p99 %.2f×", d50 / r50, d99 / r99)),
             ("decision while a snapshot applies", during.isEmpty ? "no swap fitted in the apply" :
                 "p50 \(ms(percentile(during, 0.5))), p99 \(ms(percentile(during, 0.99)))  (\(during.count) swaps during 5 store applies of ~\(ms(secondApply)))"),
         ])
