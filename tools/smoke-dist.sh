@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke check of the deployable artifacts (tools/release.sh runs it last; ArtifactTests runs it on dist/ when dist/
-# exists): each binary starts (--help, swapgate --version), `swapgate check-config` passes on the demo configuration,
+# exists; tools/test.sh does not build dist/): each binary starts (--help, swapgate --version), `swapgate check-config` passes on the demo configuration,
 # and a short demo runs — dist/station-sim (a 12-slot cabinet with a rider) and dist/swapgate against a mosquitto on a
 # free loopback port, an entitlement snapshot, a ping and a swap signed as ABS (tools/abs_sign.py) — with what the
 # station publishes seen by mosquitto_sub: status online, entitlements.applied, the ping's reply, swap.completed.

@@ -3,6 +3,7 @@
 # station-sim, swapgate and swapctl binaries), then `swift test`. Used by .ci/run.
 # The full output is kept in .build/test-output.log; failures are repeated at the end, so the
 # last lines of a CI log always name the test that failed and why.
+# dist/ is not built here (tools/release.sh builds it; ArtifactTests checks it when present, else says it skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
