@@ -168,6 +168,9 @@ public final class Gateway: Sendable {
         let previousClean = try await store.meta("clean_shutdown").map { $0 == "true" } ?? true
         try await store.setMeta("clean_shutdown", "false")
         if !previousClean { logger.warning("previous run did not shut down cleanly (crash or power loss)") }
+        if let board = ProcessInfo.processInfo.environment[TrustedClock.testBoardClockVariable], !board.isEmpty {
+            logger.warning("TEST ONLY: the board clock is simulated (\(TrustedClock.testBoardClockVariable))", metadata: ["board_clock": "\(board)"])
+        }
         if let why = clock.distrust {
             logger.warning("the clock is not trusted: commands are judged against the signed time base",
                            metadata: ["why": "\(why)", "base": "\(clock.baseNow.map { RFC3339.format($0) } ?? "none yet")"])

@@ -2,19 +2,19 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Trusted time (contract 1.1 "Time") with the real daemon under libfaketime: the swapgate process sees a board
-/// clock in 1970 or a year ahead (the faketime wrapper, wall clock only: --exclude-monotonic), while
-/// mosquitto, station-sim and the test's ABS (tools/abs_sign.py) keep the real time. Status and metrics say
-/// unsynced, a ping's signed issued_at becomes the time base, a swap signed now is judged against it, nothing
-/// expired is accepted, the cabinet clock is never set from the wrong clock, and events recorded meanwhile carry
-/// clock_trusted: false.
-@Suite(.serialized, .disabled("the daemon under libfaketime does not start reliably here yet (the faketime wrapper exits and orphans swapgate); TrustedClockTests and CommandTimeTests cover the logic in-process"))
-struct TrustedTimeTests {
-    /// Starts the daemon with its wall clock faked (`faketime`: libfaketime's FAKETIME, e.g. "@1970-01-02 00:00:00").
-    static func startGateway(_ st: Station, faketime: String) throws {
-        // Through the faketime wrapper (a bare LD_PRELOAD of the library lost the daemon's arguments in our runs).
-        let g = try ManagedProcess("/usr/bin/faketime", ["--exclude-monotonic", "-f", faketime, try productPath("swapgate"), "run", "-c", st.configPath],
-                                   name: "swapgate", environment: ["FAKETIME_DONT_FAKE_MONOTONIC": "1"])
+/// Trusted time (contract 1.1 "Time") with the real daemon on a board whose clock reads 1970 or a year ahead
+/// (SWAPGATE_TEST_BOARD_CLOCK, the test-only board clock TrustedClock reads), while mosquitto, station-sim and the
+/// test's ABS (tools/abs_sign.py) keep the real time. Status and metrics say unsynced, a ping's signed issued_at
+/// becomes the time base, a swap signed now is judged against it, nothing expired is accepted, the cabinet clock
+/// is never set from the wrong clock, and events recorded meanwhile carry clock_trusted: false.
+@Suite(.serialized) struct TrustedTimeTests {
+    /// Starts the daemon with a board clock (`board`: SWAPGATE_TEST_BOARD_CLOCK, "@1970-01-02T00:00:00Z" or
+    /// "+31536000"; TrustedClock.boardClock). Not libfaketime: its timerfd_settime interposition moved the
+    /// daemon's monotonic timers (libdispatch's, under Swift's Task.sleep) by the faked offset, so the cabinet
+    /// polling slept for decades after its second cycle and no swap could progress (docs/operator.md "Clock").
+    static func startGateway(_ st: Station, board: String) throws {
+        let g = try ManagedProcess(try productPath("swapgate"), ["run", "-c", st.configPath], name: "swapgate",
+                                   environment: ["SWAPGATE_TEST_BOARD_CLOCK": board])
         st.gateway = g
         try g.waitForOutput(timeout: 60) { $0.contains("accepting commands") }
     }
@@ -49,11 +49,11 @@ struct TrustedTimeTests {
         return (id, try abs.envelope(body, stamp: false))
     }
 
-    func run(faketime: String, extra: String = "", flagFile: ((Station) -> String)? = nil) async throws {
+    func run(board: String, extra: String = "", flagFile: ((Station) -> String)? = nil) async throws {
         let abs = try ABS.generate()
         let (st, sub) = try Self.station(abs, extra: extra)
         defer { st.stop() }
-        try Self.startGateway(st, faketime: faketime)
+        try Self.startGateway(st, board: board)
 
         // Unsynced: status (control API and MQTT birth), metrics.
         let status = try #require(try st.swapctlJSON(["status"]) as? [String: Any])
@@ -117,14 +117,14 @@ struct TrustedTimeTests {
     }
 
     @Test func aBoardClockIn1970IsUnsyncedAndCommandsAreJudgedAgainstTheSignedBase() async throws {
-        try await run(faketime: "@1970-01-02 00:00:00")
+        try await run(board: "@1970-01-02T00:00:00Z")
     }
 
     @Test func aBoardClockAYearAheadIsUnsyncedAndCommandsAreJudgedAgainstTheSignedBase() async throws {
         // The container's kernel clock is synchronised (the host's): a board whose NTP never synchronised is
         // reproduced by clock.sync_flag naming a file that does not exist (systemd-timesyncd's flag file).
         let flag = "synchronized"
-        try await run(faketime: "+365d", extra: "clock: {sync_flag: SYNCFLAG}".replacingOccurrences(of: "SYNCFLAG", with: "/tmp/swapgate-test-\(getpid())-\(flag)"),
+        try await run(board: "+31536000", extra: "clock: {sync_flag: SYNCFLAG}".replacingOccurrences(of: "SYNCFLAG", with: "/tmp/swapgate-test-\(getpid())-\(flag)"),
                       flagFile: { _ in "/tmp/swapgate-test-\(getpid())-\(flag)" })
         try? FileManager.default.removeItem(atPath: "/tmp/swapgate-test-\(getpid())-\(flag)")
     }
@@ -133,7 +133,7 @@ struct TrustedTimeTests {
         let abs = try ABS.generate()
         let (st, sub) = try Self.station(abs, extra: "clock: {trust: system}")
         defer { st.stop() }
-        try Self.startGateway(st, faketime: "@1970-01-02 00:00:00")
+        try Self.startGateway(st, board: "@1970-01-02T00:00:00Z")
         let status = try #require(try st.swapctlJSON(["status"]) as? [String: Any])
         #expect(status["clock"] as? String == "synced", "\(status)")
         #expect(try Self.metrics(st).contains("swapgate_clock_synced 1"))

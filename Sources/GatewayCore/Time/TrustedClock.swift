@@ -35,7 +35,7 @@ public final class TrustedClock: Sendable {
 
     public init(trust: Trust, maxSkew: TimeInterval, syncFlagPath: String? = nil, buildEpoch: Date = GatewayVersion.buildEpoch,
                 kernelSynchronised: @escaping @Sendable () -> Bool = TrustedClock.kernelSaysSynchronised,
-                wall: @escaping @Sendable () -> Date = { Date() }) {
+                wall: @escaping @Sendable () -> Date = TrustedClock.boardClock) {
         self.trust = trust; self.maxSkew = maxSkew; self.syncFlagPath = syncFlagPath; self.buildEpoch = buildEpoch
         self.kernelSynchronised = kernelSynchronised; self.wall = wall
     }
@@ -99,6 +99,35 @@ public final class TrustedClock: Sendable {
         guard let moved = accept(issuedAt: issuedAt) else { return }
         try? await store.setMeta(Self.metaKey, String(moved.timeIntervalSince1970))
     }
+
+    /// The environment variable of the test-only board clock (`boardClock`).
+    public static let testBoardClockVariable = "SWAPGATE_TEST_BOARD_CLOCK"
+
+    /// The board's wall clock as the trust decisions see it: `Date()`, unless the test-only environment variable
+    /// SWAPGATE_TEST_BOARD_CLOCK is set (end-to-end tests of a board booted into 1970 or a year ahead,
+    /// TrustedTimeTests; the daemon logs a warning at start when it is):
+    /// - `@<RFC 3339>`: the board clock reads that instant when the process starts and runs on from there
+    ///   (monotonic time), e.g. `@1970-01-02T00:00:00Z`;
+    /// - `+N` / `-N`: the board clock is N seconds ahead of / behind the real one, e.g. `+31536000`.
+    /// It moves what TrustedClock judges (trust, command times while trusted, the cabinet clock while trusted);
+    /// event timestamps and swap stage timers keep `Date()`. libfaketime cannot stand in for it: its
+    /// timerfd_settime interposition shifts absolute CLOCK_MONOTONIC/CLOCK_BOOTTIME timers (libdispatch's, which
+    /// Swift's Task.sleep uses) by the faked wall clock's offset, so under it every sleep of the daemon lasted
+    /// decades (docs/operator.md "Clock").
+    public static let boardClock: @Sendable () -> Date = {
+        guard let spec = ProcessInfo.processInfo.environment[testBoardClockVariable], !spec.isEmpty else { return { Date() } }
+        if spec.hasPrefix("@"), let start = RFC3339.parse(String(spec.dropFirst())) {
+            let origin = ContinuousClock.now
+            return {
+                let elapsed = ContinuousClock.now - origin
+                return start.addingTimeInterval(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            }
+        }
+        if let offset = Double(spec.hasPrefix("+") ? String(spec.dropFirst()) : spec) {
+            return { Date().addingTimeInterval(offset) }
+        }
+        return { Date() }
+    }()
 
     /// adjtimex(2) read-only (modes 0, no privilege needed): STA_UNSYNC clear means an NTP client (ntpd, chrony,
     /// systemd-timesyncd) has synchronised the clock since boot. A failing call counts as not synchronised.
