@@ -40,6 +40,12 @@ final class FakeCabinet: StationCabinet {
     var commands: [Command] { state.current.commands }
     var refreshed: [Set<Int>] { state.current.refreshed }
     func answer(_ a: Answer) { state.withLock { $0.answer = a } }
+    /// What the controller reports now: `change` applied to the slot `number`'s status.
+    func slot(_ number: Int, _ status: SlotStatus) {
+        state.withLock { s in
+            if let i = s.snapshot.slots.firstIndex(where: { $0.number == number }) { s.snapshot.slots[i] = status }
+        }
+    }
 
     func locate(_ slot: Int) -> (cabinet: Int, slot: Int)? {
         let snap = snapshot
@@ -105,9 +111,11 @@ enum Regs {
 
     static let present: UInt16 = 0b0100_0111   // battery, door closed, locked, bms ok
 
-    static func slot(_ n: Int, id: String? = nil, soc: UInt16 = 987, family: UInt16 = 2, empty: Bool = false) -> SlotStatus {
+    static func slot(_ n: Int, id: String? = nil, soc: UInt16 = 987, family: UInt16 = 2, empty: Bool = false,
+                     doorOpens: UInt16 = 0) -> SlotStatus {
         var r = [UInt16](repeating: 0, count: 32)
         r[0] = empty ? 0b0100_0110 : present
+        r[25] = doorOpens
         if !empty {
             let text = id ?? "B45-\(n)"
             let bytes = Array(text.utf8) + [UInt8](repeating: 0, count: 16 - text.utf8.count)

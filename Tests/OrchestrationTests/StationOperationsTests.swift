@@ -191,6 +191,37 @@ import Testing
         #expect(try await st.store.events(fromSeq: nil, type: "swap.rejected", limit: 10, newestFirst: false).count == 1)
     }
 
+    /// A whole exchange in-process, driven as the SwapService drives it (evaluate on each change): the return door,
+    /// the returned battery verified, the issue door, the battery taken: one transaction records the completion.
+    @Test func anExchangeRunsToItsCompletionRecord() async throws {
+        let st = try Station(Regs.oneCabinet())
+        try await st.cache([Station.entitlement()])
+        let a = try #require(await st.operations.requestSwap(header: st.header("swap-run"), customerID: "cust-1", planInstanceID: nil, channel: nil).value)
+        var commands = st.cabinet.issued.makeAsyncIterator()
+        let returnSeq = try await st.store.swapsInProgress().first?.returnUnlockSeq
+        let returnDoor = await commands.next()
+        #expect(returnDoor == .init(command: .unlock, slot: 4, seq: returnSeq))
+        // The rider returns the battery they hold into slot 4 and closes the door.
+        st.cabinet.slot(4, Regs.slot(4, id: "B45-000123", soc: 150, doorOpens: 1))
+        await st.coordinator.evaluate()
+        let issue = try #require(await commands.next())
+        #expect(issue.command == .unlock && issue.slot == 2)
+        #expect(try await st.store.swapsInProgress().first?.stage == .awaitingPickup)
+        // … takes the issued battery from slot 2 and closes that door.
+        st.cabinet.slot(2, Regs.slot(2, empty: true, doorOpens: 1))
+        await st.coordinator.evaluate()
+        #expect(try await st.store.swapsInProgress().isEmpty)
+        #expect(await st.coordinator.swapsInProgress == 0)
+        let completed = try await st.store.events(fromSeq: nil, type: "swap.completed", limit: 10, newestFirst: false)
+        #expect(completed.count == 1)
+        let completedData = String(decoding: completed.first?.data ?? [], as: UTF8.self)
+        #expect(completedData.contains(#""swap_id":"\#(a.swapID)""#), "\(completedData)")
+        #expect(try await st.store.usage(key: a.swapID)?.state == .pending)
+        #expect(try await st.store.effectiveEntitlement(planInstanceID: "pi-1")?.swapsUsed == 13)   // 12 + this swap, pending on top
+        #expect(try await st.audit().contains { $0.action == "swap.completed" && $0.actor == "swap:\(a.swapID)" })
+        #expect(st.cabinet.commands.map(\.slot) == [4, 2])
+    }
+
     /// Several cabinets: with B silent, the decision uses A's slots only.
     @Test func aSilentCabinetOnlyTakesItsOwnSlotsOut() async throws {
         let st = try Station(Regs.twoCabinets(bStale: true), cabinetIDs: ["A", "B"])
