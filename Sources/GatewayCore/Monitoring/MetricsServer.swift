@@ -132,7 +132,8 @@ extension ControlHandler {
         let serving = reports.filter { $0.state == .online }
         for r in reports where r.state != .online {
             let name = reports.count > 1 ? "cabinet \(r.id)" : "cabinet"
-            let what = r.state == .safeMode ? "\(name) in safe mode" : "\(name) not answering"
+            let what = r.state == .safeMode ? "\(name) in safe mode"
+                : r.state == .unknown && r.statistics.cycles == 0 ? "\(name) not polled yet" : "\(name) not answering"
             if serving.isEmpty { problems.append(what) } else { warnings.append("\(what) (slots \(r.slotRange ?? "?") out of swaps)") }
         }
         var storeOK = true
