@@ -176,7 +176,7 @@ public final class CommandService: Service, Sendable {
                    honourResponseTopic: verifiedSigned)
     }
 
-    private func dispatch(_ command: VerifiedCommand, now: Date) async -> SwapCoordinator.Reply {
+    private func dispatch(_ command: VerifiedCommand, now: Date) async -> Handled {
         switch command.body {
         case let .swap(customerID, planInstanceID, channel):
             return Self.reply(await operations.requestSwap(header: command.header, customerID: customerID, planInstanceID: planInstanceID,
@@ -211,15 +211,23 @@ public final class CommandService: Service, Sendable {
 
     // MARK: - Typed results to ABS replies
 
+    /// What handling a command gives its reply: ok, the contract's reply code, message and data.
+    struct Handled: Sendable {
+        let ok: Bool
+        let code: ReplyCode?
+        let message: String?
+        let data: ReplyData?
+    }
+
     /// A done operation's reply (its data from `data`), or its refusal's (OperationRefusal.absCode).
-    static func reply<V>(_ result: OperationResult<V>, data: (V) -> ReplyData?) -> SwapCoordinator.Reply {
+    static func reply<V>(_ result: OperationResult<V>, data: (V) -> ReplyData?) -> Handled {
         switch result {
         case let .done(v): return .init(ok: true, code: nil, message: nil, data: data(v))
         case let .refused(r): return refusalReply(r)
         }
     }
 
-    static func refusalReply(_ r: OperationRefusal) -> SwapCoordinator.Reply {
+    static func refusalReply(_ r: OperationRefusal) -> Handled {
         var data: ReplyData?
         if case let .needSnapshot(current, _) = r { data = EntitlementsReplyData(currentVersion: current.map { Int($0) } ?? -1) }
         return .init(ok: false, code: r.absCode, message: r.message, data: data)
@@ -234,7 +242,7 @@ public final class CommandService: Service, Sendable {
 
     /// An entitlement update's reply: `version` (and `count`), for a part `snapshot_id`, `part`, `parts`,
     /// `parts_missing` and `first_missing` (the lowest missing part numbers, at most 20) so ABS knows what to send again.
-    static func reply(_ result: OperationResult<EntitlementsApplied>) -> SwapCoordinator.Reply {
+    static func reply(_ result: OperationResult<EntitlementsApplied>) -> Handled {
         guard case let .done(applied) = result else { return refusalReply(result.refusal!) }
         func part(_ id: String, _ part: Int, _ parts: Int, _ version: Int64, missing: Int, first: [Int]) -> EntitlementsReplyData {
             EntitlementsReplyData(version: version, snapshotID: id, part: part, parts: parts, partsMissing: missing, firstMissing: first)

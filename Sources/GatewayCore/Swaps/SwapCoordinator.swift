@@ -27,16 +27,6 @@ public actor SwapCoordinator {
         }
     }
 
-    public struct Reply: Sendable {
-        public let ok: Bool
-        public let code: ReplyCode?
-        public let message: String?
-        public let data: ReplyData?
-        public init(ok: Bool, code: ReplyCode?, message: String?, data: ReplyData?) {
-            self.ok = ok; self.code = code; self.message = message; self.data = data
-        }
-    }
-
     /// What a request returns: accepted (recorded, its first door being opened), refused by the decision, or
     /// not recorded (storage error: no door opened). StationOperations.requestSwap maps it to an OperationResult.
     public enum Outcome: Sendable {
