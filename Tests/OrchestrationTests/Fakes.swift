@@ -98,6 +98,14 @@ struct FixedClock: OperationClock {
     func now() -> Date { date }
 }
 
+/// The board's wall clock for the swap stage timers, moved by the test.
+final class MovableClock: Sendable {
+    private let box: Locked<Date>
+    init(_ date: Date) { box = Locked(date) }
+    func now() -> Date { box.current }
+    func advance(_ seconds: Double) { box.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
 /// Register blocks as the map lays them out (as StationDomainTests' fixture does).
 enum Regs {
     static func device(slotCount: Int, safeMode: Bool = false, flags: UInt16 = 1) -> CabinetInfo {
@@ -160,6 +168,7 @@ struct Station {
     let store: StationStore
     let events = RecordedEvents()
     let clock = FixedClock(date: Station.now)
+    let wall = MovableClock(Station.now)
     let coordinator: SwapCoordinator
     let operations: StationOperations
 
@@ -170,6 +179,8 @@ struct Station {
         settings.maxConcurrentSwaps = maxConcurrentSwaps
         let clock = clock
         settings.now = { clock.now() }
+        let wall = wall
+        settings.wallClock = { wall.now() }
         var logger = Logger(label: "orchestration-test")
         logger.logLevel = .critical
         coordinator = SwapCoordinator(store: store, acquisition: cabinet, settings: settings, metrics: GatewayMetrics(), wake: Wakeup(),

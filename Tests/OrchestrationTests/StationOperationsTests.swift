@@ -222,6 +222,31 @@ import Testing
         #expect(st.cabinet.commands.map(\.slot) == [4, 2])
     }
 
+    /// The rider never comes: at the return timeout (on the board's clock, moved here) the swap ends as aborted,
+    /// with no usage record and nothing counted against the plan; the next swap may start.
+    @Test func aReturnThatNeverComesEndsAtItsTimeout() async throws {
+        let st = try Station(Regs.oneCabinet())
+        try await st.cache([Station.entitlement()])
+        let a = try #require(await st.operations.requestSwap(header: st.header("swap-late"), customerID: "cust-1", planInstanceID: nil, channel: nil).value)
+        var commands = st.cabinet.issued.makeAsyncIterator()
+        _ = await commands.next()   // the return door
+        let deadline = try #require(await st.coordinator.nextDeadline())
+        #expect(deadline == Station.now.addingTimeInterval(120))
+        st.wall.advance(119)
+        await st.coordinator.evaluate()
+        #expect(try await st.store.swapsInProgress().map(\.swapID) == [a.swapID])
+        st.wall.advance(1)
+        await st.coordinator.evaluate()
+        #expect(try await st.store.swapsInProgress().isEmpty)
+        let aborted = try await st.store.events(fromSeq: nil, type: "swap.aborted", limit: 10, newestFirst: false)
+        let abortedData = String(decoding: aborted.first?.data ?? [], as: UTF8.self)
+        #expect(aborted.count == 1 && abortedData.contains("return timeout"), "\(abortedData)")
+        #expect(try await st.store.usage(key: a.swapID) == nil)
+        #expect(try await st.store.effectiveEntitlement(planInstanceID: "pi-1")?.swapsUsed == 12)
+        #expect(st.cabinet.commands.map(\.slot) == [4])
+        #expect(await st.operations.requestSwap(header: st.header("swap-next"), customerID: "cust-1", planInstanceID: nil, channel: nil).value != nil)
+    }
+
     /// Several cabinets: with B silent, the decision uses A's slots only.
     @Test func aSilentCabinetOnlyTakesItsOwnSlotsOut() async throws {
         let st = try Station(Regs.twoCabinets(bStale: true), cabinetIDs: ["A", "B"])

@@ -22,6 +22,9 @@ public actor SwapCoordinator {
         public var energyService = "service-energy-gage"
         /// The time entitlement validity is judged against (TrustedClock.now: the signed time base while the clock is untrusted).
         public var now: @Sendable () -> Date = { Date() }
+        /// The board's wall clock, which stage timers run on and the SwapService sleeps against (a seam: in-process
+        /// tests move it to reach a timeout).
+        public var wallClock: @Sendable () -> Date = { Date() }
         public init(stationID: String, networkCode: String, outletCode: String) {
             self.stationID = stationID; self.networkCode = networkCode; self.outletCode = outletCode
         }
@@ -85,11 +88,11 @@ public actor SwapCoordinator {
         let waiting = swaps.filter { !SwapMachine.canReconcile($0, snapshot: snapshot) }
         if !waiting.isEmpty {
             if reconcileWaitSince == nil {
-                reconcileWaitSince = Date()
+                reconcileWaitSince = settings.wallClock()
                 logger.warning("an interrupted swap's door is open; waiting for it to close before finishing the swap",
                                metadata: ["swap_id": "\(waiting[0].swapID)"])
             }
-            if Date().timeIntervalSince(reconcileWaitSince!) < settings.timeouts.openDoorGrace { return }
+            if settings.wallClock().timeIntervalSince(reconcileWaitSince!) < settings.timeouts.openDoorGrace { return }
         }
         // Freeze the physical state first: a door this swap unlocked before the restart may still be unlocked at
         // the controller, and a rider could still use it after we judged. Lock every slot involved, read them
@@ -114,7 +117,7 @@ public actor SwapCoordinator {
             let held = (try? await effectiveEntitlement(record.planInstanceID))?.batteriesOut ?? []
             let outcome = SwapMachine.reconcile(record, batteriesOut: held, snapshot: frozen)
             logger.warning("reconciling a swap interrupted by a restart", metadata: ["swap_id": "\(record.swapID)", "stage": "\(record.stage.rawValue)", "outcome": "\(outcome)"])
-            let final = SwapMachine.finalize(record, with: outcome, now: Date())
+            let final = SwapMachine.finalize(record, with: outcome, now: settings.wallClock())
             await finish(final, outcome: outcome, reconciled: true)
         }
     }
@@ -192,7 +195,7 @@ public actor SwapCoordinator {
         // SwapService sleeps against), not on `now`: while the clock is untrusted `now` is the signed time base,
         // and a stage started on one clock and judged on the other timed out at once (board a year ahead) or
         // never (board in 1970). TrustedTimeTests.
-        let stageClock = Date()
+        let stageClock = settings.wallClock()
         var machine = SwapMachine(record: record, batteriesOut: e.batteriesOut, timeouts: settings.timeouts, now: stageClock)
         let actions = machine.start(snapshot, now: stageClock)
         let unlockTarget = actions.compactMap { if case let .unlock(s, _) = $0 { s } else { nil } }.first
@@ -237,7 +240,7 @@ public actor SwapCoordinator {
         retryAt = nil
         guard !running.isEmpty else { return }
         let snapshot = acquisition.snapshot
-        let now = Date()
+        let now = settings.wallClock()
         for id in Array(running.keys) where !applying.contains(id) {
             guard var m = running[id] else { continue }
             let actions = m.observe(snapshot, now: now)
@@ -249,7 +252,7 @@ public actor SwapCoordinator {
     /// (SwapMachine.nextDeadline), a stage write to retry, the reconciliation of interrupted swaps (retried every
     /// second until it could run). Nil when nothing is waiting for time: then only a change or a wake-up matters.
     public func nextDeadline() -> Date? {
-        let now = Date()
+        let now = settings.wallClock()
         var candidates = running.values.compactMap { $0.nextDeadline(after: now) }
         if let retryAt { candidates.append(retryAt) }
         if needsReconcile { candidates.append(now.addingTimeInterval(1)) }
@@ -275,13 +278,13 @@ public actor SwapCoordinator {
                 }
                 do {
                     _ = try await store.updateSwap(m.record, events: [], audit: [AuditEntry(
-                        timestamp: Date(), actor: "swap:\(id)", action: "stage.\(m.record.stage.rawValue)",
+                        timestamp: settings.wallClock(), actor: "swap:\(id)", action: "stage.\(m.record.stage.rawValue)",
                         detail: "{\"slot\":\(slot),\"seq\":\(seq)}")])
                 } catch {
                     // Fail closed: the stage is not recorded, so the door stays shut. The old machine stays in
                     // place and the next evaluation derives the same transition again.
                     logger.error("cannot record the swap's next stage; door stays shut", metadata: ["swap_id": "\(id)", "error": "\(error)"])
-                    retryAt = Date().addingTimeInterval(0.25)
+                    retryAt = settings.wallClock().addingTimeInterval(0.25)
                     return
                 }
                 running[id] = m
@@ -314,7 +317,7 @@ public actor SwapCoordinator {
 
     private func unlockFailed(swapID: String, reason: String) async {
         guard var m = running[swapID], !applying.contains(swapID) else { return }
-        let actions = m.unlockFailed(reason: reason, now: Date())
+        let actions = m.unlockFailed(reason: reason, now: settings.wallClock())
         await apply(actions, to: m)
         wakeup.signal()
     }
@@ -322,7 +325,7 @@ public actor SwapCoordinator {
     // MARK: Completion
 
     private func finish(_ record: SwapRecord, outcome: SwapOutcome, reconciled: Bool) async {
-        let now = record.finishedAt ?? Date()
+        let now = record.finishedAt ?? settings.wallClock()
         var events: [NewEvent] = []
         var pending: PendingLocalSwap?
         var usage: UsageRecord?
