@@ -159,6 +159,49 @@ import TestSupport
         }, "\(payloads(in: sub.lines(), topicSuffix: "/status").last ?? [:])")
     }
 
+    /// Two unit ids behind one TCP address (one bus owner serves both in turn): the silent unit alone is
+    /// unreachable in status, health and metrics, and it is polled at its backoff while the other stays online.
+    @Test func aSilentUnitOnASharedBusIsReportedAloneAndComesBack() throws {
+        let abs = try ABS.generate()
+        let st = try CabinetsStation(sims: { _ in
+            ["AB": try SimulatorProcess(["--units", "1,3", "--slots", "2", "--fill", "full", "--serial-number", "SIM-A,SIM-B"])]
+        }, cabinets: { s in
+            let port = s.sims["AB"]!.modbusPort!
+            return [("A", 1), ("B", 3)].map { id, unit in
+                "{id: \(id), host: 127.0.0.1, port: \(port), unit: \(unit), fast_interval: 0.2, watchdog_interval: 1, detail_interval: 1, response_timeout: 0.3, reconnect_delay_max: 2}"
+            }
+        }, extraConfig: "abs: {public_keys: {\(abs.kid): \"\(abs.publicKey)\"}}")
+        defer { st.stop() }
+        let sim = st.sims["AB"]!
+        try st.startGateway()
+        let log = { st.gateway?.output().suffix(3000) ?? "" }
+        #expect(eventually(timeout: 30, interval: 0.2) {
+            Self.cabinetStates((try? Self.statusJSON(st)) ?? [:]) == ["A": "online", "B": "online"]
+        }, "\(log())")
+        let cabs = (try Self.statusJSON(st)["cabinets"] as? [[String: Any]]) ?? []
+        #expect(Set(cabs.compactMap { $0["bus"] as? String }).count == 1, "\(cabs)")   // one bus
+        for round in 1 ... 2 {
+            _ = try sim.control(["cmd": "fault", "kind": "silent", "unit": 3])
+            #expect(eventually(timeout: 30, interval: 0.2) {
+                Self.cabinetStates((try? Self.statusJSON(st)) ?? [:]) == ["A": "online", "B": "unreachable"]
+            }, "round \(round): \(log())")
+            let text = try st.swapctl(["status"]).output
+            #expect(text.contains("cabinet       DEGRADED   B unreachable"), "round \(round): \(text)")
+            let h = try Self.health(st)
+            #expect(h.code == 200 && h.body["status"] as? String == "degraded", "round \(round): \(h)")
+            let m = try Self.metrics(st)
+            #expect(Self.up(m, "A") == 1 && Self.up(m, "B") == 0, "round \(round)")
+            #expect((m["swapgate_cabinet_backoff_seconds[('cabinet', 'B')]"] ?? 0) > 0, "round \(round)")
+            _ = try sim.control(["cmd": "clear_faults", "unit": 3])
+            #expect(eventually(timeout: 30, interval: 0.2) {
+                Self.cabinetStates((try? Self.statusJSON(st)) ?? [:]) == ["A": "online", "B": "online"]
+            }, "round \(round): \(log())")
+            #expect(try Self.health(st).body["status"] as? String == "healthy")
+            let back = try Self.metrics(st)
+            #expect(Self.up(back, "A") == 1 && Self.up(back, "B") == 1, "round \(round)")
+        }
+    }
+
     /// The summary is never better than the worst cabinet, and `unknown` only before any verdict.
     @Test func theCabinetSummaryIsHonest() {
         func s(_ states: [(String, CabinetLinkState)]) -> String {
