@@ -210,7 +210,6 @@ public actor StationPublisher: Service {
             inventoryDue = ContinuousClock.now.advanced(by: .seconds(1))
             logger.info("inventory not published; will retry", metadata: ["error": "\(error)"])
         }
-        governBudget()
     }
 
     /// Sends a `full` report, or the `changes` since the last report (nothing when nothing moved). Returns whether
@@ -218,6 +217,7 @@ public actor StationPublisher: Service {
     @discardableResult
     private func publishTelemetry(full: Bool) async -> Bool {
         guard mqtt.isConnected else { return false }
+        governBudget()
         let snap = acquisition.snapshot
         guard snap.cabinet != nil else { return false }
         let body = Payloads.telemetryBody(snap, quarantined: await acquisition.quarantined)
