@@ -14,6 +14,7 @@
 #                                         what is left after 30 s; removes nothing but the PID files
 #   tools/broker-cluster.sh status DIR    cluster_status as rabbit1 sees it (or the first node that answers)
 #   tools/broker-cluster.sh kill DIR N    SIGKILL node N (1..3), as in a power cut
+#   tools/broker-cluster.sh install       only install Debian's rabbitmq-server if missing (tools/test.sh)
 #
 # Everything listens on 127.0.0.1 only, on ports picked at start (epmd on its own port, so a system epmd is
 # never touched). Needs Debian's rabbitmq-server (apt-get install -y rabbitmq-server); runs the VMs as the
@@ -178,5 +179,6 @@ case "${1:-}" in
     stop) stop "${2:-}" ;;
     status) status "${2:-}" ;;
     kill) kill_node "${2:-}" "${3:-}" ;;
-    *) echo "usage: $0 start [DIR] | stop DIR | status DIR | kill DIR N" >&2; exit 2 ;;
+    install) echo "rabbitmq-server installed" ;;   # the package is installed above, on first use of any command
+    *) echo "usage: $0 start [DIR] | stop DIR | status DIR | kill DIR N | install" >&2; exit 2 ;;
 esac

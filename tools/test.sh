@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 swift build --build-tests
 export SWAPGATE_BIN_DIR="$(swift build --show-bin-path)"
+# ClusterFailoverTests (a three-node RabbitMQ cluster, ~35 s to start, ~105 s in all) run by default;
+# SWAPGATE_CLUSTER_TESTS=0 leaves them out. broker-cluster.sh installs rabbitmq-server on first use.
+export SWAPGATE_CLUSTER_TESTS="${SWAPGATE_CLUSTER_TESTS:-1}"
+if [ "$SWAPGATE_CLUSTER_TESTS" = 1 ]; then bash tools/broker-cluster.sh install; fi
 log=.build/test-output.log
 # Serialized: the end-to-end tests start real brokers, simulators and daemons on a 2-core machine.
 set +e

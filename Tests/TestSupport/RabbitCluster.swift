@@ -106,18 +106,28 @@ public final class RabbitCluster: @unchecked Sendable {
         ["-h", "127.0.0.1", "-p", String(mqttPorts[index]), "-u", username, "-P", password, "-V", "mqttv311"]
     }
 
-    /// `mosquitto_pub` once to node `index`.
-    public func publish(node index: Int, topic: String, message: String, qos: Int = 1, retain: Bool = false) throws {
+    /// `mosquitto_pub` to node `index`, published again (up to `attempts` times, 1 s apart) while the node drops
+    /// the connection before its PUBACK, as a QoS 1 client must. RabbitMQ 3.10's MQTT plugin closes the
+    /// connection when a quorum queue nacks the publish (`mqtt_unexpected_msg, {'basic.nack', …}` in the node's
+    /// log): a session queue declared a moment ago, or one whose leader died with its node, has no leader yet.
+    /// mosquitto_pub then says "The connection was lost". The station de-duplicates by request_id.
+    public func publish(node index: Int, topic: String, message: String, qos: Int = 1, retain: Bool = false, attempts: Int = 10) throws {
         var args = connectionArguments(node: index) + ["-t", topic, "-m", message, "-q", String(qos)]
         if retain { args.append("-r") }
-        let result = try runCommand("mosquitto_pub", args, timeout: 30)
-        guard result.status == 0 else { throw TestSupportError.processFailed("mosquitto_pub to node \(index + 1) failed: \(result.output)") }
+        var last = ""
+        for attempt in 1 ... max(1, attempts) {
+            let result = try runCommand("mosquitto_pub", args, timeout: 30)
+            if result.status == 0 { return }
+            last = result.output
+            if attempt < attempts { usleep(1_000_000) }
+        }
+        throw TestSupportError.processFailed("mosquitto_pub to node \(index + 1) failed \(attempts) times: \(last)")
     }
 
     /// A long-running `mosquitto_sub -v` on node `index` (e.g. with `["-c", "-i", "abs"]`: a persistent session).
     public func startSubscriber(node index: Int, topics: [String], qos: Int = 1, extraArguments: [String] = []) throws -> MosquittoSubscriber {
         // A probe that cannot be published yet (a node that just joined) is simply tried again by the loop.
-        try MosquittoSubscriber(probe: { try? self.publish(node: index, topic: $0, message: "probe", qos: 1) },
+        try MosquittoSubscriber(probe: { try? self.publish(node: index, topic: $0, message: "probe", qos: 1, attempts: 1) },
                                 connectionArguments: connectionArguments(node: index), topics: topics, qos: qos,
                                 extraArguments: extraArguments)
     }
