@@ -3,8 +3,8 @@ import Testing
 import TestSupport
 
 /// A station on a real three-node RabbitMQ cluster (tools/broker-cluster.sh: MQTT plugin, quorum queues for
-/// durable sessions). Needs Debian's rabbitmq-server and takes minutes (the cluster alone starts in ~35 s here),
-/// so it runs only with SWAPGATE_CLUSTER_TESTS=1 (docs/fleet-broker.md has the measured times).
+/// durable sessions). Needs Debian's rabbitmq-server and ~45 s (the cluster alone starts in 25–35 s here); runs
+/// with SWAPGATE_CLUSTER_TESTS=1, which tools/test.sh sets by default (docs/fleet-broker.md has the measured times).
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["SWAPGATE_CLUSTER_TESTS"] == "1" && RabbitCluster.isInstalled,
                              "SWAPGATE_CLUSTER_TESTS=1 and rabbitmq-server installed"))
 struct ClusterFailoverTests {
