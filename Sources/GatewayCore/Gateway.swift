@@ -180,9 +180,6 @@ public final class Gateway: Sendable {
         }
         await recorder.record([ContractEvent(.gatewayStarted(version: GatewayVersion.string, configDigest: configDigest,
                                                              previousShutdownClean: previousClean))])
-        logger.notice("swapgate starting", metadata: [
-            "station": "\(configuration.station.id)", "cabinets": "\(configuration.cabinets.map { "\($0.id)@\(GatewayConfiguration.busKey($0))#\($0.unit)" }.joined(separator: " "))",
-            "broker": "\(configuration.mqttAddresses.map(\.description).joined(separator: " "))", "store": "\(configuration.store.path)",
         // A snapshot in parts whose last part was staged when the daemon died, before or during its swap-in: in now.
         do {
             if let r = try await store.swapInCompleteStagedSnapshot() {
@@ -192,6 +189,9 @@ public final class Gateway: Sendable {
                               metadata: ["snapshot_id": "\(r.snapshotID)", "parts": "\(r.parts)", "version": "\(r.version)", "count": "\(r.count)"])
             }
         } catch { logger.error("a complete staged entitlement snapshot could not be swapped in", metadata: ["error": "\(error)"]) }
+        logger.notice("swapgate starting", metadata: [
+            "station": "\(configuration.station.id)", "cabinets": "\(configuration.cabinets.map { "\($0.id)@\(GatewayConfiguration.busKey($0))#\($0.unit)" }.joined(separator: " "))",
+            "broker": "\(configuration.mqttAddresses.map(\.description).joined(separator: " "))", "store": "\(configuration.store.path)",
             "version": "\(GatewayVersion.string)",
         ])
 
