@@ -188,9 +188,10 @@ public struct GatewayConfiguration: Sendable {
     }
     public struct Publishing: Sendable {
         public var telemetryInterval = 60.0
-        /// Seconds between `full` telemetry reports (also sent at connection and on rebirth). 3600: a 9.5 KB full
-        /// report every 15 min alone cost 0.9 MB a day; ABS sees a lost `changes` by `tseq` and asks for rebirth.
-        public var telemetryFullInterval = 3600.0
+        /// Seconds between `full` telemetry reports (also sent at connection and on rebirth). 900: the contract's
+        /// default (abs-mqtt.md 1.1, "every full interval (default 15 min)"). The cellular profile sets 3600: a 9.4 KB
+        /// full report every 15 min alone costs 0.9 MB a day; ABS sees a lost `changes` by `tseq` and asks for rebirth.
+        public var telemetryFullInterval = 900.0
         /// `changes` (telemetry by exception) or `full` (a full report every interval, the pre-1.1 behaviour).
         public var telemetryMode = "changes"
         /// Per-measurement deadbands of `changes` reports (docs/events-and-mqtt.md).

@@ -11,7 +11,7 @@ import GatewayCore
 /// exception (the default) and a full JSON report every minute (`publishing.telemetry_mode: full`).
 ///
 /// The daemon's timers run in wall time, so the bench scales them with the simulator's speed: the DEFAULT
-/// telemetry_interval and telemetry_full_interval (GatewayConfiguration: 60 s and 3600 s) / speed, the cabinet's
+/// telemetry_interval and telemetry_full_interval (GatewayConfiguration: 60 s and 900 s, or --full-interval) / speed, the cabinet's
 /// fast loop 0.05 s (its minimum; at the default
 /// speed 360 that is 18 simulated seconds between reads, as a real station reads every 0.2–0.5 s the data are at
 /// most one telemetry interval old either way). Keepalives cannot be scaled (libmosquitto takes whole seconds): the
@@ -26,17 +26,21 @@ struct UplinkBench: ParsableCommand {
     var binDir: String?
     @Flag(help: "Skip the full-every-minute comparison run.") var changesOnly = false
     @Flag(help: "publishing.compact_keys: true in the by-exception run.") var compactKeys = false
+    @Option(name: .customLong("full-interval"),
+            help: "publishing.telemetry_full_interval in the by-exception run (default: the configuration's default, the contract's 900 s; the cellular profile's 3600).")
+    var fullInterval: Double?
 
     func run() throws {
         let bin = binDir.map { URL(fileURLWithPath: $0) } ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         print("uplink: one \(slots)-slot station, \(swaps) swaps, a day at \(speed)x (\(Int(86_400 / speed)) s wall per run)")
-        let defaults = GatewayConfiguration()
+        var defaults = GatewayConfiguration()
+        if let fullInterval { defaults.publishing.telemetryFullInterval = fullInterval }
         let pings = 86_400 / defaults.mqtt.keepAlive * UplinkMeter.pingBytes
         print("defaults: telemetry_interval \(Int(defaults.publishing.telemetryInterval)) s, telemetry_full_interval \(Int(defaults.publishing.telemetryFullInterval)) s, "
               + "mqtt.keepalive \(defaults.mqtt.keepAlive) s (+\(pings) bytes/day of PINGREQ, estimated: not scaled with the simulator)")
         var exception = try day(mode: "changes", bin: bin, defaults: defaults)
         exception.brokerBytes += pings
-        print(exception.report(label: compactKeys ? "by exception, compact keys" : "by exception (default configuration)"))
+        print(exception.report(label: (compactKeys ? "by exception, compact keys" : "by exception") + (fullInterval.map { ", full every \(Int($0)) s" } ?? " (default configuration)")))
         if !changesOnly {
             var full = try day(mode: "full", bin: bin, defaults: defaults)
             full.brokerBytes += pings
