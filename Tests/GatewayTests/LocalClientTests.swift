@@ -231,7 +231,8 @@ import Glibc
         // in their own time, so ask until then).
         let get = Array("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
         var full = false
-        for _ in 0 ..< 50 where !full {
+        // Up to a minute: on a loaded machine the daemon may take a while to accept all 32 (only a bound on waiting).
+        for _ in 0 ..< 300 where !full {
             let probe = try tcpConnect(port: st.metricsPort)
             sendAll(probe, get)
             full = !readAll(probe).hasPrefix("HTTP/1.1")
