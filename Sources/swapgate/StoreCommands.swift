@@ -67,7 +67,22 @@ struct StoreUsageResend: AsyncParsableCommand {
 
     func run() async throws {
         let store = try file.open(forWriting: true)
-        let ok = try await store.resendUsage(key: key, now: Date())
+        // The same rule as the daemon's StationOperations.resendUsage: audited before it is queued; no audit,
+        // nothing queued. The actor is the local account (`local:<user>`), as the file has no technician name.
+        guard try await store.usage(key: key) != nil else {
+            try await store.close()
+            throw storeFail("no usage record \(key)", code: 4)
+        }
+        let now = Date()
+        let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid\(getuid())"
+        do {
+            try await store.appendAudit([AuditEntry(timestamp: now, actor: "local:\(user)", action: "usage.resend",
+                                                    detail: String(decoding: JSON.encode(["key": key, "via": "swapgate store"]), as: UTF8.self))])
+        } catch {
+            try? await store.close()
+            throw storeFail("the re-send cannot be audited, so nothing was queued: \(error)", code: 3)
+        }
+        let ok = try await store.resendUsage(key: key, now: now)
         try await store.close()
         guard ok else { throw storeFail("no usage record \(key)", code: 4) }
         print("\(key): queued again; the daemon sends it with its next pass")

@@ -94,5 +94,16 @@ import TestSupport
         #expect(resent.status == 0, "\(resent.output)")
         let table = try runCommand(try productPath("swapgate"), ["store", "usage", "list", "--state", "pending", "--store", path])
         #expect(table.status == 0 && table.output.contains(key) && table.output.contains("pending"), "\(table.output)")
+        // Audited as the daemon's re-send is, by the local account.
+        let audit = try Self.sql(path, "SELECT actor || ' ' || action || ' ' || detail FROM audit WHERE action = 'usage.resend'")
+        #expect(audit.contains("local:") && audit.contains(key), "\(audit)")
+
+        // No audit, nothing queued: a trigger refuses audit rows; the record stays rejected, exit 3.
+        _ = try Self.sql(path, "UPDATE usage_outbox SET state = 'rejected'")
+        _ = try Self.sql(path, "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END")
+        let refused = try runCommand(try productPath("swapgate"), ["store", "usage", "resend", key, "--store", path])
+        #expect(refused.status == 3 && refused.output.contains("cannot be audited"), "\(refused.output)")
+        let still = try runCommand(try productPath("swapgate"), ["store", "usage", "list", "--state", "rejected", "--store", path])
+        #expect(still.output.contains(key), "\(still.output)")
     }
 }
