@@ -30,19 +30,7 @@ struct RSSBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-        func sh(_ command: String) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/sh")
-            p.arguments = ["-c", command]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try spawnWithSignalsUnblocked(p)
-            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw BenchError("\(command.prefix(120))…: \(out)") }
-            return out
-        }
+        func sh(_ command: String) throws -> String { try SnapshotBench.shell(command) }
 
         let keys = try JSONSerialization.jsonObject(with: Data(try sh("/usr/bin/python3 '\(script)' keygen").utf8)) as? [String: String] ?? [:]
         guard let privateKey = keys["private_key"], let publicKey = keys["public_key"] else { throw BenchError("keygen failed") }

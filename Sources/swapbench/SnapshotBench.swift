@@ -27,6 +27,21 @@ struct SnapshotBench: AsyncParsableCommand {
         throw BenchError("cannot find tools/abs_sign.py: pass --abs-sign PATH")
     }
 
+    /// Runs `command` with /bin/sh; its output (stdout and stderr), or an error naming it when it fails.
+    static func shell(_ command: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try spawnWithSignalsUnblocked(p)
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw BenchError("\(command.prefix(120))…: \(out)") }
+        return out
+    }
+
     func run() async throws {
         let script = try Self.locate(absSign)
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -36,19 +51,7 @@ struct SnapshotBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-        func sh(_ command: String) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/sh")
-            p.arguments = ["-c", command]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try spawnWithSignalsUnblocked(p)
-            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw BenchError("\(command.prefix(120))…: \(out)") }
-            return out
-        }
+        func sh(_ command: String) throws -> String { try SnapshotBench.shell(command) }
 
         let keys = try JSONSerialization.jsonObject(with: Data(try sh("/usr/bin/python3 '\(script)' keygen").utf8)) as? [String: String] ?? [:]
         guard let privateKey = keys["private_key"], let publicKey = keys["public_key"] else { throw BenchError("keygen failed") }
