@@ -50,12 +50,24 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
+        // SQLite (the station store), libyaml (the configuration file), OpenSSL's libcrypto (Ed25519 of ABS commands;
+        // the board has it through libmosquitto anyway), libcurl on OpenSSL (Odoo's usage endpoint): issue 13.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CLibYAML", path: "Sources/CLibYAML", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+
         // adjtimex(2) (<sys/timex.h>, in the C library): seen only by GatewayCore/Time/TrustedClock.swift.
         .systemLibrary(name: "CTimex", path: "Sources/CTimex"),
 
         // Adapters: the only Swift files that see C.
         .target(name: "ModbusLink", dependencies: ["CModbus"]),
         .target(name: "MQTTLink", dependencies: ["CMosquitto"]),
+        .target(name: "SQLiteLink", dependencies: ["CSQLite"]),
 
         // Small shared utilities: no dependencies beyond the C library.
         .target(name: "StationSupport"),
@@ -71,13 +83,13 @@ let package = Package(
         // inventory and telemetry payload out, as Encodable types written by one JSON writer.
         // CZlib: raw DEFLATE envelopes (`enc: deflate`), seen only by ABSProtocol/Inflater.swift.
         .target(name: "ABSProtocol", dependencies: [
-            "StationDomain", "StationSupport", "CZlib",
+            "StationDomain", "StationSupport", "CZlib", "COpenSSL",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
         // Odoo's usage-log endpoint over HTTP: the only code that speaks HTTP.
         .target(name: "OdooLink", dependencies: [
-            "StationDomain",
+            "StationDomain", "CCurl",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
 
@@ -86,13 +98,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "StationStore", dependencies: [
-            "StationSupport", "StationDomain",
+            "StationSupport", "StationDomain", "SQLiteLink",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // The configuration file: model, YAML loader, check report (the daemon's `check-config`, `swapctl config check`,
         // `swapctl direct --config`).
         .target(name: "GatewayConfig", dependencies: [
-            "StationDomain", "Acquisition", "ModbusLink", "ABSProtocol",
+            "StationDomain", "Acquisition", "ModbusLink", "ABSProtocol", "CLibYAML",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "GatewayCore", dependencies: [

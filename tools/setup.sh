@@ -7,7 +7,10 @@ PACKAGES=(
   pkg-config
   libmodbus-dev        # Modbus (gateway side)
   libmosquitto-dev     # MQTT client library
-  libsqlite3-dev       # the station store (GRDB links the system SQLite)
+  libsqlite3-dev       # the station store (Sources/CSQLite: the system SQLite)
+  libyaml-dev          # the configuration file parser (Sources/CLibYAML)
+  libssl-dev           # OpenSSL libcrypto: Ed25519 of ABS commands (Sources/COpenSSL)
+  libcurl4-openssl-dev # HTTP(S) to Odoo (Sources/CCurl)
   zlib1g-dev           # raw DEFLATE of `enc: deflate` ABS commands (Sources/CZlib)
   mosquitto            # broker for the demo and the tests
   mosquitto-clients    # mosquitto_sub/mosquitto_pub: outside peers in tests and the demo
