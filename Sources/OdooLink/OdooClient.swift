@@ -1,19 +1,27 @@
-// The only Swift in swapgate that speaks HTTP: POSTs usage records to Odoo with async-http-client
-// and classifies every answer and every failure (OdooResponseClassifier).
-import AsyncHTTPClient
+// The only Swift in swapgate that speaks HTTP: POSTs usage records to Odoo over libcurl (HTTPTransport, on OpenSSL:
+// the board's one TLS stack) and classifies every answer and every failure (OdooResponseClassifier).
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
-/// Sends usage records to `POST /api/subscription/usage_log`. One instance owns one `HTTPClient`
-/// (its connection pool, on swift-nio's shared event loop group); call ``shutdown()`` before dropping it.
+/// Sends usage records to `POST /api/subscription/usage_log`. One instance owns one ``HTTPTransport`` (its thread,
+/// its easy handles and its kept-alive connections); call ``shutdown()`` before dropping it (a client dropped
+/// without it stops its thread in deinit).
+///
+/// Trust: certificates are verified (peer and host name) against the system trust store; `caFile` adds its
+/// certificates to that store, it does not replace it (with libcurl, CURLOPT_CAINFO_BLOB = the file plus the system
+/// bundle, and the system CA directory stays in use). Redirects are answers (3xx → transient), never followed.
 public final class OdooClient: Sendable {
     public let configuration: OdooConfiguration
     /// Largest response body read; a longer one is a transient failure.
     public static let maxResponseBytes = 1 << 20
 
-    private let http: HTTPClient
-    private let url: String
+    private let transport: HTTPTransport
     private let limiter: AsyncLimiter
+    private let invalidHeaders: Bool
 
     public init(configuration: OdooConfiguration) throws {
         let c = configuration
@@ -31,25 +39,39 @@ public final class OdooClient: Sendable {
         guard c.maxConcurrentRequests >= 1 else {
             throw OdooConfigurationError.invalidSetting("maxConcurrentRequests must be at least 1")
         }
-        var settings = HTTPClient.Configuration()
-        settings.tlsConfiguration = .makeClientConfiguration()   // system trust store
+        var extraRoots: [UInt8]?
         if let caFile = c.caFile, !caFile.isEmpty {
             guard let pem = FileManager.default.contents(atPath: caFile),
                   String(decoding: pem, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
                 throw OdooConfigurationError.caFileUnreadable(caFile)
             }
-            settings.tlsConfiguration?.additionalTrustRoots = [.file(caFile)]
+            extraRoots = Array(pem)
         }
-        settings.redirectConfiguration = .disallow
-        settings.timeout = .init(connect: .milliseconds(Int64(c.connectTimeout * 1000)),
-                                 read: .milliseconds(Int64(c.requestTimeout * 1000)))
-        settings.connectionPool = .init(idleTimeout: .seconds(60),
-                                        concurrentHTTP1ConnectionsPerHostSoftLimit: c.maxConcurrentRequests)
+        // A header value with a line break or NUL would forge headers: such a client sends nothing (transient).
+        let unsafeValue = ([c.apiKey, c.database ?? ""]).contains { v in
+            v.unicodeScalars.contains { $0 == "\r" || $0 == "\n" || $0 == "\0" }
+        }
+        self.invalidHeaders = unsafeValue
+        var headers = ["Content-Type: application/json", "Accept: application/json", "Authorization: bearer \(c.apiKey)"]
+        if let db = c.database, !db.isEmpty { headers.append("X-Odoo-Database: \(db)") }
+        let settings = HTTPTransportSettings(
+            url: c.usageLogURL, headers: headers,
+            connectTimeoutMilliseconds: Self.milliseconds(c.connectTimeout),
+            requestTimeoutMilliseconds: Self.milliseconds(c.requestTimeout),
+            extraTrustRootsPEM: extraRoots, maxResponseBytes: Self.maxResponseBytes,
+            maxConnections: c.maxConcurrentRequests)
+        do {
+            self.transport = try HTTPTransport(settings: settings)
+        } catch {
+            throw OdooConfigurationError.invalidSetting("cannot start the HTTP client: \(error)")
+        }
         self.configuration = c
-        self.url = c.usageLogURL
         self.limiter = AsyncLimiter(limit: c.maxConcurrentRequests)
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: settings)
     }
+
+    deinit { transport.stop() }
+
+    private static func milliseconds(_ seconds: Double) -> Int { max(1, Int(min(seconds, 86_400) * 1000)) }
 
     /// Sends one record and classifies the answer. Never throws: transport failures, timeouts and
     /// cancellation are `.transient`. No more than `maxConcurrentRequests` sends run at once; the
@@ -75,56 +97,26 @@ public final class OdooClient: Sendable {
 
     /// Closes connections and stops the client; sends afterwards are `.transient`.
     public func shutdown() async throws {
-        try await http.shutdown()
+        await transport.shutdown()
     }
 
     private func perform(_ body: [UInt8]) async -> UsageOutcome {
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "Authorization", value: "bearer \(configuration.apiKey)")
-        if let db = configuration.database, !db.isEmpty {
-            request.headers.add(name: "X-Odoo-Database", value: db)
+        if invalidHeaders {
+            return .transient(reason: "the API key or database name contains a line break or NUL", retryAfter: nil)
         }
-        request.body = .bytes(body)
-        do {
-            let response = try await http.execute(
-                request, timeout: .milliseconds(Int64(configuration.requestTimeout * 1000)))
-            var bytes: [UInt8] = []
-            for try await chunk in response.body {
-                if bytes.count + chunk.readableBytes > Self.maxResponseBytes {
-                    return .transient(reason: "response body larger than \(Self.maxResponseBytes) bytes",
-                                      retryAfter: nil)
-                }
-                bytes.append(contentsOf: chunk.readableBytesView)
-            }
-            let headers = response.headers.map { ($0.name, $0.value) }
-            return OdooResponseClassifier.classify(status: Int(response.status.code), headers: headers, body: bytes)
-        } catch {
+        switch await transport.post(body) {
+        case .response(let status, let headers, let bytes):
+            return OdooResponseClassifier.classify(status: status, headers: headers, body: bytes)
+        case .failure(let reason):
             if Task.isCancelled { return .transient(reason: "cancelled", retryAfter: nil) }
-            return .transient(reason: Self.describe(error), retryAfter: nil)
+            return .transient(reason: reason, retryAfter: nil)
         }
-    }
-
-    /// A short transport-failure description (never containing request headers).
-    static func describe(_ error: any Error) -> String {
-        if let e = error as? HTTPClientError {
-            switch e {
-            case .connectTimeout: return "connect timeout"
-            case .deadlineExceeded, .readTimeout: return "timed out"
-            case .remoteConnectionClosed: return "connection closed by Odoo before an answer"
-            case .cancelled: return "cancelled"
-            default: return "HTTP client error: \(e)"
-            }
-        }
-        return "transport error: \(String(describing: error).prefix(300))"
     }
 
     /// Belt and braces: no outcome text ever carries the API key, whatever a server echoes.
     private func redacted(_ outcome: UsageOutcome) -> UsageOutcome {
         let key = configuration.apiKey
-        func clean(_ s: String) -> String { key.isEmpty ? s : s.replacingOccurrences(of: key, with: "<redacted>") }
+        func clean(_ s: String) -> String { key.isEmpty ? s : s.replacing(key, with: "<redacted>") }
         switch outcome {
         case .recorded, .duplicate: return outcome
         case .rejected(let name, let message): return .rejected(errorName: clean(name), message: clean(message))
