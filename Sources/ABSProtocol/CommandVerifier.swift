@@ -1,5 +1,8 @@
-import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 /// Checks one command from ABS, from the raw MQTT message to a typed command. Pure: no I/O, no

@@ -1,10 +1,7 @@
-import Crypto
-
 /// ABS's Ed25519 public keys, by key id (`kid`). Several keys may be valid at once (rotation).
 public struct KeyRing: Sendable {
-    /// kid → the raw 32-byte public key. Checked at init; a `Curve25519.Signing.PublicKey` is made
-    /// from it for each verification (cheap, and keeps the ring plainly Sendable).
-    let rawKeys: [String: [UInt8]]
+    /// kid → the key, made once at init (OpenSSL's EVP_PKEY; shared by every verification, from any thread).
+    let publicKeys: [String: Ed25519PublicKey]
 
     public enum KeyError: Error, CustomStringConvertible, Equatable {
         case emptyKid
@@ -24,27 +21,25 @@ public struct KeyRing: Sendable {
     /// `-----BEGIN PUBLIC KEY-----` block (an Ed25519 SubjectPublicKeyInfo). Surrounding whitespace
     /// is ignored. Throws `KeyError`, naming the kid, for anything else.
     public init(keys: [String: String]) throws {
-        var raw: [String: [UInt8]] = [:]
+        var ring: [String: Ed25519PublicKey] = [:]
         for (kid, text) in keys {
             if kid.isEmpty { throw KeyError.emptyKid }
             guard Validation.isPrintableASCII(kid, maxLength: 128) else { throw KeyError.invalidKid(kid) }
             let bytes = try Self.parseKey(text, kid: kid)
             do {
-                _ = try Curve25519.Signing.PublicKey(rawRepresentation: bytes)
+                ring[kid] = try Ed25519PublicKey(rawRepresentation: bytes)
             } catch {
                 throw KeyError.invalidKey(kid: kid, reason: "not an Ed25519 public key (\(error))")
             }
-            raw[kid] = bytes
         }
-        rawKeys = raw
+        publicKeys = ring
     }
 
     /// The kids in the ring, sorted.
-    public var kids: [String] { rawKeys.keys.sorted() }
+    public var kids: [String] { publicKeys.keys.sorted() }
 
-    func publicKey(kid: String) -> Curve25519.Signing.PublicKey? {
-        guard let bytes = rawKeys[kid] else { return nil }
-        return try? Curve25519.Signing.PublicKey(rawRepresentation: bytes)
+    func publicKey(kid: String) -> Ed25519PublicKey? {
+        publicKeys[kid]
     }
 
     /// DER of an Ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 },
