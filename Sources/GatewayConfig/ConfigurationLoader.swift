@@ -1,6 +1,14 @@
-import ABSProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import Yams
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ABSProtocol
 
 extension GatewayConfiguration {
     /// Loads and checks a YAML file. `environment` supplies secrets (SWAPGATE_MQTT_PASSWORD) and overrides.
@@ -80,7 +88,7 @@ extension GatewayConfiguration {
         c.mqtt.maxQueuedBytes = r.int("mqtt.max_queued_bytes", c.mqtt.maxQueuedBytes, 1024 * 1024 ... 1024 * 1024 * 1024)
 
         c.store.path = r.string("store.path", c.store.path)
-        if !c.store.path.hasPrefix("/") { c.store.path = (baseDirectory as NSString).appendingPathComponent(c.store.path) }
+        if !c.store.path.hasPrefix("/") { c.store.path = Path.appending(c.store.path, to: baseDirectory) }
         if let why = Self.storePathProblem(c.store.path) { r.errors.append(ConfigurationError("store.path", why)) }
         c.store.keepSentDays = r.double("store.keep_sent_days", c.store.keepSentDays, 0 ... 3650)
         c.store.maxSentRows = r.int("store.max_sent_rows", c.store.maxSentRows, 100 ... 100_000_000)
@@ -157,7 +165,7 @@ extension GatewayConfiguration {
 
         c.control.socket = r.string("control.socket", c.control.socket)
         if !c.control.socket.isEmpty {
-            if !c.control.socket.hasPrefix("/") { c.control.socket = (baseDirectory as NSString).appendingPathComponent(c.control.socket) }
+            if !c.control.socket.hasPrefix("/") { c.control.socket = Path.appending(c.control.socket, to: baseDirectory) }
             if c.control.socket.utf8.count > 100 {
                 r.errors.append(ConfigurationError("control.socket", "path longer than 100 bytes (a Unix socket path is limited to 108)"))
             }
@@ -212,7 +220,7 @@ extension GatewayConfiguration {
     /// Cabinet ids are shown as `B/3` and sent to ABS: 1…16 letters, digits, `-` or `_`.
     static func cabinetIDProblem(_ id: String) -> String? {
         if id.isEmpty || id.utf8.count > 16 { return "must be 1…16 characters" }
-        if !id.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") }) {
+        if !id.unicodeScalars.allSatisfy({ $0.isASCII && (Path.isASCIIAlphanumeric($0) || $0 == "-" || $0 == "_") }) {
             return "must be letters, digits, '-' or '_' (it is written as ID/slot)"
         }
         if Int(id) != nil { return "must not be a number (\"3\" would read as a station slot)" }
@@ -322,10 +330,10 @@ extension GatewayConfiguration {
         if stat(path, &st) == 0 {
             return (st.st_mode & S_IFMT) == S_IFREG ? nil : "\(path) exists and is not a regular file (a directory, a FIFO, a device?)"
         }
-        var dir = (path as NSString).deletingLastPathComponent
+        var dir = Path.deletingLastComponent(path)
         while !dir.isEmpty && dir != "/" {
             if stat(dir, &st) == 0 { return (st.st_mode & S_IFMT) == S_IFDIR ? nil : "\(dir) is not a directory" }
-            dir = (dir as NSString).deletingLastPathComponent
+            dir = Path.deletingLastComponent(dir)
         }
         return nil
     }
@@ -432,7 +440,7 @@ struct Reader {
 
     mutating func path(_ key: String, base: String) -> String? {
         guard let s = optionalString(key), !s.isEmpty else { return nil }
-        let p = s.hasPrefix("/") ? s : (base as NSString).appendingPathComponent(s)
+        let p = s.hasPrefix("/") ? s : Path.appending(s, to: base)
         if let why = GatewayConfiguration.notARegularFile(p) { errors.append(ConfigurationError(key, "\(p) \(why)")); return nil }
         if !FileManager.default.isReadableFile(atPath: p) { errors.append(ConfigurationError(key, "cannot read \(p)")) }
         return p
@@ -442,7 +450,7 @@ struct Reader {
     mutating func secret(_ key: String, env: String, environment: [String: String], base: String) -> String? {
         if let file = path("\(key)_file", base: base) {
             if let data = FileManager.default.contents(atPath: file) {
-                return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                return String(decoding: data, as: UTF8.self).trimmingWhitespacesAndNewlines()
             }
             return nil
         }
@@ -459,5 +467,64 @@ struct Reader {
             }
         }
         walk(root, "")
+    }
+}
+
+/// What the configuration needed from full Foundation (NSString's path methods, CharacterSet, trimming), on
+/// FoundationEssentials alone, giving the same text.
+enum Path {
+    /// `(base as NSString).appendingPathComponent(component)`: one `/` between them, trailing slashes of the
+    /// result and doubled slashes dropped.
+    static func appending(_ component: String, to base: String) -> String {
+        let joined = base.isEmpty ? component : component.isEmpty ? base : base + "/" + component
+        return standardizingSlashes(joined)
+    }
+
+    /// Doubled slashes collapsed and a trailing slash dropped (the root "/" stays).
+    static func standardizingSlashes(_ path: String) -> String {
+        var out = ""
+        var lastWasSlash = false
+        for c in path {
+            if c == "/" {
+                if lastWasSlash { continue }
+                lastWasSlash = true
+            } else {
+                lastWasSlash = false
+            }
+            out.append(c)
+        }
+        while out.count > 1 && out.hasSuffix("/") { out.removeLast() }
+        return out
+    }
+
+    /// `(path as NSString).deletingLastPathComponent`: "" for a bare name, "/" at the root.
+    static func deletingLastComponent(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "" }
+        if slash == p.startIndex { return "/" }
+        var parent = p[..<slash]
+        while parent.count > 1 && parent.hasSuffix("/") { parent = parent.dropLast() }
+        return String(parent)
+    }
+
+    /// CharacterSet.alphanumerics for an ASCII scalar: a letter or a digit.
+    static func isASCIIAlphanumeric(_ c: Unicode.Scalar) -> Bool {
+        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9")
+    }
+}
+
+extension String {
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)`: Unicode White_Space and U+000A–U+000D, U+0085, U+2028, U+2029.
+    func trimmingWhitespacesAndNewlines() -> String {
+        func drop(_ c: Unicode.Scalar) -> Bool {
+            switch c.value { case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
+        }
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !drop($0) })!
+        var kept = String.UnicodeScalarView()
+        kept.append(contentsOf: scalars[first ... last])
+        return String(kept)
     }
 }

@@ -1,8 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Acquisition
 import ModbusLink
 import StationDomain
-import Yams
 
 /// The gateway's configuration: one YAML file (configs/swapgate.example.yaml documents every key).
 /// Every key is optional and has a default except `station.id`. Values are range-checked at load time

@@ -1,12 +1,18 @@
-import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import ControlProtocol
-import StationSupport
+#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
+#elseif canImport(Darwin)
+import Darwin
 #endif
+import ArgumentParser
+import ControlProtocol
+import StationSupport
 
 /// Talks to the running daemon over its control socket: one JSON line out, one JSON line back.
 /// The daemon owns the bus, so everything a technician reads or does on a running station goes through here.

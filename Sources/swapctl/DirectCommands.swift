@@ -1,7 +1,18 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Acquisition
 import ArgumentParser
 import ControlProtocol
-import Foundation
 import StationDomain
 import StationSupport
 

@@ -1,13 +1,21 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Acquisition
 import ArgumentParser
 import ControlProtocol
-import Foundation
 import GatewayConfig
 import ModbusLink
 import StationSupport
-#if canImport(Glibc)
-import Glibc
-#endif
 
 // The option groups the subcommands share (`@OptionGroup`), as in swift-argument-parser's Examples/math:
 // where the daemon is and how to print (every command that asks the daemon), who the technician is (actions),
@@ -45,7 +53,7 @@ struct TechnicianOptions: ParsableArguments {
     func credential() throws -> String {
         if let credentialFile {
             guard let d = FileManager.default.contents(atPath: credentialFile) else { throw fail("cannot read \(credentialFile)", code: 1) }
-            return String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return String(decoding: d, as: UTF8.self).trimmingWhitespacesAndNewlines()
         }
         if let env = ProcessInfo.processInfo.environment["SWAPCTL_CREDENTIAL"], !env.isEmpty { return env }
         guard isatty(STDIN_FILENO) != 0, let p = getpass("credential for \(technician): ") else {

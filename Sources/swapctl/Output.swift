@@ -1,13 +1,24 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ArgumentParser
 import ControlProtocol
-import Foundation
 import StationDomain
 import StationSupport
 
 // What every command prints with: errors with an exit code, JSON, tables, numbers, durations, slot tables, BMS.
 
 func fail(_ message: String, code: Int32) -> ExitCode {
-    FileHandle.standardError.write(Data("swapctl: \(message)\n".utf8))
+    writeStandardError("swapctl: \(message)\n")
     return ExitCode(code)
 }
 
@@ -19,7 +30,7 @@ func printJSON<T: Encodable>(_ value: T) {
 /// Left-aligned text table.
 func table(_ header: [String], _ rows: [[String]]) -> String { TextTable.render(header, rows) }
 
-func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+func fmt(_ v: Double, _ digits: Int = 1) -> String { cFormat("%.\(digits)f", v) }
 
 func duration(_ seconds: Int) -> String {
     let d = seconds / 86_400, h = (seconds % 86_400) / 3600, m = (seconds % 3600) / 60, s = seconds % 60
@@ -63,10 +74,43 @@ func printBMS(slot s: SlotStatus, cells: CellDetail?, cellsError: String?) {
     warning       \(b.warning)
     """)
     if let cells {
-        for (i, v) in cells.cellVoltages.enumerated() { print(String(format: "cell %2d       %.3f V", i + 1, v)) }
+        for (i, v) in cells.cellVoltages.enumerated() { print(cFormat("cell %2d       %.3f V", Int32(i + 1), v)) }
         print("probes        \(cells.probeTemperatures.map { $0.map { fmt($0) + " °C" } ?? "absent" }.joined(separator: ", "))")
     } else if let cellsError {
         print("cells         not read: \(cellsError)")
+    }
+}
+
+/// All of `text` to standard error (FileHandle.standardError.write without Foundation): write(2) until done.
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; return }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+/// `padding(toLength: n, withPad: " ", startingAt: 0)`: padded with spaces or cut to `n` UTF-16 units.
+func pad(_ text: String, _ n: Int) -> String {
+    let units = text.utf16.count
+    if units >= n { return units == n ? text : String(decoding: Array(text.utf16.prefix(n)), as: UTF16.self) }
+    return text + String(repeating: " ", count: n - units)
+}
+
+extension String {
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)` (full Foundation): Unicode White_Space and U+000A–U+000D,
+    /// U+0085, U+2028, U+2029 (as GatewayConfig's copy for secret files).
+    func trimmingWhitespacesAndNewlines() -> String {
+        func drop(_ c: Unicode.Scalar) -> Bool {
+            switch c.value { case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
+        }
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !drop($0) })!
+        var kept = String.UnicodeScalarView()
+        kept.append(contentsOf: scalars[first ... last])
+        return String(kept)
     }
 }
 

@@ -1,6 +1,17 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ArgumentParser
 import ControlProtocol
-import Foundation
 import StationDomain
 import StationSupport
 
@@ -38,7 +49,7 @@ extension SwapCtl {
                 }
                 if let u = s.uplinkBudget {
                     // The monthly budget governor (publishing.monthly_budget_mb).
-                    let mb = { (b: Int) in String(format: "%.2f MB", Double(b) / 1e6) }
+                    let mb = { (b: Int) in cFormat("%.2f MB", Double(b) / 1e6) }
                     print("budget        month forecast \(mb(u.forecastBytes)) of \(mb(u.budgetBytes)); "
                           + (u.active ? "governor ACTIVE: telemetry intervals and deadbands widened x\(u.factor) (max x\(u.maxFactor))" : "telemetry as configured"))
                 }
@@ -111,7 +122,7 @@ extension SwapCtl {
             r.unit = unit; r.cabinet = cabinet; r.address = address; r.count = count; r.table = holding ? "holding" : "input"
             try daemon.run(r, as: RawReadView.self) { v in
                 print(table(["address", "hex", "dec"], v.registers.enumerated().map { i, reg in
-                    [String(v.address + i), String(format: "0x%04X", reg), String(reg)]
+                    [String(v.address + i), cFormat("0x%04X", UInt32(reg)), String(reg)]
                 }))
             }
         }
@@ -208,13 +219,13 @@ func cabinetLine(_ c: CabinetLinkView, now: Date = Date()) -> String {
     func ago(_ t: String?) -> String? {
         guard let t, let d = RFC3339.parse(t) else { return nil }
         let s = now.timeIntervalSince(d)
-        return s < 10 ? String(format: "%.1f s ago", max(0, s)) : "\(duration(Int(s))) ago"
+        return s < 10 ? cFormat("%.1f s ago", max(0, s)) : "\(duration(Int(s))) ago"
     }
     let state = c.state ?? (c.up ? "online" : "unreachable")
     let word = state == "online" || state == "unknown" ? state : state.uppercased()
     let range = c.slotCount > 0 ? "slots \(c.firstSlot)…\(c.firstSlot + c.slotCount - 1)" : "slots not numbered yet"
     let address = c.transport.map { "\($0) \(c.address ?? "")" } ?? c.bus
-    var line = "cabinet \(c.id.padding(toLength: 5, withPad: " ", startingAt: 0)) \(word.padding(toLength: 12, withPad: " ", startingAt: 0))"
+    var line = "cabinet \(pad(c.id, 5)) \(pad(word, 12))"
         + " unit \(c.unit), \(address), \(range)\(c.stale == true ? " STALE" : "")"
     var polling: [String] = []
     if c.polls == 0 { polling.append("not polled yet") }
@@ -223,7 +234,7 @@ func cabinetLine(_ c: CabinetLinkView, now: Date = Date()) -> String {
         polling.append("\(n) failed polls in a row" + (ago(c.lastAnswerAt).map { ", last answer \($0)" } ?? ", never answered"))
         if let b = c.backoffSeconds, b > 0 {
             let next = c.nextPollAt.flatMap(RFC3339.parse).map { max(0, $0.timeIntervalSince(now)) }
-            polling.append("retry " + (next.map { String(format: "in %.1f s", $0) } ?? "soon") + String(format: " (backoff %g s)", b))
+            polling.append("retry " + (next.map { cFormat("in %.1f s", $0) } ?? "soon") + cFormat(" (backoff %g s)", b))
         }
     }
     if let w = c.watchdogWrites {

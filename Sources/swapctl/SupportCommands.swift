@@ -1,6 +1,17 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ArgumentParser
 import ControlProtocol
-import Foundation
 import GatewayConfig
 
 // Support: the configuration (checked here, or the daemon's), one diagnostics file, metrics.
@@ -19,7 +30,7 @@ extension SwapCtl {
 
         func run() throws {
             let bundle = try daemon.client().call(ControlRequest(op: "diagnostics"), as: DiagnosticsBundle.self)
-            let stamp = bundle.createdAt.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ".", with: "")
+            let stamp = String(bundle.createdAt.filter { $0 != ":" && $0 != "." })
             let path = output ?? "swapgate-diagnostics-\(bundle.status.stationID)-\(stamp).json"
             let enc = ControlJSON.encoder(pretty: true)
             let data = try enc.encode(bundle)

@@ -1,5 +1,16 @@
-import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArgumentParser
 
 @main
 struct SwapCtl: AsyncParsableCommand {
@@ -48,11 +59,24 @@ extension SwapCtl {
             if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
         } catch {
             if exitCode(for: error) == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(1)
+                writeStandardError(fullMessage(for: error) + "\n")
+                Self.exitProcess(1)
             }
             exit(withError: error)
         }
+    }
+}
+
+extension SwapCtl {
+    /// The C library's exit(3) (inside SwapCtl, `exit` names ArgumentParser's `exit(withError:)`).
+    static func exitProcess(_ code: Int32) -> Never {
+        #if canImport(Glibc)
+        Glibc.exit(code)
+        #elseif canImport(Musl)
+        Musl.exit(code)
+        #else
+        Darwin.exit(code)
+        #endif
     }
 }
 
