@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 // `Locked` (a value behind a Mutex, checked Sendable; formerly LockedBox here) is StationSupport's; re-exported for
 // Acquisition's files and its clients.
 @_exported import StationSupport

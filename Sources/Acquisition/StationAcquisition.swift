@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Synchronization
 import Logging
 import ModbusLink
 import StationDomain
@@ -306,10 +311,13 @@ public final class StationAcquisition: Sendable {
     // MARK: - Forwarding
 
     /// Serializes forwarding (cabinet streams are consumed concurrently) so station batches keep one order.
-    private let forwarding = NSLock()
+    private let forwarding = Mutex(())
 
     private func forward(_ batch: ChangeBatch, from index: Int) {
-        forwarding.lock(); defer { forwarding.unlock() }
+        forwarding.withLock { _ in forwardLocked(batch, from: index) }
+    }
+
+    private func forwardLocked(_ batch: ChangeBatch, from index: Int) {
         let l = layout()
         state.withLock { $0.held[index].append(batch) }
         for i in cabinets.indices where l.span[i] != nil {
