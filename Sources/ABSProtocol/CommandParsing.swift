@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 // One pass over a command's JSON. Syntax errors (and duplicate keys) throw at once; a field of

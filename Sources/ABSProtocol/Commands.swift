@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 /// What the station accepts from ABS. The defaults are production values.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 // The one JSON writing path of the station's outbound contract (abs-mqtt.md): every event, reply, status,
 // inventory and telemetry payload is an `Encodable` value of this folder, turned into a `JSONValue` tree by
@@ -94,7 +98,10 @@ public enum ContractJSON {
 
     /// Rounds to `digits` fractional digits so payloads do not carry float noise (54.120000000000005).
     public static func round(_ v: Double, _ digits: Int = 1) -> Double {
-        let p = pow(10, Double(digits))
+        // pow(10, digits) without libm: exact (10^k is exact in a Double up to k = 22; 1/10^k is rounded once).
+        var p = 1.0
+        for _ in 0 ..< abs(digits) { p *= 10 }
+        if digits < 0 { p = 1 / p }
         return (v * p).rounded() / p
     }
 }
@@ -160,16 +167,13 @@ extension JSONValue {
     }
 
     /// JSONSerialization's `.sortedKeys` order: case-insensitive, numeric, forced. For keys made only of `a`–`z` and
-    /// `_` (every key of the contract) that is plain byte order, taken without Foundation's comparison.
+    /// `_` (every key of the contract) that is plain byte order; other keys (cabinet ids, battery families) go
+    /// through `SortedKeyOrder`, Foundation's comparison written out (no ICU).
     static func keyPrecedes(_ a: String, _ b: String) -> Bool {
         func plain(_ s: String) -> Bool { s.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F } }
         if plain(a) && plain(b) { return a.utf8.lexicographicallyPrecedes(b.utf8) }
-        return a.compare(b, options: [.numeric, .caseInsensitive, .forcedOrdering], range: a.startIndex ..< a.endIndex,
-                         locale: rootLocale) == .orderedAscending
+        return SortedKeyOrder.precedes(a, b)
     }
-
-    /// The root locale, as JSONSerialization's sort takes the system's (so the order does not follow LANG).
-    private static let rootLocale = Locale(identifier: "")
 }
 
 // MARK: - Encoding to a tree

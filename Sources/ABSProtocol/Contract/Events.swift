@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 /// The event types (abs-mqtt.md "Events"): the `type` of each event and the last level of its topic

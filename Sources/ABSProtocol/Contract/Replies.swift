@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 /// The reply codes of the contract (abs-mqtt.md "Replies"; `need_snapshot` from entitlements.md): the one enum

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 /// The retained `status` message (abs-mqtt.md "From the station", contract 1.1 "Birth, death and resync" and "Time").
