@@ -1,6 +1,17 @@
 // The JSON-RPC 2.0 envelope of the usage-log request, written byte by byte so that field order,
 // number formatting (at most 3 fractional digits) and the date format are exactly the contract's.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import StationDomain
 
 public enum OdooRequest {
@@ -43,7 +54,7 @@ public enum OdooRequest {
     static func decimal3(_ value: Double) -> String {
         guard value.isFinite else { return "null" }
         let scaled = (value * 1000).rounded(.toNearestOrAwayFromZero)
-        guard abs(scaled) < 9.0e15 else { return String(format: "%.3f", value) }
+        guard abs(scaled) < 9.0e15 else { return printf3(value) }
         var milli = Int64(scaled)
         if milli == 0 { return "0" }
         let negative = milli < 0
@@ -112,5 +123,14 @@ struct JSONWriter {
         raw("{"); key("id"); string(b.id); comma()
         key("soc_pct"); raw(OdooRequest.decimal3(b.socPercent)); comma()
         key("slot"); raw(String(b.slot)); raw("}")
+    }
+}
+
+/// `String(format: "%.3f", value)` through the C library (OdooLink links no full Foundation: no ICU).
+func printf3(_ value: Double) -> String {
+    withVaList([value]) { args in
+        var buffer = [CChar](repeating: 0, count: 400)   // the largest Double is 309 digits before the point
+        _ = vsnprintf(&buffer, buffer.count, "%.3f", args)
+        return String(cString: buffer)
     }
 }

@@ -1,6 +1,10 @@
 // Turns one HTTP answer of the usage-log endpoint into a UsageOutcome, per the contract's tables.
 // Pure: no I/O, no clock except the `now` used for a Retry-After given as an HTTP date.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 public enum OdooResponseClassifier {
     /// `error.data.name` values meaning the record is wrong for Odoo.
@@ -94,7 +98,7 @@ public enum OdooResponseClassifier {
     /// Never negative; nil when absent or unreadable.
     static func retryAfter(_ headers: [(String, String)], now: Date) -> Double? {
         guard let raw = headers.first(where: { $0.0.lowercased() == "retry-after" })?.1 else { return nil }
-        let value = raw.trimmingCharacters(in: .whitespaces)
+        let value = HTTPDate.trimmingWhitespaces(raw)
         if !value.isEmpty, value.allSatisfy(\.isASCII), value.allSatisfy(\.isNumber) {
             return Double(value)
         }
@@ -102,20 +106,13 @@ public enum OdooResponseClassifier {
         return max(0, date.timeIntervalSince(now))
     }
 
-    static func httpDate(_ value: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: value) { return date }
-        }
-        return nil
-    }
+    static func httpDate(_ value: String) -> Date? { HTTPDate.parse(value) }
 
     private static func snippet(_ body: [UInt8]) -> String {
-        let text = String(decoding: body.prefix(80), as: UTF8.self)
-            .replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
+        // Each CR and LF scalar becomes a space (per scalar: "\r\n" is one Character, two spaces as before).
+        var flat = String.UnicodeScalarView()
+        for u in String(decoding: body.prefix(80), as: UTF8.self).unicodeScalars { flat.append(u == "\n" || u == "\r" ? " " : u) }
+        let text = String(flat)
         return body.count > 80 ? text + "…" : text
     }
 }
