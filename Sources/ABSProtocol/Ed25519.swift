@@ -46,9 +46,7 @@ public struct Ed25519PublicKey: Sendable {
 
     /// True only when `signature` (exactly 64 bytes) is this key's Ed25519 signature of exactly `message`.
     public func isValidSignature(_ signature: some Collection<UInt8>, for message: some Collection<UInt8>) -> Bool {
-        let sig = Array(signature)
-        guard sig.count == Self.signatureByteCount else { return false }
-        let msg = Array(message)
+        guard signature.count == Self.signatureByteCount else { return false }
         guard let ctx = EVP_MD_CTX_new() else {
             OpenSSLErrors.clear()
             return false
@@ -59,12 +57,9 @@ public struct Ed25519PublicKey: Sendable {
             OpenSSLErrors.clear()
             return false
         }
-        let result = sig.withUnsafeBufferPointer { s in
-            msg.withUnsafeBufferPointer { m in
-                // An empty message: a valid pointer all the same (Array's may be nil).
-                withUnsafePointer(to: UInt8(0)) { empty in
-                    EVP_DigestVerify(ctx, s.baseAddress, s.count, m.baseAddress ?? empty, m.count)
-                }
+        let result = withContiguousBytes(signature) { s in
+            withContiguousBytes(message) { m in
+                EVP_DigestVerify(ctx, s.baseAddress, s.count, m.baseAddress, m.count)
             }
         }
         // 1: valid; 0: invalid; < 0: an error. Only 1 verifies; anything else leaves nothing in the error queue.
@@ -80,20 +75,27 @@ public struct Ed25519PublicKey: Sendable {
 public enum OpenSSLDigest {
     /// The 32-byte SHA-256 digest of `bytes`.
     public static func sha256(_ bytes: some Collection<UInt8>) -> [UInt8] {
-        let data = Array(bytes)
         var digest = [UInt8](repeating: 0, count: 32)
         var size: UInt32 = 0
-        let ok = data.withUnsafeBufferPointer { d in
+        let ok = withContiguousBytes(bytes) { d in
             digest.withUnsafeMutableBufferPointer { out in
-                withUnsafePointer(to: UInt8(0)) { empty in
-                    EVP_Digest(d.baseAddress ?? empty, d.count, out.baseAddress, &size, EVP_sha256(), nil)
-                }
+                EVP_Digest(d.baseAddress, d.count, out.baseAddress, &size, EVP_sha256(), nil)
             }
         }
         // EVP_Digest with the built-in SHA-256 fails only when memory runs out: nothing sensible to go on with.
         precondition(ok == 1 && size == 32, "libcrypto SHA-256 failed: \(OpenSSLErrors.take())")
         return digest
     }
+}
+
+/// `bytes` as one contiguous buffer whose base address is never nil (libcrypto wants a pointer even for 0 bytes):
+/// in place when the collection has contiguous storage (Array, ArraySlice, Data), else copied once.
+private func withContiguousBytes<R>(_ bytes: some Collection<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    if bytes.isEmpty {
+        return withUnsafePointer(to: UInt8(0)) { body(UnsafeBufferPointer(start: $0, count: 0)) }
+    }
+    if let result = bytes.withContiguousStorageIfAvailable(body) { return result }
+    return Array(bytes).withUnsafeBufferPointer(body)
 }
 
 /// Owns one EVP_PKEY; freed with the last copy of its key.

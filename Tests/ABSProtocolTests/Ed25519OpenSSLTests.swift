@@ -243,6 +243,8 @@ import TestSupport
             // Data and slices, not only Arrays.
             #expect(key.isValidSignature(Data(signature), for: Data(message)))
             #expect(key.isValidSignature(signature[...], for: message[...]))
+            // No contiguous storage (copied once).
+            #expect(key.isValidSignature(signature.lazy.map { $0 }, for: message.lazy.map { $0 }))
 
             let byte = Int.random(in: 0 ..< 64, using: &rng)
             let badSignature = Self.flipped(signature, byte, bit: Int.random(in: 0 ..< 8, using: &rng))
@@ -360,6 +362,7 @@ import TestSupport
 
     @Test func sha256MatchesKnownDigestsAndSwiftCrypto() throws {
         #expect(OpenSSLDigest.sha256([UInt8]()) == hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))
+        #expect(OpenSSLDigest.sha256("abc".utf8.lazy.map { $0 }) == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
         #expect(OpenSSLDigest.sha256("abc".utf8) == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
         #expect(OpenSSLDigest.sha256(hex(Self.rfc8032[3].message)) == hex("358c67baee6b3e0265787951d1840a8468b9e9044852f1c67229a892b2cc0d22"))
         var rng = SplitMix64(seed: 256)
