@@ -296,6 +296,7 @@ final class HTTPTransport: @unchecked Sendable {
         check(ccurl_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1))
         check(ccurl_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2))
         check(ccurl_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https"))
+        check(ccurl_setopt_string(easy, CURLOPT_PROXY, ""))   // never a proxy from http_proxy/https_proxy: Odoo direct
         if let trustRoots, let base = trustRoots.baseAddress {
             // CAINFO_BLOB replaces the default CA file, so the blob carries the system bundle too (see OdooClient);
             // the default CA directory stays in use as well. NOCOPY: the bytes live as long as this transport.
