@@ -128,7 +128,7 @@ public final class Database {
                 ?? sqlite3_errstr(code).map { String(cString: $0) }
             let extended = db.map { sqlite3_extended_errcode($0) } ?? code
             sqlite3_close_v2(db)
-            throw DatabaseError(resultCode: ResultCode(rawValue: extended), message: message.map { "\($0): \(path)" })
+            throw DatabaseError(resultCode: ResultCode(rawValue: extended), message: message)
         }
         self.handle = db
         self.path = path
