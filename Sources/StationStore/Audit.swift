@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 
 // The audit trail: who did what, for technicians and disputes. Lines are written in the same
 // transaction as what they describe (`insertSwap`, `updateSwap`, `completeSwap`) or on their own

@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 import StationDomain
 
 // The entitlement cache (shared/specs/entitlements.md): ABS's records as the station last

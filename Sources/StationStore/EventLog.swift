@@ -1,8 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 
 // The event log's SQL, usable inside any transaction of `StationStore.write` (and `read` for
-// the fetches). Everything here is synchronous and runs on GRDB's writer or reader queue.
+// the fetches). Everything here is synchronous and runs on the pool's writer or reader connection
+// (SQLiteLink).
 extension StationStore {
     /// Appends `events` with consecutive seqs following the last one ever given out.
     ///

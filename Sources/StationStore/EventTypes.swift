@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// An event the daemon wants recorded. The store gives it its `seq`.
 public struct NewEvent: Sendable {

@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 
 /// How long the records that have done their job are kept for technicians (months on a small board add up:
 /// one swap a minute is half a million usage rows a year).

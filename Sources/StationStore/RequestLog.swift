@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 
 // Replay protection for ABS commands (abs-mqtt.md): a command's `request_id` is remembered until
 // the command would have expired, plus a margin, so a replayed command is refused even after a

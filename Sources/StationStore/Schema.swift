@@ -1,4 +1,4 @@
-import GRDB
+import SQLiteLink
 
 // The schema of the station database, as a list of named migrations.
 //

@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 import StationDomain
 
 // Entitlement snapshots in parts (abs-mqtt.md contract 1.1, "Large commands over a thin link";

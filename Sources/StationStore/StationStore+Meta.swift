@@ -1,4 +1,4 @@
-import GRDB
+import SQLiteLink
 
 extension StationStore {
     /// Records `events` and sets meta keys in the same transaction: the gateway stores its last known view

@@ -1,12 +1,21 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import SQLiteLink
 import StationSupport
 
 /// The station's durable store: one SQLite file in WAL mode with `synchronous = FULL`.
 ///
-/// The actor is the only way in. GRDB's `DatabasePool` serialises writes on one connection
+/// The actor is the only way in. SQLiteLink's `DatabasePool` serialises writes on one connection
 /// (every write is one `BEGIN IMMEDIATE … COMMIT` transaction) and runs reads on one
-/// reader connection that sees the last committed state. Methods suspend while SQLite works,
+/// reader connection that sees the last committed state (WAL: a read runs while a write transaction is open). Methods suspend while SQLite works,
 /// they never block the caller's thread (except `init`, which opens and migrates, and `close`).
 ///
 /// Every SQLite error leaves as a `StoreError` (see `StoreError` for the mapping).
@@ -36,7 +45,7 @@ public actor StationStore {
     /// re-send): the Odoo forwarder, its one waiter, sends it at once instead of polling the outbox.
     /// (Another process's writes reach the forwarder through a watch on the `-wal` file.)
     public nonisolated let usageWakeup = Wakeup()
-    /// The database connection(s): a `DatabasePool` on a file (WAL) for the daemon and tools; any GRDB
+    /// The database connection(s): a `DatabasePool` on a file (WAL) for the daemon and tools; any SQLiteLink
     /// `DatabaseWriter` given to `init(writer:)` (an in-memory `DatabaseQueue` in tests).
     let pool: any DatabaseWriter
     let reserveBytes: Int
@@ -60,13 +69,12 @@ public actor StationStore {
         self.path = path
         self.reserveBytes = reserveBytes
         var config = Configuration()
-        config.label = "StationStore"
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(5)
-        // Memory (issue 13 item 3): one reader beside the writer (reads are short; WAL lets them run during a write),
-        // and a small page cache per connection instead of SQLite's 2 MiB default: the hot pages (indexes of the
-        // event log, the outbox, an entitlement lookup) fit, and the kernel's page cache holds the rest of the file.
-        config.maximumReaderCount = 1
+        // Memory (issue 13 item 3): one reader beside the writer (reads are short; WAL lets them run during a write;
+        // a `DatabasePool` has exactly one), and a small page cache per connection instead of SQLite's 2 MiB default:
+        // the hot pages (indexes of the event log, the outbox, an entitlement lookup) fit, and the kernel's page
+        // cache holds the rest of the file.
         let walLimit = Self.walSizeLimit
         let (writerCacheKiB, readerCacheKiB) = (Self.writerCacheKiB, Self.readerCacheKiB)
         config.prepareDatabase { db in
@@ -103,7 +111,7 @@ public actor StationStore {
     }
 
     /// A store over a database writer the caller made, e.g. an in-memory `DatabaseQueue()` for in-process tests
-    /// (as GRDB's demo app's `AppDatabase` does): runs the same named migrations as `init(path:)`. No reserve file,
+    /// (as GRDB's demo app's `AppDatabase` did): runs the same named migrations as `init(path:)`. No reserve file,
     /// no WAL or `synchronous` settings (those belong to the file the daemon opens); `path` is the writer's.
     public init(writer: any DatabaseWriter) throws {
         self.path = writer.path
@@ -130,17 +138,13 @@ public actor StationStore {
             throw StoreError.io("\(path): no such file")
         }
         var config = Configuration()
-        config.label = "StationStore.tool"
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(5)
-        config.maximumReaderCount = 1
         config.readonly = readOnly
         var openPath = path
         if readOnly && !FileManager.default.fileExists(atPath: path + "-wal") {
             let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-            var allowed = CharacterSet.urlPathAllowed
-            allowed.remove(charactersIn: "?#%")
-            openPath = "file:" + (absolute.addingPercentEncoding(withAllowedCharacters: allowed) ?? absolute) + "?immutable=1"
+            openPath = "file:" + Self.percentEncodedURIPath(absolute) + "?immutable=1"
         }
         do {
             pool = try DatabasePool(path: openPath, configuration: config)
@@ -148,6 +152,28 @@ public actor StationStore {
         } catch {
             throw Self.mapError(error, path: path)
         }
+    }
+
+    /// `path` for a `file:` URI: every UTF-8 byte outside Foundation's `CharacterSet.urlPathAllowed` less `?#%`
+    /// (ASCII letters, digits and `!$&'()*+,-./:=@_~`) as `%XX`, as `addingPercentEncoding` wrote it.
+    static func percentEncodedURIPath(_ path: String) -> String {
+        let allowed = Set("!$&'()*+,-./:=@_~".utf8)
+        var encoded = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"):
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            case _ where allowed.contains(byte):
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                encoded.unicodeScalars.append("%")
+                encoded.unicodeScalars.append(hex[Int(byte >> 4)])
+                encoded.unicodeScalars.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return encoded
     }
 
     /// Throws unless the database's applied migrations are exactly this build's.
@@ -169,7 +195,7 @@ public actor StationStore {
                              synchronous: Synchronous) throws -> DatabasePool {
         let pool = try DatabasePool(path: path, configuration: configuration)
         try pool.writeWithoutTransaction { db in
-            // GRDB sets NORMAL when it turns WAL on; FULL syncs the WAL at every commit, so a
+            // The pool sets NORMAL when it turns WAL on (as GRDB did); FULL syncs the WAL at every commit, so a
             // committed transaction survives a power cut, not only a process crash.
             try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
         }
@@ -413,9 +439,9 @@ public actor StationStore {
     private nonisolated func fileBytes() -> Int64 {
         var total: Int64 = 0
         for file in [path, path + "-wal"] {
-            if let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber {
-                total += size.int64Value
-            }
+            // lstat: the size FileManager.attributesOfItem gave before (it does not follow a symbolic link).
+            var info = stat()
+            if lstat(file, &info) == 0 { total += Int64(info.st_size) }
         }
         return total
     }

@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 import StationDomain
 
 // Swaps (table `swap`), written together with their events and audit lines: every call is one

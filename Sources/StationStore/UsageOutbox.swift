@@ -1,5 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import GRDB
+#endif
+import SQLiteLink
 import StationDomain
 
 // The Odoo usage outbox (shared/specs/odoo-usage-log.md): usage records written by

@@ -1,6 +1,6 @@
 import ABSProtocol
 import Foundation
-import GRDB
+import SQLiteLink
 import Logging
 import StationDomain
 import StationStore
@@ -161,7 +161,7 @@ enum Regs {
 }
 
 /// The use cases wired as the daemon wires them, over fakes: a fake cabinet, the real store over an in-memory
-/// GRDB queue (the same migrations as the file), a fixed clock, the real swap coordinator.
+/// SQLiteLink queue (the same migrations as the file), a fixed clock, the real swap coordinator.
 struct Station {
     static let now = Date(timeIntervalSince1970: 1_795_000_000)
     let cabinet: FakeCabinet

@@ -1,13 +1,13 @@
 import ABSProtocol
 import Foundation
-import GRDB
+import SQLiteLink
 import StationDomain
 import StationStore
 import Testing
 @testable import GatewayCore
 
 /// The use cases in-process (UseCases/StationOperations.swift): the fake cabinet, the real store over an in-memory
-/// GRDB queue, a fixed clock. What crosses a boundary (MQTT, the control socket, Modbus, the file) stays in
+/// SQLiteLink queue, a fixed clock. What crosses a boundary (MQTT, the control socket, Modbus, the file) stays in
 /// GatewayTests.
 @Suite struct MaintenanceUnlockTests {
     @Test func auditedRecordedThenTheDoorIsCommanded() async throws {

@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+import SQLiteLink
 import Testing
 import TestSupport
 import StationDomain

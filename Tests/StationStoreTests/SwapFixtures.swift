@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+import SQLiteLink
 import StationDomain
 @testable import StationStore
 
