@@ -473,39 +473,22 @@ struct Reader {
 /// What the configuration needed from full Foundation (NSString's path methods, CharacterSet, trimming), on
 /// FoundationEssentials alone, giving the same text.
 enum Path {
-    /// `(base as NSString).appendingPathComponent(component)`: one `/` between them, trailing slashes of the
-    /// result and doubled slashes dropped.
+    /// `(base as NSString).appendingPathComponent(component)`: a `/` between them unless `base` ends with one.
     static func appending(_ component: String, to base: String) -> String {
-        let joined = base.isEmpty ? component : component.isEmpty ? base : base + "/" + component
-        return standardizingSlashes(joined)
+        if base.isEmpty { return component }
+        if component.isEmpty { return base }
+        return base.hasSuffix("/") ? base + component : base + "/" + component
     }
 
-    /// Doubled slashes collapsed and a trailing slash dropped (the root "/" stays).
-    static func standardizingSlashes(_ path: String) -> String {
-        var out = ""
-        var lastWasSlash = false
-        for c in path {
-            if c == "/" {
-                if lastWasSlash { continue }
-                lastWasSlash = true
-            } else {
-                lastWasSlash = false
-            }
-            out.append(c)
-        }
-        while out.count > 1 && out.hasSuffix("/") { out.removeLast() }
-        return out
-    }
-
-    /// `(path as NSString).deletingLastPathComponent`: "" for a bare name, "/" at the root.
+    /// `(path as NSString).deletingLastPathComponent` for an absolute path (doubled slashes collapsed first, as
+    /// Foundation does): "/" at the root.
     static func deletingLastComponent(_ path: String) -> String {
-        var p = Substring(path)
+        var collapsed = ""
+        for c in path where !(c == "/" && collapsed.hasSuffix("/")) { collapsed.append(c) }
+        var p = Substring(collapsed)
         while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
         guard let slash = p.lastIndex(of: "/") else { return "" }
-        if slash == p.startIndex { return "/" }
-        var parent = p[..<slash]
-        while parent.count > 1 && parent.hasSuffix("/") { parent = parent.dropLast() }
-        return String(parent)
+        return slash == p.startIndex ? "/" : String(p[..<slash])
     }
 
     /// CharacterSet.alphanumerics for an ASCII scalar: a letter or a digit.
@@ -515,10 +498,11 @@ enum Path {
 }
 
 extension String {
-    /// `trimmingCharacters(in: .whitespacesAndNewlines)`: Unicode White_Space and U+000A–U+000D, U+0085, U+2028, U+2029.
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)`: Unicode White_Space, U+000A–U+000D, U+0085, U+2028, U+2029 and
+    /// U+200B (zero width space: in Foundation's set, not White_Space; every scalar compared).
     func trimmingWhitespacesAndNewlines() -> String {
         func drop(_ c: Unicode.Scalar) -> Bool {
-            switch c.value { case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
+            switch c.value { case 0x0A ... 0x0D, 0x85, 0x200B, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
         }
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }

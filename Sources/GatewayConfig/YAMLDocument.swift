@@ -217,7 +217,7 @@ public enum YAMLDocument {
                 }
                 return false
             }) else {
-                // Either the parser's error (reported later) or ours: tell them apart by running it again.
+                // The parser's error (the composer reports it, with its line) or ours (recorded by `next`).
                 if let ours = events.thrown { throw ours }
                 return
             }

@@ -99,11 +99,11 @@ func pad(_ text: String, _ n: Int) -> String {
 }
 
 extension String {
-    /// `trimmingCharacters(in: .whitespacesAndNewlines)` (full Foundation): Unicode White_Space and U+000A–U+000D,
-    /// U+0085, U+2028, U+2029 (as GatewayConfig's copy for secret files).
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)` (full Foundation): Unicode White_Space, U+000A–U+000D,
+    /// U+0085, U+2028, U+2029 and U+200B (zero width space: in Foundation's set; every scalar compared), as GatewayConfig's copy.
     func trimmingWhitespacesAndNewlines() -> String {
         func drop(_ c: Unicode.Scalar) -> Bool {
-            switch c.value { case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
+            switch c.value { case 0x0A ... 0x0D, 0x85, 0x200B, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
         }
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }
