@@ -1,7 +1,10 @@
 import ABSProtocol
 import Acquisition
-import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import MQTTLink
 import OdooLink
@@ -49,9 +52,9 @@ public final class Gateway: Sendable {
         self.configuration = c
         self.logger = logger
         self.topics = Topics(stationID: c.station.id)
-        self.configDigest = SHA256.hash(data: Data(configText.utf8)).map { String(format: "%02x", $0) }.joined()
+        self.configDigest = lowercaseHex(OpenSSLDigest.sha256(configText.utf8))
 
-        try FileManager.default.createDirectory(atPath: (c.store.path as NSString).deletingLastPathComponent,
+        try FileManager.default.createDirectory(atPath: parentDirectory(c.store.path),
                                                 withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         store = try StationStore(path: c.store.path)
         var seed: PersistedStation?

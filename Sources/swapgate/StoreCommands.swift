@@ -1,6 +1,17 @@
 import ArgumentParser
 import ControlProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import GatewayCore
 import StationDomain
 import StationStore
@@ -36,7 +47,7 @@ struct StoreFile: ParsableArguments {
 }
 
 func storeFail(_ message: String, code: Int32) -> ExitCode {
-    FileHandle.standardError.write(Data("swapgate: \(message)\n".utf8))
+    writeAll("swapgate: \(message)\n", to: 2)
     return ExitCode(code)
 }
 

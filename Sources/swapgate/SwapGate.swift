@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import GatewayCore
 import Logging
 
@@ -26,7 +30,7 @@ struct Run: AsyncParsableCommand {
             conf = try GatewayConfiguration.load(path: config)
             text = try String(contentsOfFile: config, encoding: .utf8)
         } catch {
-            FileHandle.standardError.write(Data("swapgate: \(config): \(error)\n".utf8))
+            writeAll("swapgate: \(config): \(error)\n", to: 2)
             throw ExitCode(78)   // EX_CONFIG
         }
         let level = Logger.Level(rawValue: conf.logLevel) ?? .info

@@ -1,7 +1,18 @@
 import ABSProtocol
 import Acquisition
 import ControlProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import GatewayConfig
 import Logging
 import MQTTLink

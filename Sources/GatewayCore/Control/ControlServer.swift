@@ -1,5 +1,10 @@
 import Acquisition
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -26,7 +31,7 @@ public final class ControlServer: Service, Sendable {
     public func run() async throws {
         let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
         do {
-            let dir = (path as NSString).deletingLastPathComponent
+            let dir = parentDirectory(path)
             if !FileManager.default.fileExists(atPath: dir) {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
             }

@@ -1,5 +1,9 @@
-import Crypto
+import ABSProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The technicians allowed to act on the cabinet through the local control API (maintenance unlock,
 /// taking a slot out of or back into service).
@@ -23,9 +27,9 @@ public struct Technicians: Sendable {
         var out: [String: [UInt8]] = [:]
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?
-                .trimmingCharacters(in: .whitespaces) ?? ""
+                .trimmingWhitespaces() ?? ""
             if line.isEmpty { continue }
-            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingWhitespaces() }
             guard parts.count == 2, !parts[0].isEmpty, let digest = hexBytes(parts[1]), digest.count == 32 else {
                 throw TechniciansError(message: "line \(i + 1): expected name:sha256-hex (64 hex digits)")
             }
@@ -41,7 +45,7 @@ public struct Technicians: Sendable {
         let table: [String: [UInt8]]
         do { table = try Self.parse(String(decoding: data, as: UTF8.self)) } catch { return .refused("technicians file: \(error)") }
         guard !credential.isEmpty else { return .refused("no credential given") }
-        let given = Array(SHA256.hash(data: Data(credential.utf8)))
+        let given = OpenSSLDigest.sha256(credential.utf8)
         // Compare against a dummy digest for unknown names too, so timing does not reveal who exists.
         let expected = table[name] ?? [UInt8](repeating: 0, count: 32)
         var diff: UInt8 = 0

@@ -1,5 +1,9 @@
 import ABSProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 // RFC 3339: StationSupport's `RFC3339` is the project's one formatter and parser.
 // Everything published to ABS is a type of ABSProtocol/Contract, written by ContractJSON; the control API's JSON

@@ -1,5 +1,9 @@
 import Acquisition
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import ModbusLink
 import StationDomain
 

@@ -1,5 +1,9 @@
 import Acquisition
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What the daemon knows of its own health: links, alarms, the last error of each part.
 /// Read by the status message, logs and (later) the local control API.

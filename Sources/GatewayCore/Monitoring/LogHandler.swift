@@ -1,5 +1,9 @@
 import Acquisition
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import StationSupport
 
@@ -29,7 +33,7 @@ public struct LogfmtHandler: LogHandler {
         for key in all.keys.sorted() where key != "part" { line += " \(Self.safeKey(key))=\(Self.quote("\(all[key]!)"))" }
         RecentLog.shared.append(line)
         line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        writeAll(line, to: 2)
     }
 
     /// A metadata key as written: its characters outside letters, digits and `_ . -` become `_`.

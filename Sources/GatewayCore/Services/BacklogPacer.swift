@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationSupport
 
 /// A token bucket over bytes (issue 11 item 4): `rate` bytes per second refill a bucket of `burst` bytes; a

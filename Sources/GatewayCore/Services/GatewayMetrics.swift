@@ -1,6 +1,10 @@
 import ABSProtocol
 import Acquisition
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The daemon's own counters and histograms, rendered as Prometheus text (issue 6 serves them on loopback).
 /// Kept in-house: a handful of series do not justify a metrics framework on a small board.

@@ -1,6 +1,10 @@
 import Acquisition
 import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import MQTTLink
 import ServiceLifecycle

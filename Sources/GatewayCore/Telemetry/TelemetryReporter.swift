@@ -1,5 +1,9 @@
 import ABSProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 
 /// Builds the `telemetry` messages of Contract 1.1 (abs-mqtt.md "Telemetry by exception", docs/events-and-mqtt.md):

@@ -1,6 +1,10 @@
 import ABSProtocol
 import Acquisition
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import StationDomain
 import StationStore
 

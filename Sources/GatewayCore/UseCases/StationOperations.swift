@@ -1,5 +1,9 @@
 import ABSProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import StationDomain
 import StationStore
