@@ -79,14 +79,8 @@ final class HTTPTransport: @unchecked Sendable {
             list = next
         }
         headerList = list
-        if var pem = settings.extraTrustRootsPEM {
-            // CURLOPT_CAINFO_BLOB takes the place of libcurl's default CA file, so the system bundle goes in too:
-            // the extra roots are added to the system trust store, not put in its place (docs/odoo.md).
-            // The default CA directory (/etc/ssl/certs on Debian) is consulted as well.
-            if let system = Self.defaultCABundlePath(), let bundle = FileManager.default.contents(atPath: system) {
-                pem.append(UInt8(ascii: "\n"))
-                pem.append(contentsOf: bundle)
-            }
+        if let extra = settings.extraTrustRootsPEM {
+            let pem = Self.trustRootsPEM(extra: extra)
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, pem.count), alignment: 1)
             buffer.copyBytes(from: pem)
             trustRoots = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<pem.count])
@@ -96,6 +90,19 @@ final class HTTPTransport: @unchecked Sendable {
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, settings.maxConnections)
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, settings.maxConnections)
         try startThread()
+    }
+
+    /// The trusted roots when a CA file is configured: its certificates, then the system bundle. CURLOPT_CAINFO_BLOB
+    /// takes the place of libcurl's default CA file, so the system bundle goes in too: the extra roots are added to
+    /// the system trust store, not put in its place (docs/odoo.md). The default CA directory (/etc/ssl/certs on
+    /// Debian) is consulted as well.
+    static func trustRootsPEM(extra: [UInt8]) -> [UInt8] {
+        var pem = extra
+        if let system = defaultCABundlePath(), let bundle = FileManager.default.contents(atPath: system) {
+            pem.append(UInt8(ascii: "\n"))
+            pem.append(contentsOf: bundle)
+        }
+        return pem
     }
 
     /// libcurl's compiled-in CA file (`/etc/ssl/certs/ca-certificates.crt` on Debian), if any.

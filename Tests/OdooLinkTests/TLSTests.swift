@@ -69,4 +69,18 @@ import TestSupport
         try await client.shutdown()
         #expect(outcome == .recorded(usageLogID: 1))
     }
+
+    /// With caFile the system trust store stays: the roots handed to libcurl are the file's, then the system bundle.
+    @Test func caFileIsAddedToTheSystemBundle() throws {
+        let dir = try TempDir("odoo-tls")
+        defer { dir.remove() }
+        let tls = try makeCertificate(in: dir)
+        let extra = try Array(Data(contentsOf: URL(fileURLWithPath: tls.certificate)))
+        let systemPath = try #require(HTTPTransport.defaultCABundlePath(), "libcurl has no default CA file here")
+        let system = try Array(Data(contentsOf: URL(fileURLWithPath: systemPath)))
+        let roots = HTTPTransport.trustRootsPEM(extra: extra)
+        #expect(roots.starts(with: extra))
+        #expect(roots.count == extra.count + 1 + system.count)
+        #expect(Array(roots.suffix(system.count)) == system)
+    }
 }
