@@ -430,11 +430,11 @@ private final class Composer {
         let duplicated = counts.filter { $0.value > 1 }.keys.compactMap { firsts[$0] }.sorted { $0.string < $1.string }
         guard let first = duplicated.first else { return }
         let names = duplicated.map(\.string).sorted().map { "'\($0)'" }.joined(separator: ", ")
+        // Yams quoted the whole document here ("Context:" and the file): a configuration holds secrets, so the
+        // message names the keys and where the mapping starts, never the text.
         throw YAMLDocument.SyntaxError(description: """
-            Parser: expected all keys to be unique but found the following duplicated key(s): \(names).
-            Context:
-            \(events.yaml) in line \(first.line), column \(first.column)
-
+            Parser: expected all keys to be unique but found the following duplicated key(s): \(names) \
+            (in the mapping at line \(first.line), column \(first.column))
             """, line: first.line)
     }
 }
@@ -540,9 +540,33 @@ enum YAMLText {
             line = lineRange(yaml, startingAt: line.upperBound)
         }
         let column = yaml.utf16.distance(from: line.lowerBound, to: at)
-        let contents = String(yaml[line])
+        let contents = redactedLine(String(yaml[line]))
         return .init(description: "\(number + 1):\(column + 1): error: reader: \(problem):\n" + endingWithNewLine(contents)
                         + String(repeating: " ", count: column) + "^", line: number + 1)
+    }
+
+    /// An error quotes the line it is about. When that line names a secret key (`password: "unterminated…`,
+    /// `{api_key: x, …`), everything after the secret key's `:` is replaced by `<redacted>`: the caret still points
+    /// into the line, the secret does not reach the log or `check-config`'s output.
+    static func redactedLine(_ line: String) -> String {
+        // ASCII case folding on the bytes, so offsets in `folded` are offsets in `bytes`.
+        let bytes = Array(line.utf8)
+        let folded = bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }
+        for word in ["password", "passwd", "passphrase", "api_key", "api-key", "apikey", "token", "secret", "credential",
+                     "private_key", "private-key"] {
+            guard let hit = folded.firstRange(of: Array(word.utf8)) else { continue }
+            // `password_file: /etc/…` names a file, not a secret (as isSecretKey).
+            let tail = folded[hit.upperBound...].prefix { $0 != UInt8(ascii: ":") && $0 != UInt8(ascii: " ")
+                && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "'") }
+            if tail.suffix(5).elementsEqual("_file".utf8) || tail.suffix(5).elementsEqual("-file".utf8) { continue }
+            guard let colon = bytes[hit.upperBound...].firstIndex(of: UInt8(ascii: ":")) else { return "<redacted>" + ending(line) }
+            return String(decoding: bytes[...colon], as: UTF8.self) + " <redacted>" + ending(line)
+        }
+        return line
+    }
+
+    private static func ending(_ line: String) -> String {
+        line.hasSuffix("\n") || line.hasSuffix("\r") ? "\n" : ""
     }
 
     /// Line `line` (1-based, the last one if beyond), then a caret under `column` (counted in Unicode scalars).
@@ -553,7 +577,7 @@ enum YAMLText {
             number += 1
             range = lineRange(yaml, startingAt: range.upperBound)
         }
-        let contents = String(yaml[range])
+        let contents = redactedLine(String(yaml[range]))
         let scalars = contents.unicodeScalars
         let index = scalars.index(scalars.startIndex, offsetBy: max(column - 1, 0), limitedBy: scalars.endIndex) ?? scalars.endIndex
         let spaces = contents.utf16.distance(from: contents.utf16.startIndex, to: index)

@@ -186,10 +186,10 @@ import TestSupport
     /// keys, undefined aliases, a second document, tabs, unterminated quotes, control characters.
     static let documents: [(String, String, String)] = [
         ("a: 1\na: 2",
-         "ERROR Parser: expected all keys to be unique but found the following duplicated key(s): \'a\'.\nContext:\na: 1\na: 2 in line 1, column 1\n",
+         "ERROR Parser: expected all keys to be unique but found the following duplicated key(s): \'a\' (in the mapping at line 1, column 1)",
          "# <redacted: the file cannot be shown without its secrets (not valid YAML)>"),
         ("a: 1\n\"a\": 2",
-         "ERROR Parser: expected all keys to be unique but found the following duplicated key(s): \'a\'.\nContext:\na: 1\n\"a\": 2 in line 1, column 1\n",
+         "ERROR Parser: expected all keys to be unique but found the following duplicated key(s): \'a\' (in the mapping at line 1, column 1)",
          "# <redacted: the file cannot be shown without its secrets (not valid YAML)>"),
         ("a: 1\n1: x\n\"1\": y",
          "{1: String(\"y\"), a: Int(1)}",
@@ -307,6 +307,29 @@ import TestSupport
         #expect(Self.load(within).hasPrefix("{l: [Int(1), "))
     }
 
+    /// A configuration's errors never quote a secret: a duplicated key anywhere in a file with a password (the
+    /// message once quoted the whole file, as Yams did), and a syntax error on the secret's own line (the quoted
+    /// line keeps its key, the value is `<redacted>`). A `…_file` key names a file and is quoted as it is.
+    @Test func syntaxErrorsNeverQuoteASecret() throws {
+        let base = "station: {id: TG-CFG-0001}\nabs: {allow_unsigned: true}\nstore: {path: /tmp/never-opened.sqlite}\n"
+        for extra in [
+            "mqtt:\n  password: hunter2-SECRET\nmqtt: {host: x}\n",
+            "odoo: {api_key: hunter2-SECRET, api_key: other}\n",
+            "mqtt:\n  password: \"hunter2-SECRET\n",
+            "mqtt: {Password: 'hunter2-SECRET}\n",
+            "odoo:\n  API-Key: hunter2-SECRET\n\tbase_url: x\n",
+        ] {
+            do { _ = try GatewayConfiguration.parse(base + extra); Issue.record("\(extra) loaded") } catch {
+                #expect(!"\(error)".contains("hunter2"), "\(error)")
+                #expect("\(error)".contains("not valid YAML"), "\(error)")
+            }
+        }
+        #expect(YAMLText.redactedLine("  password: \"abc\n") == "  password: <redacted>\n")
+        #expect(YAMLText.redactedLine("  ca_file: /etc/x\n") == "  ca_file: /etc/x\n")
+        #expect(YAMLText.redactedLine("  password_file: /etc/x\n") == "  password_file: /etc/x\n")
+        #expect(YAMLText.redactedLine("  host: x\n") == "  host: x\n")
+    }
+
     /// Through the loader: a syntax error names the file key and keeps the parser's line; invalid UTF-8 is read
     /// as U+FFFD (never a crash) and then judged like any other text.
     @Test func theLoaderReportsSyntaxErrorsWithTheirLineAndSurvivesInvalidUTF8() throws {
@@ -314,7 +337,7 @@ import TestSupport
         for (extra, text) in [
             ("mqtt:\n\thost: x", "not valid YAML: 5:1: error: scanner: while scanning for the next token in line 5, column 1\nfound character that cannot start any token:\n\thost: x\n^"),
             ("mqtt: {host: \"x}\n", "not valid YAML: 5:1: error: scanner: while scanning a quoted scalar in line 4, column 14\nfound unexpected end of stream:\nmqtt: {host: \"x}\n^"),
-            ("mqtt: {host: x, host: y}", "not valid YAML: Parser: expected all keys to be unique but found the following duplicated key(s): 'host'.\nContext:\n" + base + "mqtt: {host: x, host: y} in line 4, column 8\n"),
+            ("mqtt: {host: x, host: y}", "not valid YAML: Parser: expected all keys to be unique but found the following duplicated key(s): 'host' (in the mapping at line 4, column 8)"),
         ] {
             #expect(throws: ConfigurationErrors.self) { try GatewayConfiguration.parse(base + extra) }
             do { _ = try GatewayConfiguration.parse(base + extra); Issue.record("\(extra) loaded") } catch {
