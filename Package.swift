@@ -9,7 +9,7 @@
 //                                         system-call wrapper, Unix socket address (sd_notify), disk reserve, RFC 3339
 //   Sources/StationDomain                 pure station domain: map, slots, batteries, rules
 //   Sources/Acquisition                   the bus owner: polls the cabinet, keeps the live model
-//   Sources/StationStore                  SQLite (GRDB): event log, entitlements, swaps, Odoo outbox, audit
+//   Sources/StationStore                  SQLite (SQLiteLink): event log, entitlements, swaps, Odoo outbox, audit
 //   Sources/ABSProtocol, OdooLink         ABS's signed command contract; Odoo's usage endpoint over HTTP
 //   Sources/GatewayConfig                 the configuration model and its YAML loader/checker (daemon and swapctl)
 //   Sources/ControlProtocol               the local control API's wire types and JSON coders (daemon and swapctl)
@@ -34,11 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
-        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
-        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
-        // Already in the graph through async-http-client; used directly for the local control socket and /metrics.
+        // The local control socket and /metrics.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
@@ -84,35 +81,25 @@ let package = Package(
         // CZlib: raw DEFLATE envelopes (`enc: deflate`), seen only by ABSProtocol/Inflater.swift.
         .target(name: "ABSProtocol", dependencies: [
             "StationDomain", "StationSupport", "CZlib", "COpenSSL",
-            .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
         // Odoo's usage-log endpoint over HTTP: the only code that speaks HTTP.
-        .target(name: "OdooLink", dependencies: [
-            "StationDomain", "CCurl",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-        ]),
+        .target(name: "OdooLink", dependencies: ["StationDomain", "CCurl"]),
 
         .target(name: "Acquisition", dependencies: [
             "StationSupport", "StationDomain", "ModbusLink",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "StationStore", dependencies: [
-            "StationSupport", "StationDomain", "SQLiteLink",
-            .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
+        .target(name: "StationStore", dependencies: ["StationSupport", "StationDomain", "SQLiteLink"]),
         // The configuration file: model, YAML loader, check report (the daemon's `check-config`, `swapctl config check`,
         // `swapctl direct --config`).
         .target(name: "GatewayConfig", dependencies: [
             "StationDomain", "Acquisition", "ModbusLink", "ABSProtocol", "CLibYAML",
-            .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "GatewayCore", dependencies: [
             "StationSupport", "ControlProtocol", "GatewayConfig", "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink", "CTimex",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Yams", package: "Yams"),
-            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -155,19 +142,23 @@ let package = Package(
             "Acquisition", "ModbusLink", "StationDomain", "SimulatorCore",
         ]),
         .testTarget(name: "MQTTLinkTests", dependencies: ["TestSupport", "MQTTLink"]),
+        .testTarget(name: "SQLiteLinkTests", dependencies: ["SQLiteLink"]),
         .testTarget(name: "StationStoreTests", dependencies: [
-            "TestSupport", "StationStore", "StationDomain", .product(name: "GRDB", package: "GRDB.swift"),
+            "TestSupport", "StationStore", "StationDomain", "SQLiteLink",
         ]),
         // End to end: the swapgate, station-sim and swapctl binaries against a real mosquitto.
         .testTarget(name: "GatewayTests", dependencies: [
             "TestSupport", "GatewayCore", "GatewayConfig", "ControlProtocol", "StationSupport", "StationStore", "StationDomain", "ABSProtocol",
         ]),
-        // The use cases in-process, in seconds: a fake cabinet, the store over an in-memory GRDB queue, a fixed clock.
+        // The use cases in-process, in seconds: a fake cabinet, the store over an in-memory SQLiteLink queue, a fixed clock.
         .testTarget(name: "OrchestrationTests", dependencies: [
-            "GatewayCore", "StationStore", "StationDomain", "StationSupport", "ABSProtocol",
-            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+            "GatewayCore", "StationStore", "StationDomain", "StationSupport", "ABSProtocol", "SQLiteLink",
+            .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "ABSProtocolTests", dependencies: ["TestSupport", "ABSProtocol", "StationDomain"]),
+        .testTarget(name: "ABSProtocolTests", dependencies: [
+            "TestSupport", "ABSProtocol", "StationDomain",
+            .product(name: "Crypto", package: "swift-crypto"),  // an independent signer for the tests
+        ]),
         .testTarget(name: "OdooLinkTests", dependencies: ["TestSupport", "OdooLink", "StationDomain"]),
     ]
 )
