@@ -197,7 +197,7 @@ done
 if [ "$ON_HOST" -eq 1 ] && command -v ldd >/dev/null; then
     libs="$(ldd "$BIN/swapgate" 2>/dev/null || true)"
     missing="$(printf '%s\n' "$libs" | awk '/not found/ { print $1 }' | tr '\n' ' ')"
-    [ -z "$missing" ] || warn "libraries not found: $missing(apt-get install libmodbus5 libmosquitto1 libsqlite3-0; see docs/operator.md)"
+    [ -z "$missing" ] || warn "libraries not found: $missing(apt-get install libmodbus5 libmosquitto1 libsqlite3-0 libyaml-0-2 libcurl4; see docs/operator.md)"
     # ProtectHome=yes hides /home and /root from the service: a Swift runtime there (e.g. a toolchain
     # installed by swiftly) cannot be loaded. Build with --static-swift-stdlib (docs/arm64.md).
     hidden="$(printf '%s\n' "$libs" | awk '$3 ~ /^\/(home|root)\// { print $3 }' | tr '\n' ' ')"

@@ -54,16 +54,35 @@ import TestSupport
         #expect(icu.isEmpty, "station-sim maps ICU: \(icu)")
     }
 
-    /// The daemon still maps ICU: GRDB, Yams and async-http-client (and GatewayCore's own files) import full
-    /// Foundation (docs/board-footprint.md). Recorded as a known issue, so this test fails — and must be turned into a
-    /// plain expectation — the day swapgate stops mapping ICU.
-    @Test func swapgateMapsICUKnownIssue() throws {
+    /// The daemon is Foundation-free on Linux (FoundationEssentials; no GRDB, Yams, async-http-client, swift-crypto):
+    /// the running debug swapgate maps no ICU nor full Foundation library.
+    @Test func swapgateMapsNoICU() throws {
         let st = try Station(slots: 4)
         defer { st.stop() }
         let gateway = try st.startGateway()
         let icu = try Self.icuMappings(pid: gateway.pid)
-        withKnownIssue("swapgate links full Foundation (GRDB, Yams, async-http-client, GatewayCore): ICU is mapped") {
-            #expect(icu.isEmpty, "swapgate maps ICU: \(icu)")
-        }
+        #expect(icu.isEmpty, "swapgate maps ICU: \(icu)")
+        let foundation = try Self.mappedNames(pid: gateway.pid).filter { $0.hasPrefix("libFoundation.so") }
+        #expect(foundation.isEmpty, "swapgate maps full Foundation: \(foundation)")
+    }
+
+    /// swapctl needs neither ICU nor full Foundation: what the dynamic loader would map for the debug binary.
+    @Test func swapctlNeedsNoICU() throws {
+        let result = try runCommand("ldd", [try productPath("swapctl")], timeout: 30)
+        #expect(result.status == 0, "ldd: \(result.output)")
+        let names = result.output.split(separator: "\n").compactMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) }
+        #expect(names.contains { $0.hasPrefix("libFoundationEssentials") }, "ldd swapctl: \(result.output)")
+        let icu = names.filter { $0.hasPrefix("libicu") || $0.contains("_FoundationICU")
+            || $0.hasPrefix("libFoundationInternationalization") || $0.hasPrefix("libFoundation.so") }
+        #expect(icu.isEmpty, "swapctl needs \(icu)")
+    }
+
+    /// The file names (last path component) a process maps.
+    static func mappedNames(pid: Int32) throws -> [String] {
+        let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
+        return Set(maps.split(separator: "\n").compactMap { line -> String? in
+            guard let slash = line.firstIndex(of: "/") else { return nil }
+            return line[slash...].split(separator: "/").last.map(String.init)
+        }).sorted()
     }
 }
