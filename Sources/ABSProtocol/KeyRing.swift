@@ -26,6 +26,12 @@ public struct KeyRing: Sendable {
             if kid.isEmpty { throw KeyError.emptyKid }
             guard Validation.isPrintableASCII(kid, maxLength: 128) else { throw KeyError.invalidKid(kid) }
             let bytes = try Self.parseKey(text, kid: kid)
+            if Self.isSmallOrder(bytes) {
+                // Neither OpenSSL nor BoringSSL refuses these, and under such a key R = a small-order point, S = 0
+                // verifies for many messages: anyone could sign ABS commands. No real key is one; a ring holding one
+                // is a broken configuration and is refused like any other bad key.
+                throw KeyError.invalidKey(kid: kid, reason: "a small-order point (a weak key under which anyone can forge signatures)")
+            }
             do {
                 ring[kid] = try Ed25519PublicKey(rawRepresentation: bytes)
             } catch {
@@ -40,6 +46,34 @@ public struct KeyRing: Sendable {
 
     func publicKey(kid: String) -> Ed25519PublicKey? {
         publicKeys[kid]
+    }
+
+    /// The y coordinates (little-endian, sign bit cleared) of every point of order 1, 2, 4 or 8, in canonical and
+    /// non-canonical (y ≥ p) encodings: identity (y = 1, and p + 1), order 2 (y = p − 1), order 4 (y = 0, and p), order 8
+    /// (two y values). With the sign bit either way that covers every small-order encoding (libsodium's list).
+    static let smallOrderY: [[UInt8]] = {
+        func le(_ first: [UInt8], fill: UInt8, last: UInt8) -> [UInt8] {
+            first + [UInt8](repeating: fill, count: 31 - first.count) + [last]
+        }
+        return [
+            le([0x00], fill: 0x00, last: 0x00),                       // y = 0 (order 4)
+            le([0x01], fill: 0x00, last: 0x00),                       // y = 1 (identity)
+            [0x26, 0xE8, 0x95, 0x8F, 0xC2, 0xB2, 0x27, 0xB0, 0x45, 0xC3, 0xF4, 0x89, 0xF2, 0xEF, 0x98, 0xF0,
+             0xD5, 0xDF, 0xAC, 0x05, 0xD3, 0xC6, 0x33, 0x39, 0xB1, 0x38, 0x02, 0x88, 0x6D, 0x53, 0xFC, 0x05],   // order 8
+            [0xC7, 0x17, 0x6A, 0x70, 0x3D, 0x4D, 0xD8, 0x4F, 0xBA, 0x3C, 0x0B, 0x76, 0x0D, 0x10, 0x67, 0x0F,
+             0x2A, 0x20, 0x53, 0xFA, 0x2C, 0x39, 0xCC, 0xC6, 0x4E, 0xC7, 0xFD, 0x77, 0x92, 0xAC, 0x03, 0x7A],   // order 8
+            le([0xEC], fill: 0xFF, last: 0x7F),                       // y = p − 1 (order 2)
+            le([0xED], fill: 0xFF, last: 0x7F),                       // y = p ≡ 0 (order 4, non-canonical)
+            le([0xEE], fill: 0xFF, last: 0x7F),                       // y = p + 1 ≡ 1 (identity, non-canonical)
+        ]
+    }()
+
+    /// Whether a 32-byte key encodes a point of small order (any sign bit).
+    static func isSmallOrder(_ key: [UInt8]) -> Bool {
+        guard key.count == 32 else { return false }
+        var y = key
+        y[31] &= 0x7F
+        return smallOrderY.contains(y)
     }
 
     /// DER of an Ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 },

@@ -67,6 +67,38 @@ import Testing
         }
     }
 
+    /// Small-order points (any sign bit, canonical or y ≥ p) are refused when the ring is read: under such a key a
+    /// crafted signature (R small-order, S = 0) verifies, and neither OpenSSL nor BoringSSL refuses them.
+    @Test func smallOrderKeysAreRefused() throws {
+        func hex(_ h: String) -> [UInt8] {
+            var out: [UInt8] = []
+            var i = h.startIndex
+            while i < h.endIndex { let j = h.index(i, offsetBy: 2); out.append(UInt8(h[i..<j], radix: 16)!); i = j }
+            return out
+        }
+        let encodings = [
+            "0100000000000000000000000000000000000000000000000000000000000000",  // identity
+            "0100000000000000000000000000000000000000000000000000000000000080",  // identity, sign bit
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // order 2
+            "0000000000000000000000000000000000000000000000000000000000000000",  // order 4
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  // order 8
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // y = p (non-canonical 0)
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",  // y = p + 1 (non-canonical 1), sign bit
+        ]
+        for e in encodings {
+            let b64 = Data(hex(e)).base64EncodedString()
+            #expect(throws: KeyRing.KeyError.invalidKey(kid: "weak", reason: "a small-order point (a weak key under which anyone can forge signatures)"),
+                    "\(e)") { try KeyRing(keys: ["weak": b64, key.kid: key.publicKeyBase64]) }
+        }
+        // A real key and one that differs from a small-order encoding by one bit are still read.
+        var nearly = hex(encodings[5]); nearly[0] ^= 0x01
+        _ = try KeyRing(keys: [key.kid: key.publicKeyBase64, "near": Data(nearly).base64EncodedString()])
+    }
+
     @Test func badKidsAreRefused() throws {
         #expect(throws: KeyRing.KeyError.emptyKid) { try KeyRing(keys: ["": key.publicKeyBase64]) }
         #expect(throws: KeyRing.KeyError.invalidKid("a\nb")) { try KeyRing(keys: ["a\nb": key.publicKeyBase64]) }
