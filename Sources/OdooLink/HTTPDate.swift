@@ -83,10 +83,14 @@ enum HTTPDate {
     }
 
     /// `trimmingCharacters(in: .whitespaces)`: spaces, tabs and the other Unicode White_Space scalars that are not
-    /// newlines (CharacterSet.whitespaces).
+    /// newlines (CharacterSet.whitespaces), and U+200B, which that set holds too.
     static func trimmingWhitespaces(_ s: String) -> String {
         func drop(_ u: Unicode.Scalar) -> Bool {
-            switch u.value { case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return false; default: return u.properties.isWhitespace }
+            switch u.value {
+            case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return false
+            case 0x200B: return true   // ZERO WIDTH SPACE: in CoreFoundation's set, though not White_Space
+            default: return u.properties.isWhitespace
+            }
         }
         let scalars = s.unicodeScalars
         guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }

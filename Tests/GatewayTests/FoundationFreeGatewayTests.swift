@@ -20,7 +20,15 @@ import Testing
     }
 
     @Test func technicianLinesAreTrimmedAsCharacterSetWhitespacesTrims() throws {
-        for raw in [" ana ", "\tana\t", "\u{00A0}ana\u{3000}", "   ", "", "ana\n", "\u{2003}ana", "a n a"] {
+        // Every scalar, at both ends (CharacterSet.whitespaces holds U+200B, which is not Unicode White_Space).
+        var differ: [UInt32] = []
+        for v in UInt32(0) ... 0x10FFFF {
+            guard let u = Unicode.Scalar(v) else { continue }
+            let raw = String(u) + "a" + String(u)
+            if raw.trimmingWhitespaces() != raw.trimmingCharacters(in: .whitespaces) { differ.append(v) }
+        }
+        #expect(differ.isEmpty, "\(differ.prefix(20))")
+        for raw in [" ana ", "\tana\t", "\u{00A0}ana\u{3000}", "   ", "", "ana\n", "\u{2003}ana", "a n a", "\u{200B}ana\u{200B}"] {
             #expect(raw.trimmingWhitespaces() == raw.trimmingCharacters(in: .whitespaces), "\(Array(raw.unicodeScalars))")
             #expect(Substring(raw).trimmingWhitespaces() == Substring(raw).trimmingCharacters(in: .whitespaces))
         }

@@ -55,7 +55,14 @@ import Testing
     }
 
     @Test func retryAfterIsTrimmedAsCharacterSetWhitespacesTrims() {
-        for raw in [" 120 ", "\t7\t", "\u{00A0}30\u{3000}", "  ", "", "5\n", "\u{2003}9"] {
+        var differ: [UInt32] = []
+        for v in UInt32(0) ... 0x10FFFF {
+            guard let u = Unicode.Scalar(v) else { continue }
+            let raw = String(u) + "7" + String(u)
+            if HTTPDate.trimmingWhitespaces(raw) != raw.trimmingCharacters(in: .whitespaces) { differ.append(v) }
+        }
+        #expect(differ.isEmpty, "\(differ.prefix(20))")
+        for raw in [" 120 ", "\t7\t", "\u{00A0}30\u{3000}", "  ", "", "5\n", "\u{2003}9", "\u{200B}9"] {
             #expect(HTTPDate.trimmingWhitespaces(raw) == raw.trimmingCharacters(in: .whitespaces), "\(Array(raw.unicodeScalars))")
         }
         let headers = [("Retry-After", "\u{00A0}30\t")]
@@ -66,5 +73,42 @@ import Testing
         let body = Array("<html>\r\nbad\ngateway\r</html>".utf8)
         let outcome = OdooResponseClassifier.classify(status: 200, headers: [], body: body)
         #expect(outcome == .transient(reason: "HTTP 200 with a body that is not JSON (<html>  bad gateway </html>)", retryAfter: nil))
+    }
+
+    /// What occurred_at was written with before: Calendar in UTC (TimeZone(identifier: "UTC") is nil with
+    /// FoundationEssentials alone, which crashed the daemon: the date is computed by hand now).
+    func calendarText(_ date: Date) -> String {
+        let totalMs = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var seconds = totalMs / 1000
+        var ms = totalMs % 1000
+        if ms < 0 { ms += 1000; seconds -= 1 }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second],
+                                        from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+        func pad(_ v: Int?, _ width: Int) -> String {
+            let s = String(v ?? 0)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(c.year, 4))-\(pad(c.month, 2))-\(pad(c.day, 2))T\(pad(c.hour, 2)):\(pad(c.minute, 2)):"
+            + "\(pad(c.second, 2)).\(pad(Int(ms), 3))Z"
+    }
+
+    @Test func occurredAtIsWhatCalendarGave() {
+        var dates: [Double] = [0, -0.0005, -0.001, -1, -86_400, -86_400.5, 951_782_400, 951_868_799.9995, 1_795_341_871.25,
+                               1_795_341_871.2495, 1_795_341_871.9996, 4_102_444_800, 4_107_542_399.999, -2_208_988_800,
+                               1_709_164_800, 1_709_251_199.9999]
+        var state: UInt64 = 13
+        for _ in 0 ..< 3000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            dates.append(Double(Int64(bitPattern: state >> 20) % 4_000_000_000_000) / 1000)   // 1970 to 2096, whole ms
+        }
+        for t in dates {
+            let d = Date(timeIntervalSince1970: t)
+            #expect(OdooRequest.rfc3339Milliseconds(d) == calendarText(d), "\(t)")
+        }
+        #expect(OdooRequest.rfc3339Milliseconds(Date(timeIntervalSince1970: 951_868_799.9995)) == "2000-02-29T23:59:59.999Z" ||
+                OdooRequest.rfc3339Milliseconds(Date(timeIntervalSince1970: 951_868_799.9995)) == "2000-03-01T00:00:00.000Z")
+        #expect(OdooRequest.rfc3339Milliseconds(Date(timeIntervalSince1970: -0.001)) == "1969-12-31T23:59:59.999Z")
     }
 }

@@ -43,10 +43,14 @@ func lowercaseHex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element
 
 extension StringProtocol {
     /// `trimmingCharacters(in: .whitespaces)`: tab and the Unicode space separators (White_Space minus the newlines,
-    /// which is what CharacterSet.whitespaces holds).
+    /// plus U+200B: what CharacterSet.whitespaces holds, checked over every scalar).
     func trimmingWhitespaces() -> String {
         func drop(_ u: Unicode.Scalar) -> Bool {
-            switch u.value { case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return false; default: return u.properties.isWhitespace }
+            switch u.value {
+            case 0x0A ... 0x0D, 0x85, 0x2028, 0x2029: return false
+            case 0x200B: return true   // ZERO WIDTH SPACE: in CoreFoundation's set, though not White_Space
+            default: return u.properties.isWhitespace
+            }
         }
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }
