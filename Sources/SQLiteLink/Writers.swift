@@ -10,6 +10,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Synchronization
 
 /// How connections are opened and set up (GRDB's defaults: foreign keys on, read-write, busy → error at once).
@@ -41,6 +42,9 @@ public struct Configuration: Sendable {
 final class SerializedDatabase: @unchecked Sendable {
     private let lock = Mutex(())
     private var database: Database?
+    /// Where async accesses wait for the lock and run: a thread of Dispatch's, not one of Swift's cooperative
+    /// pool (which has one thread per core), as GRDB runs them on its serial dispatch queue.
+    private let queue = DispatchQueue(label: "SQLiteLink.connection")
 
     init(path: String, configuration: Configuration) throws {
         database = try Database(path: path, configuration: configuration)
@@ -62,6 +66,30 @@ final class SerializedDatabase: @unchecked Sendable {
         return try result!.get()
     }
 
+    /// `sync` on the connection's queue; the caller suspends meanwhile.
+    func async<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try await withoutActuallyEscaping(body) { body in
+            // The queue's block holds the box, and the box the closure only until it ran: when the continuation
+            // resumes, nothing holds the closure any more (what `withoutActuallyEscaping` checks).
+            let job = Job(body)
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                queue.async {
+                    let result = Result { try self.sync(job.take()) }
+                    continuation.resume(with: result)
+                }
+            }
+        }
+    }
+
+    private final class Job<T>: @unchecked Sendable {   // touched by one thread at a time: the queue's
+        private var body: (@Sendable (Database) throws -> T)?
+        init(_ body: @escaping @Sendable (Database) throws -> T) { self.body = body }
+        func take() -> @Sendable (Database) throws -> T {
+            defer { body = nil }
+            return body!
+        }
+    }
+
     func close() {
         lock.withLock { _ in
             database?.close()
@@ -77,6 +105,8 @@ public protocol DatabaseReader: AnyObject, Sendable {
     var configuration: Configuration { get }
     /// Runs `body` in a read-only transaction on a connection of its own for that time (`read`'s primitive).
     func performRead<T>(_ body: (Database) throws -> T) throws -> T
+    /// Same, the caller suspended while it waits and runs.
+    func performAsyncRead<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T
     /// Closes the connections; later accesses throw SQLITE_MISUSE.
     func close() throws
 }
@@ -85,21 +115,21 @@ public protocol DatabaseReader: AnyObject, Sendable {
 public protocol DatabaseWriter: DatabaseReader {
     /// Runs `body` on the writing connection, outside of any transaction (`writeWithoutTransaction`'s primitive).
     func performWrite<T>(_ body: (Database) throws -> T) throws -> T
+    /// Same, the caller suspended while it waits and runs.
+    func performAsyncWrite<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T
     /// Same, once no read runs (a pool's reader waits).
     func performBarrierWrite<T>(_ body: (Database) throws -> T) throws -> T
 }
 
-// The public accesses, GRDB's names. The async variants are `@concurrent`: they leave the caller's actor (a
-// `StationStore` stays free for other calls, e.g. a read while a write runs) and block a thread of the global
-// executor while SQLite works, as GRDB blocks a thread of its dispatch queue.
+// The public accesses, GRDB's names. The async variants suspend the caller (a `StationStore` actor stays free for
+// other calls, e.g. a read while a write runs) while the connection's dispatch queue waits for it and runs them.
 extension DatabaseReader {
     public func read<T>(_ value: (Database) throws -> T) throws -> T {
         try performRead(value)
     }
 
-    @concurrent
     public func read<T: Sendable>(_ value: @Sendable (Database) throws -> T) async throws -> T {
-        try performRead(value)
+        try await performAsyncRead(value)
     }
 }
 
@@ -109,18 +139,16 @@ extension DatabaseWriter {
         try performWrite { db in try Self.inImmediateTransaction(db, updates) }
     }
 
-    @concurrent
     public func write<T: Sendable>(_ updates: @Sendable (Database) throws -> T) async throws -> T {
-        try performWrite { db in try Self.inImmediateTransaction(db, updates) }
+        try await performAsyncWrite { db in try Self.inImmediateTransaction(db, updates) }
     }
 
     public func writeWithoutTransaction<T>(_ updates: (Database) throws -> T) throws -> T {
         try performWrite(updates)
     }
 
-    @concurrent
     public func writeWithoutTransaction<T: Sendable>(_ updates: @Sendable (Database) throws -> T) async throws -> T {
-        try performWrite(updates)
+        try await performAsyncWrite(updates)
     }
 
     public func barrierWriteWithoutTransaction<T>(_ updates: (Database) throws -> T) throws -> T {
@@ -167,17 +195,27 @@ public final class DatabaseQueue: DatabaseWriter {
 
     /// Reads run in a transaction with `PRAGMA query_only` on: a write in `read` fails, as in GRDB.
     public func performRead<T>(_ body: (Database) throws -> T) throws -> T {
-        try connection.sync { db in
-            try inReadTransaction(db) { db in
-                try db.execute(sql: "PRAGMA query_only = 1")
-                defer { try? db.execute(sql: "PRAGMA query_only = 0") }
-                return try body(db)
-            }
+        try connection.sync { db in try Self.queryOnly(db, body) }
+    }
+
+    public func performAsyncRead<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try await connection.async { db in try Self.queryOnly(db, body) }
+    }
+
+    private static func queryOnly<T>(_ db: Database, _ body: (Database) throws -> T) throws -> T {
+        try inReadTransaction(db) { db in
+            try db.execute(sql: "PRAGMA query_only = 1")
+            defer { try? db.execute(sql: "PRAGMA query_only = 0") }
+            return try body(db)
         }
     }
 
     public func performWrite<T>(_ body: (Database) throws -> T) throws -> T {
         try connection.sync(body)
+    }
+
+    public func performAsyncWrite<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try await connection.async(body)
     }
 
     public func performBarrierWrite<T>(_ body: (Database) throws -> T) throws -> T {
@@ -214,8 +252,16 @@ public final class DatabasePool: DatabaseWriter {
         try reader.sync { db in try inReadTransaction(db, body) }
     }
 
+    public func performAsyncRead<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try await reader.async { db in try inReadTransaction(db, body) }
+    }
+
     public func performWrite<T>(_ body: (Database) throws -> T) throws -> T {
         try writer.sync(body)
+    }
+
+    public func performAsyncWrite<T: Sendable>(_ body: @Sendable (Database) throws -> T) async throws -> T {
+        try await writer.async(body)
     }
 
     /// Lock order: writer, then reader (reads never take the writer's lock, so no deadlock).
