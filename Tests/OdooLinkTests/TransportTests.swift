@@ -168,13 +168,15 @@ final class HTTPPeer: Sendable {
     }
 
     @Test func cancellationEndsTheRequest() async throws {
-        try await withStandIn(configure: { $0.requestTimeout = 120 }) { standIn, client in
-            try standIn.faults(["latency_ms": 60_000, "count": 1])
+        // Generous waits: on a loaded 2-CPU machine the blocking helpers of other suites can hold the whole
+        // cooperative pool for tens of seconds.
+        try await withStandIn(configure: { $0.requestTimeout = 1800 }) { standIn, client in
+            try standIn.faults(["latency_ms": 900_000, "count": 1])
             let task = Task { await client.send(sampleRecord(), rpcID: 1) }
-            let started = try await eventuallyAsync(timeout: 20) { (try standIn.stats()["in_flight"] as? Int) == 1 }
+            let started = try await eventuallyAsync(timeout: 300) { (try standIn.stats()["in_flight"] as? Int) == 1 }
             #expect(started)
             task.cancel()
-            // Without a working cancellation this would wait for the 60 s answer and be `recorded`.
+            // Without a working cancellation this would wait for the 15 min answer and be `recorded`.
             let outcome = await task.value
             #expect(outcome == .transient(reason: "cancelled", retryAfter: nil))
             // The client keeps working (on another connection: the stand-in still sleeps on the first).
