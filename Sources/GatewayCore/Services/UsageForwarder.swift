@@ -63,22 +63,34 @@ public actor UsageForwarder: Service {
         defer { watch?.stop() }
         await cancelWhenGracefulShutdown {
             await withTaskCancellationHandler {
-                // Another process's commit may not be visible yet when its write wakes us (FileWriteWatch): look again a little later.
+                // Another process's commit may not be visible yet when its write wakes us (FileWriteWatch): its last
+                // WAL write comes before its fsync, and only then is the commit visible; under load the fsync can take
+                // seconds. So after an external write the outbox is read again on a widening schedule
+                // (`lookAgainSeconds`), not once. The chain also runs at start-up: a commit in flight while the watch
+                // was being set up sends no event the watch can see.
+                var chainStep: Int? = 0
                 var lookAgain: ContinuousClock.Instant?
                 while !Task.isCancelled {
                     let sent = await self.drainOnce()
                     if sent > 0 { continue }
                     var deadline = await self.nextDeadline()
-                    if let again = lookAgain { deadline = deadline.map { min($0, again) } ?? again }
+                    if let step = chainStep, step < Self.lookAgainSeconds.count {
+                        let again = lookAgain ?? ContinuousClock.now.advanced(by: .seconds(Self.lookAgainSeconds[step]))
+                        lookAgain = again
+                        deadline = deadline.map { min($0, again) } ?? again
+                    }
                     if watch == nil {
                         let fallback = ContinuousClock.now.advanced(by: .seconds(Self.unwatchedPass))
                         deadline = deadline.map { min($0, fallback) } ?? fallback
                     }
-                    lookAgain = nil
                     if Task.isCancelled { break }
                     await wake.wait(until: deadline)
                     if external.seen.exchange(false, ordering: .relaxed) {
-                        lookAgain = ContinuousClock.now.advanced(by: .milliseconds(Self.lookAgainMilliseconds))
+                        chainStep = 0            // a new external write: the schedule starts over
+                        lookAgain = nil
+                    } else if let at = lookAgain, ContinuousClock.now >= at {
+                        chainStep = chainStep.map { $0 + 1 }
+                        lookAgain = nil
                     }
                 }
             } onCancel: {
@@ -90,8 +102,10 @@ public actor UsageForwarder: Service {
 
     private final class ExternalWrite: Sendable { let seen = Atomic<Bool>(false) }
 
-    /// The look after another process's write (its commit's fsync may still be running when the write wakes us).
-    static let lookAgainMilliseconds: Int64 = 1_000
+    /// The looks after another process's write (its commit's fsync may still be running when the write wakes us),
+    /// in seconds after the previous look: 1, 2, 5, 15 and 30 s — five reads over ~53 s after each external write,
+    /// none while nothing is written.
+    static let lookAgainSeconds: [Int64] = [1, 2, 5, 15, 30]
     /// Without a file watch (not Linux), how often the outbox is read for other processes' records.
     static let unwatchedPass: Int64 = 5
 
