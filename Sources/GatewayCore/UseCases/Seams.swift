@@ -11,7 +11,7 @@ import StationStore
 // The seams of the use cases (StationOperations) and the swap coordinator: what they need of the cabinets, the
 // store and the clock, as small protocols. The daemon passes the real parts (StationAcquisition, StationStore,
 // TrustedClock, EventRecorder); Tests/OrchestrationTests pass a fake cabinet, a StationStore over an in-memory
-// GRDB queue and a fixed clock, and run every operation in-process.
+// SQLiteLink `DatabaseQueue` and a fixed clock, and run every operation in-process.
 
 /// The station's cabinets as the use cases see them: station-wide slot numbers, commands through the command
 /// block, the live model. `StationAcquisition` is the real one.
@@ -57,7 +57,7 @@ public protocol SwapLedger: Sendable {
 }
 
 /// The swap ledger and what the other operations record: the audit trail, the entitlement cache's updates,
-/// the Odoo usage outbox. `StationStore` is the real one (a file, or an injected GRDB writer in tests).
+/// the Odoo usage outbox. `StationStore` is the real one (a file, or an injected SQLiteLink writer in tests).
 public protocol StationLedger: SwapLedger {
     func appendAudit(_ entries: [AuditEntry]) async throws
     func applyEntitlementSnapshot(version: Int64, entitlements: [Entitlement], issuedAt: Date, receivedAt: Date,
