@@ -117,7 +117,8 @@ public final class Database {
     }
 
     /// Opens `path` (a file, `:memory:`, or a `file:` URI) and sets the connection up as GRDB does: extended
-    /// result codes, the busy mode, foreign keys, then the configuration's `prepareDatabase` closures.
+    /// result codes, no double-quoted string literals, the busy mode, foreign keys, then the configuration's
+    /// `prepareDatabase` closures.
     init(path: String, configuration: Configuration) throws {
         var flags = configuration.readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         flags |= SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI   // serialized by our owner; `file:…?immutable=1` paths
@@ -135,6 +136,9 @@ public final class Database {
         self.configuration = configuration
         do {
             try check(sqlite3_extended_result_codes(db, 1))
+            // No double-quoted string literals (GRDB turned them off too): `"x"` names a column or fails.
+            try check(csqlite_db_config_int(db, SQLITE_DBCONFIG_DQS_DML, 0, nil))
+            try check(csqlite_db_config_int(db, SQLITE_DBCONFIG_DQS_DDL, 0, nil))
             switch configuration.busyMode {
             case .immediateError: break
             case .timeout(let seconds):

@@ -98,6 +98,27 @@ private struct TempDir {
         }
     }
 
+    /// Double-quoted string literals are off (SQLITE_DBCONFIG_DQS_DML/DDL = 0, as GRDB set them): `"x"` is an
+    /// identifier, so a misspelt column is an error instead of silently becoming the text "x".
+    @Test func doubleQuotedStringsAreIdentifiersOnly() throws {
+        let queue = try DatabaseQueue()
+        do {
+            _ = try queue.read { db in try String.fetchOne(db, sql: #"SELECT "x""#) }
+            Issue.record(#"SELECT "x" returned a string"#)
+        } catch let error as DatabaseError {
+            #expect(error.resultCode == .SQLITE_ERROR)
+            #expect(error.message == "no such column: x")
+        }
+        try queue.write { db in
+            // DDL too: a CHECK comparing with "z" names a column z, which the table does not have.
+            #expect(throws: DatabaseError.self) { try db.execute(sql: #"CREATE TABLE bad (a TEXT, CHECK (a <> "z"))"#) }
+            try db.execute(sql: #"CREATE TABLE "t" ("a" TEXT, CHECK (a <> 'z'))"#)
+            try db.execute(sql: #"INSERT INTO t ("a") VALUES ('x')"#)
+        }
+        // A quoted name that is a column still works; single quotes are the string literals.
+        #expect(try queue.read { db in try String.fetchOne(db, sql: #"SELECT "a" || 'y' FROM "t""#) } == "xy")
+    }
+
     @Test func constraintErrorsCarryCodesMessageAndSQL() throws {
         let queue = try DatabaseQueue()
         try queue.write { db in try db.execute(sql: "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL CHECK (n > 0))") }
