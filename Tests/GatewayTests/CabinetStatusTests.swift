@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GatewayCore
 import StationDomain
 import Testing
@@ -161,6 +164,37 @@ import TestSupport
 
     /// Two unit ids behind one TCP address (one bus owner serves both in turn): the silent unit alone is
     /// unreachable in status, health and metrics, and it is polled at its backoff while the other stays online.
+    /// A cabinet that never answers from the start (nothing listens at its address) produces no change batch at
+    /// all: the retained MQTT status must still move from `unknown` to `unreachable` on its own, with a quiet
+    /// cabinet beside it (full batteries, nothing charging) that gives no other reason to republish.
+    @Test func aCabinetThatNeverAnsweredIsReportedUnreachableInTheRetainedStatus() throws {
+        // A loopback port nobody listens on: bound, then closed.
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in(); addr.sin_family = sa_family_t(AF_INET); addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &len) } }
+        let deadPort = Int(UInt16(bigEndian: addr.sin_port))
+        close(probe)
+        let st = try CabinetsStation(sims: { _ in
+            ["A": try SimulatorProcess(["--slots", "2", "--fill", "full", "--port", "0", "--control-port", "0", "--serial-number", "SIM-A"])]
+        }, cabinets: { s in
+            ["{id: A, host: 127.0.0.1, port: \(s.sims["A"]!.modbusPort!), unit: 1, meter: true, fast_interval: 0.2, watchdog_interval: 1, detail_interval: 1, response_timeout: 0.3, reconnect_delay_max: 2}",
+             "{id: B, host: 127.0.0.1, port: \(deadPort), unit: 1, fast_interval: 0.2, watchdog_interval: 1, detail_interval: 1, response_timeout: 0.3, reconnect_delay_max: 2}"]
+        }, extraConfig: "abs: {allow_unsigned: true}")
+        defer { st.stop() }
+        let sub = try st.subscriber()
+        try st.startGateway()
+        // The control API says it first (it computes on demand) …
+        #expect(eventually(timeout: 30, interval: 0.2) {
+            Self.cabinetStates((try? Self.statusJSON(st)) ?? [:]) == ["A": "online", "B": "unreachable"]
+        }, "\(st.gateway?.output().suffix(3000) ?? "")")
+        // … and the retained status follows without any change at the cabinets.
+        #expect(eventually(timeout: 15, interval: 0.2) {
+            (payloads(in: sub.lines(), topicSuffix: "/status").last?["cabinets"] as? [String: String]) == ["A": "online", "B": "unreachable"]
+        }, "\(payloads(in: sub.lines(), topicSuffix: "/status").map { $0["cabinets"] ?? "" })")
+    }
+
     @Test func aSilentUnitOnASharedBusIsReportedAloneAndComesBack() throws {
         let abs = try ABS.generate()
         let st = try CabinetsStation(sims: { _ in

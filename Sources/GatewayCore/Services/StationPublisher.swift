@@ -24,6 +24,12 @@ public actor StationPublisher: Service {
     private let logger: Logger
     private var lastInventory: Inventory?
     private var lastCabinetState: String?
+    /// While a cabinet has no verdict yet (`unknown`: not polled, or failing fewer polls than `stale_after`), when
+    /// to look at the cabinets' states again. A cabinet that never answers produces no change batch, so without this
+    /// the retained status would say `unknown` until something else changed. Nil once every cabinet has a verdict
+    /// (later transitions come with change batches: a stale cabinet's slots change).
+    private var stateCheckDue: ContinuousClock.Instant?
+    static let stateCheckMilliseconds: Int64 = 1_000
     private var inventoryDue: ContinuousClock.Instant?
     private var telemetryDue = ContinuousClock.now
     private var telemetryFullInterval: Double   // the base full interval × the budget governor's factor
@@ -118,7 +124,19 @@ public actor StationPublisher: Service {
         fullDue = ContinuousClock.now
         await publishStatus()
         inventoryDue = ContinuousClock.now
+        stateCheckDue = ContinuousClock.now.advanced(by: .milliseconds(Self.stateCheckMilliseconds))
         wake.signal()
+    }
+
+    /// Republishes the status when a cabinet's state moved without a change batch; looks again in a second while
+    /// some cabinet is still `unknown`.
+    private func checkCabinetStates() async {
+        let snap = acquisition.snapshot
+        let current = cabinetState(snap) + "\(cabinetStates(snap) ?? [:])"
+        if current != lastCabinetState { await publishStatus() }
+        let undecided = CabinetReports.states(snap, acquisition).contains { $0.state == .unknown }
+        stateCheckDue = undecided && mqtt.isConnected
+            ? ContinuousClock.now.advanced(by: .milliseconds(Self.stateCheckMilliseconds)) : nil
     }
 
     private func onChanges(_ batch: ChangeBatch) {
@@ -140,6 +158,10 @@ public actor StationPublisher: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let now = ContinuousClock.now
             var stuck = false   // something was due and could not be sent: wait for a wake-up
+            if let due = stateCheckDue, now >= due {
+                stateCheckDue = nil
+                await checkCabinetStates()
+            }
             if let due = inventoryDue, now >= due {
                 await publishInventory()
                 if let again = inventoryDue, again <= now { stuck = true }
@@ -167,6 +189,7 @@ public actor StationPublisher: Service {
         var candidates: [ContinuousClock.Instant] = []
         if let d = inventoryDue { candidates.append(d) }
         if let d = fullDue { candidates.append(d) }
+        if let d = stateCheckDue { candidates.append(d) }
         if moved || reporter.mode == .full || reporter.needsFull { candidates.append(telemetryDue) }
         if skippingDue { candidates.removeAll { $0 <= now } }
         return candidates.min()
