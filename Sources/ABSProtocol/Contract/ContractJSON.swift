@@ -148,7 +148,20 @@ extension JSONValue {
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
-        for b in s.utf8 {
+        var s = s
+        s.withUTF8 { utf8 in
+            // Nothing to escape (the common case: ids, types, times): the bytes in one copy.
+            if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+                out.append(contentsOf: utf8)
+            } else {
+                writeEscaped(utf8, into: &out)
+            }
+        }
+        out.append(0x22)
+    }
+
+    private static func writeEscaped(_ utf8: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        for b in utf8 {
             switch b {
             case 0x22: out.append(0x5C); out.append(0x22)
             case 0x5C: out.append(0x5C); out.append(0x5C)
@@ -163,7 +176,6 @@ extension JSONValue {
             default: out.append(b)
             }
         }
-        out.append(0x22)
     }
 
     /// JSONSerialization's `.sortedKeys` order: case-insensitive, numeric, forced. For keys made only of `a`–`z` and
