@@ -51,6 +51,10 @@ public actor EventPublisher: Service {
     /// The last pass read the log from its oldest unsent event and found none, nothing in flight: only a new
     /// event (a wake-up) gives the next pass something to do.
     private var caughtUp = false
+    /// The next batch, read while the current one is sent (a full batch only): the seq it reads after and the read.
+    /// Used by the next pass only if that pass starts after the same seq; dropped whenever the cursor goes back.
+    /// Without it the window drained at every batch boundary while the publisher waited for SQLite.
+    private var prefetch: (afterSeq: Int64, read: Task<[StoredEvent], any Error>)?
 
     public func run() async throws {
         let wake = self.wake
@@ -66,6 +70,9 @@ public actor EventPublisher: Service {
         }
         _ = await settleInflight()
         await marking?.value
+        // No read of the store left running after the service returned.
+        _ = try? await prefetch?.read.value
+        prefetch = nil
     }
 
     /// One pass: reads up to `batchSize` unsent events after the cursor and sends them, keeping `window` in
@@ -75,7 +82,7 @@ public actor EventPublisher: Service {
         caughtUp = false
         let fromStart = cursor == 0
         let batch: [StoredEvent]
-        do { batch = try await store.unsentEvents(afterSeq: cursor, limit: batchSize) } catch {
+        do { batch = try await nextBatch() } catch {
             logger.error("cannot read the event log", metadata: ["error": "\(error)"])
             await wake.wait(timeout: 2)
             return 0
@@ -87,9 +94,18 @@ public actor EventPublisher: Service {
                 // Caught up: let the last mark-sent land, then look again from the oldest unsent event.
                 await marking?.value
                 cursor = 0
+                prefetch = nil
             }
             caughtUp = fromStart && acked == 0 && inflight.isEmpty
             return acked
+        }
+        if batch.count == batchSize, let last = batch.last {
+            // The log's events after this batch are read now, while it is in flight. A snapshot taken a little
+            // earlier than the next pass would have taken it: the oldest `batchSize` unsent events after `last`,
+            // in seq order (an event written later has a higher seq and comes in a later batch).
+            let store = self.store, limit = batchSize
+            let after = last.seq
+            prefetch = (after, Task.detached { try await store.unsentEvents(afterSeq: after, limit: limit) })
         }
         var acked = await send(batch)
         // A short batch means the log is caught up: wait for what is in flight now, so that a trickle of
@@ -98,17 +114,28 @@ public actor EventPublisher: Service {
         return acked
     }
 
+    /// The unsent events after the cursor: the read started during the previous batch when it was for this cursor.
+    private func nextBatch() async throws -> [StoredEvent] {
+        let ahead = prefetch
+        prefetch = nil
+        if let ahead, ahead.afterSeq == cursor, cursor != 0 { return try await ahead.read.value }
+        return try await store.unsentEvents(afterSeq: cursor, limit: batchSize)
+    }
+
     /// Sends one batch, waiting for the oldest in-flight acknowledgement whenever the window is full; the
     /// acknowledged events are marked sent in the background (one transaction, after the previous one's),
     /// even if the batch breaks off half way.
     func send(_ batch: [StoredEvent]) async -> Int {
         var acked: [Int64] = []
+        var shownPacing: Bool? = nil
         do {
             for e in batch {
                 // A backlog (an event older than the pacer's backlog age, rate set) keeps only a few in flight, so
                 // replies, status and inventory find room in the library's in-flight window and go first.
-                let backlog = pacer.isBacklog(e.timestamp, now: Date())
-                gauge?.set(pacing: backlog)
+                // (No clock read per event when no rate is set: isBacklog is false then.)
+                let backlog = pacer.limited && pacer.isBacklog(e.timestamp, now: Date())
+                // The gauge is only set here during a batch: told when the state changes, not at every event.
+                if shownPacing != backlog { gauge?.set(pacing: backlog); shownPacing = backlog }
                 let limit = backlog ? min(window, pacer.backlogWindow) : window
                 while inflight.count >= limit {
                     let first = inflight.removeFirst()
@@ -161,12 +188,14 @@ public actor EventPublisher: Service {
                     metadata: ["error": "\(error)", "acked": "\(acked)", "batch": "\(batch)"])
         inflight.removeAll()
         cursor = 0
+        prefetch = nil
         await wake.wait(timeout: 0.5)
     }
 
     private func reset() async {
         if !inflight.isEmpty { _ = await settleInflight() }
         cursor = 0
+        prefetch = nil
     }
 
     private func mark(_ acked: [Int64]) {
