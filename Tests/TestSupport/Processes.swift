@@ -208,6 +208,11 @@ public final class ManagedProcess: @unchecked Sendable {
             kill(pid, SIGKILL)   // in case it left its group
             poll(process, until: Date().addingTimeInterval(killTimeout), orDead: false)
         }
+        // Reaped by Foundation: let it finish its own bookkeeping too. `waitUntilExit()` returns at once for a
+        // process that is no longer running, and it is what releases Foundation's per-child monitoring (without
+        // it each child left one descriptor open in the test process: ~1 000 after the suite, until libmosquitto's
+        // select(2) refused descriptors ≥ FD_SETSIZE with MOSQ_ERR_INVAL).
+        if !process.isRunning { process.waitUntilExit() }
         // If Foundation still has not reaped it (something outside the group holds the socket, the child was
         // reaped elsewhere, or it would not die: uninterruptible sleep), a zombie's status is in /proc.
         return exitSoFar(process) ?? .unknown
