@@ -94,7 +94,7 @@ let package = Package(
         // The configuration file: model, YAML loader, check report (the daemon's `check-config`, `swapctl config check`,
         // `swapctl direct --config`).
         .target(name: "GatewayConfig", dependencies: [
-            "StationDomain", "Acquisition", "ModbusLink", "ABSProtocol", "CLibYAML",
+            "StationDomain", "StationSupport", "Acquisition", "ModbusLink", "ABSProtocol", "CLibYAML",
         ]),
         .target(name: "GatewayCore", dependencies: [
             "StationSupport", "ControlProtocol", "GatewayConfig", "StationDomain", "Acquisition", "StationStore", "MQTTLink", "ModbusLink", "ABSProtocol", "OdooLink", "CTimex",

@@ -9,6 +9,7 @@ import Glibc
 import Darwin
 #endif
 import ABSProtocol
+import StationSupport
 
 extension GatewayConfiguration {
     /// Loads and checks a YAML file. `environment` supplies secrets (SWAPGATE_MQTT_PASSWORD) and overrides.
@@ -494,21 +495,5 @@ enum Path {
     /// CharacterSet.alphanumerics for an ASCII scalar: a letter or a digit.
     static func isASCIIAlphanumeric(_ c: Unicode.Scalar) -> Bool {
         (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9")
-    }
-}
-
-extension String {
-    /// `trimmingCharacters(in: .whitespacesAndNewlines)`: Unicode White_Space, U+000A–U+000D, U+0085, U+2028, U+2029 and
-    /// U+200B (zero width space: in Foundation's set, not White_Space; every scalar compared).
-    func trimmingWhitespacesAndNewlines() -> String {
-        func drop(_ c: Unicode.Scalar) -> Bool {
-            switch c.value { case 0x0A ... 0x0D, 0x85, 0x200B, 0x2028, 0x2029: return true; default: return c.properties.isWhitespace }
-        }
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !drop($0) }) else { return "" }
-        let last = scalars.lastIndex(where: { !drop($0) })!
-        var kept = String.UnicodeScalarView()
-        kept.append(contentsOf: scalars[first ... last])
-        return String(kept)
     }
 }

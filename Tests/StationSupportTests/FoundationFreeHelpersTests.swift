@@ -18,3 +18,16 @@ import Testing
         #expect(cFormat("0x%04X %2d", 0xBEEF as Int32, 7 as Int32) == String(format: "0x%04X %2d", 0xBEEF as Int32, 7 as Int32))
     }
 }
+
+/// StationSupport's trimmingWhitespacesAndNewlines gives Foundation's trimmingCharacters(in: .whitespacesAndNewlines)
+/// over every scalar of the first planes, around text and alone.
+@Suite struct SharedTrimmingTests {
+    @Test func sameAsFoundationForEveryScalar() {
+        for v in UInt32(0) ..< 0x3100 {
+            guard let c = Unicode.Scalar(v) else { continue }
+            for s in [String(c), "\(c)a b\(c)", "\(c)\(c)x\(c)"] {
+                #expect(s.trimmingWhitespacesAndNewlines() == s.trimmingCharacters(in: .whitespacesAndNewlines), "U+\(String(v, radix: 16))")
+            }
+        }
+    }
+}
