@@ -29,6 +29,9 @@ public actor StationPublisher: Service {
     /// the retained status would say `unknown` until something else changed. Nil once every cabinet has a verdict
     /// (later transitions come with change batches: a stale cabinet's slots change).
     private var stateCheckDue: ContinuousClock.Instant?
+    /// Set when the offline status is about to go out: no online status may follow it (a change batch's
+    /// unstructured status task could otherwise land after the retained offline status at shutdown).
+    private var wentOffline = false
     static let stateCheckMilliseconds: Int64 = 1_000
     private var inventoryDue: ContinuousClock.Instant?
     private var telemetryDue = ContinuousClock.now
@@ -211,7 +214,7 @@ public actor StationPublisher: Service {
     }
 
     private func publishStatus() async {
-        guard mqtt.isConnected else { return }
+        guard mqtt.isConnected, !wentOffline else { return }
         let snap = acquisition.snapshot
         let state = cabinetState(snap)
         let each = cabinetStates(snap)
@@ -260,6 +263,7 @@ public actor StationPublisher: Service {
     }
 
     private func publishOffline() async {
+        wentOffline = true
         guard mqtt.isConnected else { return }
         let payload = Payloads.status(online: false, stationID: topics.stationID, version: version, cabinet: nil, session: mqtt.session, now: Date())
         do {
